@@ -1,0 +1,55 @@
+"""The root Typer application and the one place where errors become exit codes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import typer
+from rich.console import Console
+
+from hotline.errors import HotlineError
+
+app = typer.Typer(
+    name="hotline",
+    help="hotline: a secure, verifiable link between the command centres of rival states.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+err_console = Console(stderr=True)
+
+
+def _mount_groups() -> None:
+    # Imported for their side effect of registering commands on ``app``.
+    from hotline.cli import node  # noqa: F401
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; callable in-process with ``argv`` (tests) or as the console script."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _mount_groups()
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        app(args=args, standalone_mode=False)
+    except HotlineError as e:
+        if "--json" in args:
+            print(json.dumps({"error": e.to_dict()}), file=sys.stderr)
+        else:
+            err_console.print(f"[bold red]error[/] [{e.code}] {e.message()}")
+        return e.exit_code
+    except typer.Exit as e:
+        return int(e.exit_code)
+    except typer.Abort:
+        err_console.print("aborted")
+        return 130
+    except Exception as e:  # click's usage errors
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            return e.exit_code
+        raise
+    return 0

@@ -1,0 +1,1 @@
+"""Durable storage: the outbox, the inbox, message history, receipts and events."""
