@@ -1,0 +1,1 @@
+"""Composing messages: the typed, validated, bilingual message catalog and priorities."""
