@@ -4,14 +4,14 @@
     ├── InputError               a person or a file gave us something we refuse (CLI, API, catalog)
     ├── WireError                bytes from the network or a peer are malformed or oversized
     ├── VerificationError        a signature, decryption, fingerprint or proof does not check out
-    ├── ProtocolError            well-formed and authentic, but breaks the protocol (replay, sequence)
+    ├── ProtocolError            authentic and well-formed, but breaks the protocol (replay...)
     ├── NotFoundError            an id, peer or file that does not exist
     ├── TransportError           the peer could not be reached or answered badly
     ├── StorageError             the store refused or failed a read or a write
     └── ConfigError              a node directory, key file or config file is missing or broken
 
 The CLI, the HTTP API and the console each catch ``HotlineError`` once and render
-``code`` + ``message(lang)``; foreign exceptions are wrapped at the boundary with ``raise ... from``.
+``code`` + ``message(lang)``; foreign exceptions are wrapped at the boundary (``raise from``).
 """
 
 from __future__ import annotations

@@ -43,19 +43,29 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _on_sqlite_begin(conn: Any) -> None:
-    # Every transaction takes the write lock up front: a read-then-write transaction (allocating a
-    # sequence number) must never fail half-way with SQLITE_BUSY after reading stale data.
+def _on_sqlite_begin_write(conn: Any) -> None:
+    # Every write transaction takes the write lock up front: a read-then-write transaction
+    # (allocating a sequence number) must never fail half-way with SQLITE_BUSY on stale data.
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_store_engine(url: str) -> Engine:
-    """An engine for ``url`` with hotline's durability settings applied."""
+def _on_sqlite_begin_read(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
+def create_store_engine(url: str, *, writer: bool = True) -> Engine:
+    """An engine for ``url`` with hotline's durability settings applied.
+
+    A writer engine starts every SQLite transaction with ``BEGIN IMMEDIATE``; a reader engine
+    uses plain deferred transactions so readers never wait for the write lock.
+    """
     try:
         if url.startswith("sqlite"):
             engine = create_engine(url, connect_args={"check_same_thread": False})
             event.listen(engine, "connect", _on_sqlite_connect)
-            event.listen(engine, "begin", _on_sqlite_begin)
+            event.listen(
+                engine, "begin", _on_sqlite_begin_write if writer else _on_sqlite_begin_read
+            )
         else:
             engine = create_engine(url, pool_pre_ping=True)
     except (SQLAlchemyError, ValueError) as e:

@@ -1,0 +1,488 @@
+"""Envelopes: what crosses a link. Sign, then encrypt to the recipient; open in a fixed order.
+
+Wire form (docs/protocol.md §3)::
+
+    "HLE1" | u16 header_len | header (JSON) | HPKE ciphertext (enc || ct || tag)
+
+The header ``{"v":1,"kind":...,"from":...,"to":...,"id":...}`` routes the envelope (a relay can
+read it, nothing else). It is bound into the encryption through HPKE's ``info``
+(``ENVELOPE_INFO_DOMAIN`` + every byte up to the ciphertext), so changing a routing byte makes
+decryption fail. The plaintext is a signed statement (``hotline.core.keys``) whose payload repeats
+``from``, ``to`` and ``id``; the receiver checks they agree with the header.
+
+This module is pure: it takes "now", ids and keys as arguments and does no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import msgspec
+from cryptography.exceptions import InvalidTag
+
+from hotline.core.card import Identity, check_name
+from hotline.core.encoding import decode_json, encode_json, format_time
+from hotline.core.keys import (
+    HPKE_SUITE,
+    EncryptionPublicKey,
+    Purpose,
+    SigningPublicKey,
+    Statement,
+    verify_statement,
+)
+from hotline.errors import ErrorCode, HotlineError, VerificationError, WireError
+
+ENVELOPE_MAGIC = b"HLE1"
+ENVELOPE_INFO_DOMAIN = b"hotline envelope v1\x00"
+PROTOCOL_VERSION = 1
+#: Largest envelope a node accepts: a generous bound for formatted messages and batch receipts.
+MAX_ENVELOPE_BYTES = 1024 * 1024
+MAX_HEADER_BYTES = 1024
+#: Largest batch in one request; bounds the memory and time one request can cost a node.
+MAX_BATCH_ENVELOPES = 256
+MAX_BATCH_BYTES = 16 * 1024 * 1024
+BATCH_MAGIC = b"HLB1"
+#: Receipts cover at most this many messages (one batch).
+MAX_RECEIPT_ITEMS = MAX_BATCH_ENVELOPES
+MAX_EXPIRED_LISTED = 1024
+
+
+class Kind(StrEnum):
+    MESSAGE = "message"
+    RECEIPT = "receipt"
+    HEARTBEAT = "heartbeat"
+
+
+_PURPOSE_OF_KIND = {
+    Kind.MESSAGE: Purpose.MESSAGE,
+    Kind.RECEIPT: Purpose.RECEIPT,
+    Kind.HEARTBEAT: Purpose.HEARTBEAT,
+}
+
+
+class ReceiptKind(StrEnum):
+    DELIVERED = "delivered"
+    ACKNOWLEDGED = "acknowledged"
+
+
+# --- payloads (the JSON inside signed statements) -------------------------------------------
+
+
+class Header(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    v: int
+    kind: str
+    from_: str = msgspec.field(name="from")
+    to: str = ""
+    id: str = ""
+
+
+class MessagePayload(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
+    v: int
+    id: str
+    from_: str = msgspec.field(name="from")
+    to: str = ""
+    seq: int = 0
+    created: str = ""
+    type: str = ""
+    priority: str = ""
+    body: dict[str, Any] = msgspec.field(default_factory=dict)
+    expires: str | None = None
+    in_reply_to: str | None = None
+
+
+class ReceiptItem(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    id: str
+    seq: int
+    envelope_hash: str
+    signed_hash: str
+
+
+class ReceiptPayload(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
+    v: int
+    id: str
+    from_: str = msgspec.field(name="from")
+    to: str = ""
+    created: str = ""
+    kind: str = ""
+    items: list[ReceiptItem] = msgspec.field(default_factory=list)
+    # Only for ACKNOWLEDGED receipts, which travel as sequenced envelopes:
+    seq: int | None = None
+    operator: str | None = None
+    lang: str | None = None
+    text_hash: str | None = None
+
+
+class HeartbeatPayload(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
+    v: int
+    id: str
+    from_: str = msgspec.field(name="from")
+    to: str = ""
+    created: str = ""
+    nonce: str = ""
+    echo: str | None = None
+    last_seq: int = 0  # highest sequence number the sender has sealed to the recipient
+    next_expected: int = 1  # the next sequence number the sender expects from the recipient
+    expired: list[int] = msgspec.field(default_factory=list)  # seqs the sender gave up on
+
+
+Payload = MessagePayload | ReceiptPayload | HeartbeatPayload
+_PAYLOAD_TYPE: dict[Kind, type[MessagePayload | ReceiptPayload | HeartbeatPayload]] = {
+    Kind.MESSAGE: MessagePayload,
+    Kind.RECEIPT: ReceiptPayload,
+    Kind.HEARTBEAT: HeartbeatPayload,
+}
+
+
+# --- ids -------------------------------------------------------------------------------------
+
+
+def new_id(now: datetime) -> str:
+    """A UUIDv7 (RFC 9562 §5.7): 48-bit Unix milliseconds, then random bits."""
+    ms = int(now.timestamp() * 1000) & ((1 << 48) - 1)
+    rand = int.from_bytes(os.urandom(10), "big")
+    rand_a = rand >> 68 & 0xFFF
+    rand_b = rand & ((1 << 62) - 1)
+    value = ms << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b
+    return str(uuid.UUID(int=value))
+
+
+def check_uuid(text: str, *, what: str) -> str:
+    try:
+        parsed = uuid.UUID(text)
+    except ValueError as e:
+        raise WireError(f"{what}: not a UUID: {text[:64]!r}") from e
+    if str(parsed) != text:
+        raise WireError(f"{what}: UUID not in canonical lowercase form: {text[:64]!r}")
+    return text
+
+
+# --- composing signed statements -------------------------------------------------------------
+
+
+def sign_message(
+    identity: Identity,
+    *,
+    to: str,
+    message_id: str,
+    seq: int,
+    created: datetime,
+    msg_type: str,
+    priority: str,
+    body: dict[str, Any],
+    expires: datetime | None = None,
+    in_reply_to: str | None = None,
+) -> bytes:
+    payload: dict[str, Any] = {
+        "v": PROTOCOL_VERSION,
+        "id": message_id,
+        "from": identity.name,
+        "to": to,
+        "seq": seq,
+        "created": format_time(created),
+        "type": msg_type,
+        "priority": priority,
+        "body": body,
+    }
+    if expires is not None:
+        payload["expires"] = format_time(expires)
+    if in_reply_to is not None:
+        payload["in_reply_to"] = in_reply_to
+    return identity.signing.sign(Purpose.MESSAGE, encode_json(payload))
+
+
+def sign_receipt(
+    identity: Identity,
+    *,
+    to: str,
+    receipt_id: str,
+    created: datetime,
+    kind: ReceiptKind,
+    items: list[ReceiptItem],
+    seq: int | None = None,
+    operator: str | None = None,
+    lang: str | None = None,
+    text_hash: str | None = None,
+) -> bytes:
+    payload: dict[str, Any] = {
+        "v": PROTOCOL_VERSION,
+        "id": receipt_id,
+        "from": identity.name,
+        "to": to,
+        "created": format_time(created),
+        "kind": kind.value,
+        "items": [msgspec.to_builtins(item) for item in items],
+    }
+    for key, value in (
+        ("seq", seq),
+        ("operator", operator),
+        ("lang", lang),
+        ("text_hash", text_hash),
+    ):
+        if value is not None:
+            payload[key] = value
+    return identity.signing.sign(Purpose.RECEIPT, encode_json(payload))
+
+
+def sign_heartbeat(
+    identity: Identity,
+    *,
+    to: str,
+    heartbeat_id: str,
+    created: datetime,
+    nonce: str,
+    echo: str | None,
+    last_seq: int,
+    next_expected: int,
+    expired: list[int],
+) -> bytes:
+    payload: dict[str, Any] = {
+        "v": PROTOCOL_VERSION,
+        "id": heartbeat_id,
+        "from": identity.name,
+        "to": to,
+        "created": format_time(created),
+        "nonce": nonce,
+        "last_seq": last_seq,
+        "next_expected": next_expected,
+        "expired": expired[:MAX_EXPIRED_LISTED],
+    }
+    if echo is not None:
+        payload["echo"] = echo
+    return identity.signing.sign(Purpose.HEARTBEAT, encode_json(payload))
+
+
+# --- sealing and opening ---------------------------------------------------------------------
+
+
+def _envelope_prefix(header: bytes) -> bytes:
+    return ENVELOPE_MAGIC + struct.pack(">H", len(header)) + header
+
+
+def seal(
+    *,
+    kind: Kind,
+    sender: str,
+    recipient: str,
+    envelope_id: str,
+    statement: bytes,
+    recipient_key: EncryptionPublicKey,
+) -> bytes:
+    """Encrypt ``statement`` to ``recipient`` with the routing header bound into HPKE's info."""
+    header = encode_json(
+        {
+            "v": PROTOCOL_VERSION,
+            "kind": kind.value,
+            "from": sender,
+            "to": recipient,
+            "id": envelope_id,
+        }
+    )
+    prefix = _envelope_prefix(header)
+    ciphertext = HPKE_SUITE.encrypt(
+        statement, recipient_key.hpke_key(), info=ENVELOPE_INFO_DOMAIN + prefix
+    )
+    envelope = prefix + ciphertext
+    if len(envelope) > MAX_ENVELOPE_BYTES:
+        raise WireError(
+            f"sealed envelope of {len(envelope)} bytes exceeds {MAX_ENVELOPE_BYTES}",
+            code=ErrorCode.TOO_LARGE,
+        )
+    return envelope
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingHeader:
+    kind: Kind
+    sender: str
+    recipient: str
+    envelope_id: str
+    raw: bytes
+
+
+def read_header(data: bytes) -> RoutingHeader:
+    """Checks 1-3 of opening: size, magic/version, header (no keys needed; relays use this)."""
+    if len(data) > MAX_ENVELOPE_BYTES:
+        raise WireError(
+            f"envelope of {len(data)} bytes exceeds {MAX_ENVELOPE_BYTES}",
+            code=ErrorCode.TOO_LARGE,
+        )
+    if len(data) < 6 or data[:4] != ENVELOPE_MAGIC:
+        raise WireError("not a hotline v1 envelope (bad magic)", code=ErrorCode.BAD_VERSION)
+    (header_len,) = struct.unpack(">H", data[4:6])
+    if header_len > MAX_HEADER_BYTES or len(data) < 6 + header_len:
+        raise WireError(f"header length {header_len} invalid for {len(data)} bytes")
+    raw = data[6 : 6 + header_len]
+    header = decode_json(raw, Header, what="envelope header", limit=MAX_HEADER_BYTES)
+    if header.v != PROTOCOL_VERSION:
+        raise WireError(f"protocol version {header.v} unsupported", code=ErrorCode.BAD_VERSION)
+    try:
+        kind = Kind(header.kind)
+    except ValueError as e:
+        raise WireError(f"unknown envelope kind {header.kind[:32]!r}") from e
+    try:
+        check_name(header.from_)
+        check_name(header.to)
+    except HotlineError as e:
+        raise WireError(f"envelope header: {e.detail}") from e
+    check_uuid(header.id, what="envelope id")
+    return RoutingHeader(kind, header.from_, header.to, header.id, raw)
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """An envelope that passed every stateless check: authentic, for us, well-formed."""
+
+    header: RoutingHeader
+    statement: Statement
+    payload: MessagePayload | ReceiptPayload | HeartbeatPayload
+    envelope: bytes  # the exact bytes received
+    envelope_hash: str  # SHA-256 hex of ``envelope`` (the transcript leaf data)
+
+
+def open_envelope(
+    identity: Identity,
+    data: bytes,
+    sender_key: Callable[[str], SigningPublicKey | None],
+) -> Opened:
+    """Open an envelope addressed to ``identity``. Stateless checks, in this order:
+
+    1. size (MAX_ENVELOPE_BYTES); 2. magic and protocol version; 3. header is strict JSON;
+    4. sender is a known peer; 5. recipient is this node; 6. HPKE decryption with the header
+    bound in ``info``; 7. the plaintext is a statement for the purpose the kind implies, signed by
+    the sender's key, both signatures valid; 8. the payload is strict JSON of the kind's shape;
+    9. payload ``from``/``to``/``id`` equal the header's.
+    Replay and sequence checks need the store and happen in ``hotline.link``.
+    """
+    header = read_header(data)  # 1-3
+    signer = sender_key(header.sender)  # 4
+    if signer is None:
+        raise VerificationError(f"unknown sender {header.sender!r}", code=ErrorCode.UNKNOWN_SENDER)
+    if header.recipient != identity.name:  # 5
+        raise VerificationError(
+            f"envelope for {header.recipient!r}, this node is {identity.name!r}",
+            code=ErrorCode.WRONG_RECIPIENT,
+        )
+    prefix = data[: 6 + len(header.raw)]
+    try:  # 6
+        plaintext = HPKE_SUITE.decrypt(
+            data[len(prefix) :],
+            identity.decryption.hpke_key(),
+            info=ENVELOPE_INFO_DOMAIN + prefix,
+        )
+    except (InvalidTag, ValueError) as e:
+        raise VerificationError(
+            "decryption failed (wrong recipient key, altered bytes or header)",
+            code=ErrorCode.DECRYPT_FAILED,
+        ) from e
+    statement = verify_statement(plaintext, _PURPOSE_OF_KIND[header.kind], signer)  # 7
+    payload = decode_json(
+        statement.payload, _PAYLOAD_TYPE[header.kind], what=f"{header.kind} payload"
+    )  # 8
+    if payload.v != PROTOCOL_VERSION:
+        raise WireError(f"payload version {payload.v}", code=ErrorCode.BAD_VERSION)
+    if (payload.from_, payload.to, payload.id) != (  # 9
+        header.sender,
+        header.recipient,
+        header.envelope_id,
+    ):
+        raise VerificationError(
+            "signed from/to/id differ from the routing header", code=ErrorCode.HEADER_MISMATCH
+        )
+    _check_payload(payload)
+    return Opened(header, statement, payload, data, sha256_hex(data))
+
+
+def _check_payload(payload: MessagePayload | ReceiptPayload | HeartbeatPayload) -> None:
+    if isinstance(payload, MessagePayload):
+        if payload.seq < 1:
+            raise WireError(f"sequence number {payload.seq} must be at least 1")
+        if payload.in_reply_to is not None:
+            check_uuid(payload.in_reply_to, what="in_reply_to")
+    elif isinstance(payload, ReceiptPayload):
+        if payload.kind not in (ReceiptKind.DELIVERED, ReceiptKind.ACKNOWLEDGED):
+            raise WireError(f"unknown receipt kind {payload.kind[:32]!r}")
+        if not 1 <= len(payload.items) <= MAX_RECEIPT_ITEMS:
+            raise WireError(f"a receipt covers 1 to {MAX_RECEIPT_ITEMS} messages")
+        for item in payload.items:
+            check_uuid(item.id, what="receipt item id")
+        if payload.kind == ReceiptKind.ACKNOWLEDGED and (
+            payload.seq is None or payload.seq < 1 or len(payload.items) != 1
+        ):
+            raise WireError("an acknowledged receipt names one message and has a sequence number")
+    elif len(payload.expired) > MAX_EXPIRED_LISTED:
+        raise WireError(f"heartbeat lists more than {MAX_EXPIRED_LISTED} expired messages")
+
+
+# --- batches (one HTTP request carries many envelopes) ---------------------------------------
+
+
+def encode_batch(envelopes: list[bytes]) -> bytes:
+    if len(envelopes) > MAX_BATCH_ENVELOPES:
+        raise WireError(f"a batch holds at most {MAX_BATCH_ENVELOPES} envelopes")
+    parts = [BATCH_MAGIC, struct.pack(">H", len(envelopes))]
+    for envelope in envelopes:
+        parts.append(struct.pack(">I", len(envelope)))
+        parts.append(envelope)
+    return b"".join(parts)
+
+
+def decode_batch(data: bytes) -> list[bytes]:
+    """Split a batch, refusing anything that does not add up exactly."""
+    if len(data) > MAX_BATCH_BYTES:
+        raise WireError(f"batch of {len(data)} bytes over limit", code=ErrorCode.TOO_LARGE)
+    if len(data) < 6 or data[:4] != BATCH_MAGIC:
+        raise WireError("not a hotline v1 batch (bad magic)", code=ErrorCode.BAD_VERSION)
+    (count,) = struct.unpack(">H", data[4:6])
+    if count > MAX_BATCH_ENVELOPES:
+        raise WireError(f"batch of {count} envelopes over limit {MAX_BATCH_ENVELOPES}")
+    pos = 6
+    out: list[bytes] = []
+    for index in range(count):
+        if len(data) < pos + 4:
+            raise WireError(f"batch truncated at envelope {index}")
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        pos += 4
+        if length > MAX_ENVELOPE_BYTES or len(data) < pos + length:
+            raise WireError(f"batch envelope {index} length {length} invalid")
+        out.append(data[pos : pos + length])
+        pos += length
+    if pos != len(data):
+        raise WireError(f"{len(data) - pos} trailing bytes after the batch")
+    return out
+
+
+__all__ = [
+    "MAX_BATCH_ENVELOPES",
+    "MAX_ENVELOPE_BYTES",
+    "HeartbeatPayload",
+    "Kind",
+    "MessagePayload",
+    "Opened",
+    "ReceiptItem",
+    "ReceiptKind",
+    "ReceiptPayload",
+    "RoutingHeader",
+    "check_uuid",
+    "decode_batch",
+    "encode_batch",
+    "new_id",
+    "open_envelope",
+    "read_header",
+    "seal",
+    "sha256_hex",
+    "sign_heartbeat",
+    "sign_message",
+    "sign_receipt",
+]

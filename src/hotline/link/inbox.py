@@ -1,0 +1,435 @@
+"""The inbox: the one path by which envelopes from any transport enter a node.
+
+``receive`` opens each envelope (the stateless checks of ``hotline.core.envelope``), then makes
+the stateful ones (replay, sequence), commits what it accepts, and only then returns signed
+DELIVERED receipts (DESIGN decision 4). A duplicate gets the receipt it got the first time and is
+never delivered twice (decision 5). A rejected envelope leaves only a security event behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, insert, select
+
+from hotline.core.card import Card, Identity
+from hotline.core.encoding import parse_time, to_us
+from hotline.core.envelope import (
+    Kind,
+    MessagePayload,
+    Opened,
+    ReceiptItem,
+    ReceiptKind,
+    ReceiptPayload,
+    new_id,
+    open_envelope,
+    read_header,
+    seal,
+    sha256_hex,
+    sign_receipt,
+)
+from hotline.core.keys import SigningPublicKey
+from hotline.errors import ErrorCode, HotlineError, ProtocolError
+from hotline.store import Store
+from hotline.store.messages import (
+    State,
+    add_events,
+    highest_in_seq,
+    missing_in_seqs,
+    receipt_exists,
+    record_security_event,
+    store_receipt,
+)
+from hotline.store.schema import messages, receipt_items, receipts
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened to one envelope of a batch (transport-level information, unsigned)."""
+
+    id: str | None
+    status: str  # accepted | duplicate | receipt | rejected
+    code: str | None = None
+    detail: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "status": self.status}
+        if self.code is not None:
+            out["code"] = self.code
+            out["detail"] = self.detail
+        return out
+
+
+@dataclass(slots=True)
+class Received:
+    outcomes: list[Outcome] = field(default_factory=list)
+    #: Sealed receipt envelopes to return to each sender.
+    receipts: dict[str, list[bytes]] = field(default_factory=dict)
+    #: Ids of messages newly committed to the inbox (for live notifications).
+    delivered_ids: list[str] = field(default_factory=list)
+    #: Ids of our own messages whose state changed (delivered, acknowledged, answered).
+    updated_ids: list[str] = field(default_factory=list)
+
+
+def receive(
+    store: Store,
+    identity: Identity,
+    peers: Mapping[str, Card],
+    envelopes: list[bytes],
+    *,
+    now: datetime,
+    source: str,
+) -> Received:
+    """Open, check and commit a batch of envelopes; return outcomes and receipts to send back."""
+    result = Received()
+
+    def sender_key(name: str) -> SigningPublicKey | None:
+        return peers[name].signing_key if name in peers else None
+
+    now_us = to_us(now)
+    with store.write() as conn:
+        items_by_sender: dict[str, list[ReceiptItem]] = {}
+        old_receipts: dict[str, dict[str, bytes]] = {}
+        for data in envelopes:
+            try:
+                opened = open_envelope(identity, data, sender_key)
+                _accept_one(conn, identity, opened, now_us, result, items_by_sender, old_receipts)
+            except HotlineError as e:
+                envelope_id = _envelope_id_or_none(data)
+                sender = _sender_or_none(data)
+                record_security_event(
+                    conn,
+                    at_us=now_us,
+                    code=str(e.code),
+                    peer=sender,
+                    source=source,
+                    detail=f"envelope {envelope_id}: {e.detail}",
+                )
+                result.outcomes.append(Outcome(envelope_id, "rejected", str(e.code), e.detail))
+        for sender, items in items_by_sender.items():
+            receipt_id = new_id(now)
+            statement = sign_receipt(
+                identity,
+                to=sender,
+                receipt_id=receipt_id,
+                created=now,
+                kind=ReceiptKind.DELIVERED,
+                items=items,
+            )
+            store_receipt(
+                conn,
+                receipt_id=receipt_id,
+                direction="out",
+                peer=sender,
+                kind=ReceiptKind.DELIVERED.value,
+                signed=statement,
+                at_us=now_us,
+                message_ids=[i.id for i in items],
+            )
+            old_receipts.setdefault(sender, {})[receipt_id] = statement
+        for sender, statements in old_receipts.items():
+            result.receipts[sender] = [
+                seal(
+                    kind=Kind.RECEIPT,
+                    sender=identity.name,
+                    recipient=sender,
+                    envelope_id=receipt_id,
+                    statement=statement,
+                    recipient_key=peers[sender].encryption_key,
+                )
+                for receipt_id, statement in statements.items()
+            ]
+    return result
+
+
+def _envelope_id_or_none(data: bytes) -> str | None:
+    try:
+        return read_header(data).envelope_id
+    except HotlineError:
+        return None
+
+
+def _sender_or_none(data: bytes) -> str | None:
+    try:
+        return read_header(data).sender
+    except HotlineError:
+        return None
+
+
+def _accept_one(
+    conn: Connection,
+    identity: Identity,
+    opened: Opened,
+    now_us: int,
+    result: Received,
+    items_by_sender: dict[str, list[ReceiptItem]],
+    old_receipts: dict[str, dict[str, bytes]],
+) -> None:
+    payload = opened.payload
+    sender = opened.header.sender
+    if isinstance(payload, ReceiptPayload) and payload.kind == ReceiptKind.DELIVERED:
+        _accept_delivered_receipt(conn, opened, payload, now_us, result)
+        return
+    if not isinstance(payload, MessagePayload | ReceiptPayload):
+        raise ProtocolError("heartbeats are not accepted on the envelope path")
+    seq = payload.seq
+    if seq is None:  # an ACKNOWLEDGED receipt without a sequence number is refused when opened
+        raise ProtocolError("sequenced envelope without a sequence number")
+    signed_hash = opened.statement.sha256
+
+    # Replay: the same id again is a duplicate if it is the same signed content, else an attack.
+    existing = conn.execute(
+        select(messages.c.direction, messages.c.peer, messages.c.signed_hash).where(
+            messages.c.id == payload.id
+        )
+    ).first()
+    if existing is not None:
+        if (existing.direction, existing.peer, existing.signed_hash) != ("in", sender, signed_hash):
+            raise ProtocolError(
+                f"id {payload.id} was already used for other content",
+                code=ErrorCode.REPLAY_CONFLICT,
+            )
+        old = _delivered_receipt_for(conn, payload.id)
+        if old is not None:
+            old_receipts.setdefault(sender, {})[old[0]] = old[1]
+        result.outcomes.append(Outcome(payload.id, "duplicate"))
+        return
+
+    # Sequence: a number is used once per direction; a jump leaves a gap that is noticed.
+    taken = conn.execute(
+        select(messages.c.id).where(
+            and_(messages.c.direction == "in", messages.c.peer == sender, messages.c.seq == seq)
+        )
+    ).first()
+    if taken is not None:
+        raise ProtocolError(
+            f"sequence number {seq} from {sender!r} already carried {taken.id}",
+            code=ErrorCode.SEQUENCE_REUSED,
+        )
+    highest = highest_in_seq(conn, sender)
+    if seq > highest + 1:
+        record_security_event(
+            conn,
+            at_us=now_us,
+            code="sequence_gap",
+            peer=sender,
+            source=None,
+            detail=f"received seq {seq} after {highest}; missing "
+            f"{missing_in_seqs(conn, sender, seq - 1, limit=20)}",
+        )
+
+    if isinstance(payload, MessagePayload):
+        _insert_incoming(
+            conn,
+            opened,
+            payload.id,
+            sender,
+            seq,
+            Kind.MESSAGE,
+            payload.type,
+            payload.priority,
+            payload.body,
+            payload.in_reply_to,
+            now_us,
+        )
+        events: list[tuple[str, State, int, str]] = [(payload.id, State.DELIVERED, now_us, "")]
+        if payload.in_reply_to is not None and _is_our_message_to(
+            conn, payload.in_reply_to, sender
+        ):
+            events.append(
+                (payload.in_reply_to, State.ANSWERED, now_us, f"answered by {payload.id}")
+            )
+            result.updated_ids.append(payload.in_reply_to)
+        add_events(conn, events)
+        result.delivered_ids.append(payload.id)
+    else:
+        _accept_acknowledged_receipt(conn, opened, payload, seq, now_us, result)
+    items_by_sender.setdefault(sender, []).append(
+        ReceiptItem(
+            id=payload.id, seq=seq, envelope_hash=opened.envelope_hash, signed_hash=signed_hash
+        )
+    )
+    result.outcomes.append(Outcome(payload.id, "accepted"))
+
+
+def _insert_incoming(
+    conn: Connection,
+    opened: Opened,
+    envelope_id: str,
+    sender: str,
+    seq: int,
+    kind: Kind,
+    msg_type: str,
+    priority: str,
+    body: dict[str, Any],
+    in_reply_to: str | None,
+    now_us: int,
+    expires_at_us: int | None = None,
+) -> None:
+    # The author's claimed time is shown, never trusted for ordering (DESIGN decision 7).
+    created_us = to_us(parse_time(opened.payload.created, what="created"))
+    conn.execute(
+        insert(messages).values(
+            id=envelope_id,
+            direction="in",
+            peer=sender,
+            seq=seq,
+            kind=kind.value,
+            msg_type=msg_type[:64],
+            priority=priority[:16],
+            created_at_us=created_us,
+            expires_at_us=expires_at_us,
+            in_reply_to=in_reply_to,
+            body=json.dumps(body, ensure_ascii=False),
+            signed=opened.statement.raw,
+            signed_hash=opened.statement.sha256,
+            envelope=opened.envelope,
+        )
+    )
+
+
+def _is_our_message_to(conn: Connection, message_id: str, peer: str) -> bool:
+    row = conn.execute(
+        select(messages.c.peer).where(
+            and_(messages.c.id == message_id, messages.c.direction == "out")
+        )
+    ).first()
+    return row is not None and row.peer == peer
+
+
+def _delivered_receipt_for(conn: Connection, message_id: str) -> tuple[str, bytes] | None:
+    row = conn.execute(
+        select(receipts.c.id, receipts.c.signed)
+        .join(receipt_items, receipt_items.c.receipt_id == receipts.c.id)
+        .where(
+            and_(
+                receipt_items.c.message_id == message_id,
+                receipts.c.direction == "out",
+                receipts.c.kind == ReceiptKind.DELIVERED.value,
+            )
+        )
+        .limit(1)
+    ).first()
+    return None if row is None else (row.id, bytes(row.signed))
+
+
+def _check_items_are_ours(conn: Connection, opened: Opened, items: list[ReceiptItem]) -> list[str]:
+    """Each item must name one of our messages to this peer with the exact bytes we sent."""
+    sender = opened.header.sender
+    ids = [i.id for i in items]
+    rows = {
+        r.id: r
+        for r in conn.execute(
+            select(
+                messages.c.id,
+                messages.c.peer,
+                messages.c.direction,
+                messages.c.seq,
+                messages.c.signed_hash,
+                messages.c.envelope,
+            ).where(messages.c.id.in_(ids))
+        )
+    }
+    for item in items:
+        row = rows.get(item.id)
+        if row is None or row.direction != "out" or row.peer != sender:
+            raise ProtocolError(
+                f"receipt names {item.id}, which is not a message we sent to {sender!r}",
+                code=ErrorCode.UNKNOWN_MESSAGE,
+            )
+        if (row.seq, row.signed_hash) != (item.seq, item.signed_hash) or sha256_hex(
+            bytes(row.envelope)
+        ) != item.envelope_hash:
+            raise ProtocolError(
+                f"receipt for {item.id} names other bytes than we sent",
+                code=ErrorCode.REPLAY_CONFLICT,
+            )
+    return ids
+
+
+def _accept_delivered_receipt(
+    conn: Connection, opened: Opened, payload: ReceiptPayload, now_us: int, result: Received
+) -> None:
+    if receipt_exists(conn, payload.id):
+        result.outcomes.append(Outcome(payload.id, "duplicate"))
+        return
+    ids = _check_items_are_ours(conn, opened, payload.items)
+    store_receipt(
+        conn,
+        receipt_id=payload.id,
+        direction="in",
+        peer=opened.header.sender,
+        kind=ReceiptKind.DELIVERED.value,
+        signed=opened.statement.raw,
+        at_us=now_us,
+        message_ids=ids,
+    )
+    add_events(conn, [(i, State.DELIVERED, now_us, f"receipt {payload.id}") for i in ids])
+    result.updated_ids.extend(ids)
+    result.outcomes.append(Outcome(payload.id, "receipt"))
+
+
+def _accept_acknowledged_receipt(
+    conn: Connection,
+    opened: Opened,
+    payload: ReceiptPayload,
+    seq: int,
+    now_us: int,
+    result: Received,
+) -> None:
+    ids = _check_items_are_ours(conn, opened, payload.items)
+    body: dict[str, Any] = {"kind": payload.kind, "acknowledges": ids[0]}
+    if payload.operator is not None:
+        body["operator"] = payload.operator
+    if payload.lang is not None:
+        body["lang"] = payload.lang
+    if payload.text_hash is not None:
+        body["text_hash"] = payload.text_hash
+    _insert_incoming(
+        conn,
+        opened,
+        payload.id,
+        opened.header.sender,
+        seq,
+        Kind.RECEIPT,
+        "receipt.acknowledged",
+        "",
+        body,
+        ids[0],
+        now_us,
+    )
+    store_receipt(
+        conn,
+        receipt_id=payload.id,
+        direction="in",
+        peer=opened.header.sender,
+        kind=ReceiptKind.ACKNOWLEDGED.value,
+        signed=opened.statement.raw,
+        at_us=now_us,
+        message_ids=ids,
+    )
+    detail = f"by {payload.operator}" if payload.operator else ""
+    add_events(conn, [(ids[0], State.ACKNOWLEDGED, now_us, detail)])
+    result.updated_ids.append(ids[0])
+
+
+def next_expected(store: Store, peer: str) -> int:
+    """The lowest sequence number from ``peer`` not yet received."""
+    with store.read() as conn:
+        highest = highest_in_seq(conn, peer)
+        count = conn.execute(
+            select(func.count())
+            .select_from(messages)
+            .where(and_(messages.c.direction == "in", messages.c.peer == peer))
+        ).scalar_one()
+        if count == highest:
+            return highest + 1
+        missing = missing_in_seqs(conn, peer, highest, limit=1)
+        return missing[0] if missing else highest + 1

@@ -1,0 +1,248 @@
+"""The outbox: a message is signed, sealed and committed to disk before anyone is told "queued".
+
+Every outgoing envelope that needs a DELIVERED receipt (messages and ACKNOWLEDGED receipts) is
+sequenced per direction and goes through ``submit_envelope``; the delivery worker only ever sends
+what this module committed.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, insert, select
+
+from hotline.core.card import Card, Identity
+from hotline.core.encoding import encode_json, to_us
+from hotline.core.envelope import (
+    Kind,
+    ReceiptItem,
+    ReceiptKind,
+    new_id,
+    seal,
+    sha256_hex,
+    sign_message,
+    sign_receipt,
+)
+from hotline.errors import ErrorCode, InputError, NotFoundError, ProtocolError
+from hotline.store import Store
+from hotline.store.messages import State, add_event, has_event, next_out_seq, store_receipt
+from hotline.store.schema import messages
+
+#: A message's body must stay well inside the envelope limit once signed and sealed.
+MAX_BODY_BYTES = 256 * 1024
+
+
+def _insert_outgoing(
+    conn: Connection,
+    *,
+    message_id: str,
+    peer: str,
+    seq: int,
+    kind: Kind,
+    msg_type: str,
+    priority: str,
+    created_at_us: int,
+    expires_at_us: int | None,
+    in_reply_to: str | None,
+    body: dict[str, Any],
+    statement: bytes,
+    envelope: bytes,
+) -> None:
+    conn.execute(
+        insert(messages).values(
+            id=message_id,
+            direction="out",
+            peer=peer,
+            seq=seq,
+            kind=kind.value,
+            msg_type=msg_type,
+            priority=priority,
+            created_at_us=created_at_us,
+            expires_at_us=expires_at_us,
+            in_reply_to=in_reply_to,
+            body=json.dumps(body, ensure_ascii=False),
+            signed=statement,
+            signed_hash=sha256_hex(statement),
+            envelope=envelope,
+        )
+    )
+    add_event(conn, message_id, State.QUEUED, created_at_us)
+
+
+def submit_message(
+    store: Store,
+    identity: Identity,
+    peer: Card,
+    *,
+    msg_type: str,
+    priority: str,
+    body: dict[str, Any],
+    now: datetime,
+    ttl: timedelta,
+    in_reply_to: str | None = None,
+) -> str:
+    """Sign, seal and durably queue one message to ``peer``; return its id."""
+    if len(encode_json(body)) > MAX_BODY_BYTES:
+        raise InputError(f"message body over {MAX_BODY_BYTES} bytes", code=ErrorCode.TOO_LARGE)
+    message_id = new_id(now)
+    expires = now + ttl
+    with store.write() as conn:
+        if in_reply_to is not None:
+            _check_answerable(conn, in_reply_to, peer.name)
+        seq = next_out_seq(conn, peer.name)
+        statement = sign_message(
+            identity,
+            to=peer.name,
+            message_id=message_id,
+            seq=seq,
+            created=now,
+            msg_type=msg_type,
+            priority=priority,
+            body=body,
+            expires=expires,
+            in_reply_to=in_reply_to,
+        )
+        envelope = seal(
+            kind=Kind.MESSAGE,
+            sender=identity.name,
+            recipient=peer.name,
+            envelope_id=message_id,
+            statement=statement,
+            recipient_key=peer.encryption_key,
+        )
+        _insert_outgoing(
+            conn,
+            message_id=message_id,
+            peer=peer.name,
+            seq=seq,
+            kind=Kind.MESSAGE,
+            msg_type=msg_type,
+            priority=priority,
+            created_at_us=to_us(now),
+            expires_at_us=to_us(expires),
+            in_reply_to=in_reply_to,
+            body=body,
+            statement=statement,
+            envelope=envelope,
+        )
+        if in_reply_to is not None:
+            add_event(conn, in_reply_to, State.ANSWERED, to_us(now), f"answered by {message_id}")
+    return message_id
+
+
+def _inbound(conn: Connection, message_id: str) -> Any:
+    row = conn.execute(
+        select(
+            messages.c.id,
+            messages.c.peer,
+            messages.c.seq,
+            messages.c.kind,
+            messages.c.priority,
+            messages.c.direction,
+            messages.c.signed_hash,
+            messages.c.envelope,
+        ).where(messages.c.id == message_id)
+    ).first()
+    if row is None:
+        raise NotFoundError(f"no message {message_id}", code=ErrorCode.UNKNOWN_MESSAGE)
+    if row.direction != "in" or row.kind != Kind.MESSAGE.value:
+        raise ProtocolError(f"{message_id} is not a received message")
+    return row
+
+
+def _check_answerable(conn: Connection, message_id: str, peer: str) -> None:
+    row = _inbound(conn, message_id)
+    if row.peer != peer:
+        raise ProtocolError(f"{message_id} came from {row.peer!r}, not {peer!r}")
+
+
+def acknowledge(
+    store: Store,
+    identity: Identity,
+    peer: Card,
+    message_id: str,
+    *,
+    now: datetime,
+    ttl: timedelta,
+    operator: str,
+    lang: str | None = None,
+    text_hash: str | None = None,
+) -> str:
+    """Queue a signed ACKNOWLEDGED receipt for a received message; return the receipt id.
+
+    Acknowledging twice is refused: the first acknowledgement is the record.
+    """
+    receipt_id = new_id(now)
+    with store.write() as conn:
+        row = _inbound(conn, message_id)
+        if row.peer != peer.name:
+            raise ProtocolError(f"{message_id} came from {row.peer!r}, not {peer.name!r}")
+        if has_event(conn, message_id, [State.ACKNOWLEDGED]):
+            raise ProtocolError(
+                f"{message_id} is already acknowledged", code=ErrorCode.INVALID_STATE
+            )
+        seq = next_out_seq(conn, peer.name)
+        item = ReceiptItem(
+            id=message_id,
+            seq=int(row.seq),
+            envelope_hash=sha256_hex(bytes(row.envelope)),
+            signed_hash=row.signed_hash,
+        )
+        statement = sign_receipt(
+            identity,
+            to=peer.name,
+            receipt_id=receipt_id,
+            created=now,
+            kind=ReceiptKind.ACKNOWLEDGED,
+            items=[item],
+            seq=seq,
+            operator=operator,
+            lang=lang,
+            text_hash=text_hash,
+        )
+        envelope = seal(
+            kind=Kind.RECEIPT,
+            sender=identity.name,
+            recipient=peer.name,
+            envelope_id=receipt_id,
+            statement=statement,
+            recipient_key=peer.encryption_key,
+        )
+        body: dict[str, Any] = {
+            "kind": ReceiptKind.ACKNOWLEDGED.value,
+            "acknowledges": message_id,
+            "operator": operator,
+        }
+        if lang is not None:
+            body["lang"] = lang
+        if text_hash is not None:
+            body["text_hash"] = text_hash
+        _insert_outgoing(
+            conn,
+            message_id=receipt_id,
+            peer=peer.name,
+            seq=seq,
+            kind=Kind.RECEIPT,
+            msg_type="receipt.acknowledged",
+            priority=row.priority,
+            created_at_us=to_us(now),
+            expires_at_us=to_us(now + ttl),
+            in_reply_to=message_id,
+            body=body,
+            statement=statement,
+            envelope=envelope,
+        )
+        store_receipt(
+            conn,
+            receipt_id=receipt_id,
+            direction="out",
+            peer=peer.name,
+            kind=ReceiptKind.ACKNOWLEDGED.value,
+            signed=statement,
+            at_us=to_us(now),
+            message_ids=[message_id],
+        )
+        add_event(conn, message_id, State.ACKNOWLEDGED, to_us(now), f"by {operator}")
+    return receipt_id

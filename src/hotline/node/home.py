@@ -1,0 +1,288 @@
+"""A node's directory: config file, private key files, API token, store and peers.
+
+Layout of ``DIR``::
+
+    node.toml          name, listen address, endpoint, display names, timings
+    keys/signing.key   Ed25519 seed (32) || ML-DSA-65 seed (32)         mode 0600
+    keys/encryption.key ML-KEM-768 seed (64) || X25519 private key (32)  mode 0600
+    api.token          bearer token of the local API (CLI -> running node)  mode 0600
+    store.sqlite       the store (unless ``store_url`` names another)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, select
+
+from hotline.core.card import Card, Identity, check_name, make_card, parse_card_statement
+from hotline.core.encoding import to_us
+from hotline.core.keys import DecryptionKey, SigningKey
+from hotline.errors import ConfigError, ErrorCode, InputError, NotFoundError, VerificationError
+from hotline.store import Store
+from hotline.store.db import sqlite_url
+from hotline.store.schema import peers
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "node.toml"
+SIGNING_KEY_FILE = "keys/signing.key"
+ENCRYPTION_KEY_FILE = "keys/encryption.key"
+API_TOKEN_FILE = "api.token"  # noqa: S105 (a file name, not a secret)
+STORE_FILE = "store.sqlite"
+MAX_CONFIG_BYTES = 64 * 1024
+DEFAULT_HEARTBEAT_INTERVAL_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    name: str
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8400
+    endpoint: str = ""
+    display_names: dict[str, str] = field(default_factory=dict)
+    heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S
+    #: Retry back-off cap: a peer that comes back is reached within this long.
+    retry_cap_s: float = 60.0
+    #: How long an undelivered message keeps being retried before it expires.
+    default_ttl_s: float = 24 * 3600.0
+    store_url: str = ""
+    role: str = "node"
+
+    def to_toml(self) -> str:
+        def q(text: str) -> str:
+            return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+        lines = [
+            f"name = {q(self.name)}",
+            f"role = {q(self.role)}",
+            f"listen = {q(f'{self.listen_host}:{self.listen_port}')}",
+            f"endpoint = {q(self.endpoint)}",
+            f"heartbeat_interval_s = {self.heartbeat_interval_s}",
+            f"retry_cap_s = {self.retry_cap_s}",
+            f"default_ttl_s = {self.default_ttl_s}",
+            f"store_url = {q(self.store_url)}",
+            "",
+            "[display_names]",
+        ]
+        lines += [f"{k} = {q(v)}" for k, v in sorted(self.display_names.items())]
+        return "\n".join(lines) + "\n"
+
+    @classmethod
+    def from_toml(cls, text: str) -> NodeConfig:
+        try:
+            raw: dict[str, Any] = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{CONFIG_FILE}: {e}") from e
+        known = {
+            "name",
+            "role",
+            "listen",
+            "endpoint",
+            "heartbeat_interval_s",
+            "retry_cap_s",
+            "default_ttl_s",
+            "store_url",
+            "display_names",
+        }
+        unknown = set(raw) - known
+        if unknown:
+            raise ConfigError(f"{CONFIG_FILE}: unknown settings {sorted(unknown)}")
+        try:
+            host, port = parse_listen(str(raw.get("listen", "127.0.0.1:8400")))
+            return cls(
+                name=check_name(str(raw["name"])),
+                role=str(raw.get("role", "node")),
+                listen_host=host,
+                listen_port=port,
+                endpoint=str(raw.get("endpoint", "")),
+                display_names={str(k): str(v) for k, v in raw.get("display_names", {}).items()},
+                heartbeat_interval_s=float(raw.get("heartbeat_interval_s", 60.0)),
+                retry_cap_s=float(raw.get("retry_cap_s", 60.0)),
+                default_ttl_s=float(raw.get("default_ttl_s", 24 * 3600.0)),
+                store_url=str(raw.get("store_url", "")),
+            )
+        except (KeyError, TypeError, ValueError, InputError) as e:
+            raise ConfigError(f"{CONFIG_FILE}: {e}") from e
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise InputError(f"listen address must be HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port_text)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _read_private(path: Path, size: int) -> bytes:
+    try:
+        mode = path.stat().st_mode & 0o777
+        data = path.read_bytes()
+    except FileNotFoundError as e:
+        raise ConfigError(f"key file missing: {path}") from e
+    if mode & 0o077:
+        raise ConfigError(f"key file {path} is readable by others (mode {mode:o}); chmod 600 it")
+    if len(data) != size:
+        raise ConfigError(f"key file {path} has {len(data)} bytes, expected {size}")
+    return data
+
+
+class NodeHome:
+    """Everything a node keeps in its directory. Opening reads config and keys, nothing else."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        path = directory / CONFIG_FILE
+        if not path.is_file():
+            raise ConfigError(f"no hotline node in {directory} (missing {CONFIG_FILE}); run init")
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path} is larger than {MAX_CONFIG_BYTES} bytes")
+        self.config = NodeConfig.from_toml(path.read_text(encoding="utf-8"))
+        self._identity: Identity | None = None
+        self._store: Store | None = None
+
+    # -- creation --------------------------------------------------------------------------
+
+    @classmethod
+    def init(
+        cls,
+        directory: Path,
+        *,
+        name: str,
+        listen: str,
+        display_names: dict[str, str],
+        role: str = "node",
+    ) -> NodeHome:
+        check_name(name)
+        host, port = parse_listen(listen)
+        if (directory / CONFIG_FILE).exists():
+            raise InputError(f"{directory} already holds a node; refusing to overwrite its keys")
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        signing = SigningKey.generate()
+        decryption = DecryptionKey.generate()
+        _write_private(directory / SIGNING_KEY_FILE, b"".join(signing.private_bytes()))
+        _write_private(directory / ENCRYPTION_KEY_FILE, b"".join(decryption.private_bytes()))
+        _write_private(directory / API_TOKEN_FILE, secrets.token_hex(32).encode("ascii"))
+        config = NodeConfig(
+            name=name,
+            role=role,
+            listen_host=host,
+            listen_port=port,
+            endpoint=f"http://{host if ':' not in host else f'[{host}]'}:{port}",
+            display_names=display_names,
+        )
+        (directory / CONFIG_FILE).write_text(config.to_toml(), encoding="utf-8")
+        home = cls(directory)
+        home.store.close()  # creates and migrates the store now: init fails loudly if it cannot
+        home._store = None
+        return home
+
+    # -- identity and card -----------------------------------------------------------------
+
+    @property
+    def identity(self) -> Identity:
+        if self._identity is None:
+            signing = _read_private(self.dir / SIGNING_KEY_FILE, 64)
+            enc = _read_private(self.dir / ENCRYPTION_KEY_FILE, 96)
+            try:
+                self._identity = Identity(
+                    self.config.name,
+                    SigningKey(signing[:32], signing[32:]),
+                    DecryptionKey(enc[:64], enc[64:]),
+                )
+            except ValueError as e:
+                raise ConfigError(f"key files in {self.dir} are invalid: {e}") from e
+        return self._identity
+
+    def card(self, now: datetime) -> Card:
+        endpoints = [self.config.endpoint] if self.config.endpoint else []
+        role = self.config.role if self.config.role in ("node", "witness", "relay") else "node"
+        return make_card(
+            self.identity,
+            display_names=self.config.display_names,
+            endpoints=endpoints,
+            created=now,
+            role=role,  # type: ignore[arg-type]
+        )
+
+    @property
+    def api_token(self) -> str:
+        return _read_private(self.dir / API_TOKEN_FILE, 64).decode("ascii")
+
+    # -- store and peers -------------------------------------------------------------------
+
+    @property
+    def store_url(self) -> str:
+        return self.config.store_url or sqlite_url(self.dir / STORE_FILE)
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store.open(self.store_url)
+        return self._store
+
+    def add_peer(self, card: Card, confirmed_fingerprint: str, now: datetime) -> None:
+        """Add a peer whose card verified and whose fingerprint the operator confirmed."""
+        if card.fingerprint != confirmed_fingerprint:
+            raise VerificationError(
+                f"fingerprint of {card.name!r} is {card.fingerprint}, "
+                f"not the confirmed {confirmed_fingerprint}",
+                code=ErrorCode.FINGERPRINT_MISMATCH,
+            )
+        if card.name == self.config.name:
+            raise InputError("a node cannot add itself as a peer")
+        with self.store.write() as conn:
+            existing = conn.execute(
+                select(peers.c.fingerprint).where(peers.c.name == card.name)
+            ).first()
+            if existing is not None:
+                if existing[0] == card.fingerprint:
+                    conn.execute(
+                        peers.update().where(peers.c.name == card.name).values(card=card.statement)
+                    )
+                    return
+                raise InputError(
+                    f"peer {card.name!r} exists with other keys; key changes need rotation"
+                )
+            conn.execute(
+                insert(peers).values(
+                    name=card.name,
+                    card=card.statement,
+                    fingerprint=card.fingerprint,
+                    added_at_us=to_us(now),
+                )
+            )
+
+    def peer_cards(self) -> dict[str, Card]:
+        with self.store.read() as conn:
+            rows = list(conn.execute(select(peers.c.name, peers.c.card)))
+        return {row.name: parse_card_statement(bytes(row.card)) for row in rows}
+
+    def peer_card(self, name: str) -> Card:
+        cards = self.peer_cards()
+        if name not in cards:
+            raise NotFoundError(f"no peer named {name!r}; add it with 'hotline peer add'")
+        return cards[name]
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None

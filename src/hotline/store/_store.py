@@ -1,0 +1,52 @@
+"""The ``Store``: one engine, explicit write transactions, wrapped errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from hotline.errors import HotlineError, StorageError
+from hotline.store.db import create_store_engine, migrate
+
+
+class Store:
+    """Writes go through ``write()`` (one serialized path); reads use a separate engine."""
+
+    def __init__(self, engine: Engine, read_engine: Engine | None = None) -> None:
+        self.engine = engine
+        self.read_engine = read_engine or engine
+
+    @classmethod
+    def open(cls, url: str, *, migrate_schema: bool = True) -> Store:
+        engine = create_store_engine(url)
+        if migrate_schema:
+            migrate(engine)
+        return cls(engine, create_store_engine(url, writer=False))
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One write transaction: committed (durably) on success, rolled back on any error."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except HotlineError:
+            raise
+        except SQLAlchemyError as e:
+            raise StorageError(f"write failed: {e.__class__.__name__}: {e}") from e
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        try:
+            with self.read_engine.connect() as conn:
+                yield conn
+        except HotlineError:
+            raise
+        except SQLAlchemyError as e:
+            raise StorageError(f"read failed: {e.__class__.__name__}: {e}") from e
+
+    def close(self) -> None:
+        self.engine.dispose()
+        self.read_engine.dispose()

@@ -1,0 +1,387 @@
+"""Reading and writing messages, their append-only events, receipts and security events.
+
+Functions take a SQLAlchemy ``Connection`` inside a transaction the caller owns, so that a message,
+its first event and its receipt commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Connection, and_, exists, func, insert, not_, select
+
+from hotline.core.encoding import from_us
+from hotline.store.schema import (
+    link_events,
+    message_events,
+    messages,
+    peers,
+    receipt_items,
+    receipts,
+    security_events,
+)
+
+log = logging.getLogger("hotline.security")
+
+
+class State(StrEnum):
+    QUEUED = "queued"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    ACKNOWLEDGED = "acknowledged"
+    ANSWERED = "answered"
+    EXPIRED = "expired"
+
+
+# The current state is the furthest state reached; events may be recorded out of order (an
+# ACKNOWLEDGED receipt can arrive before a lost DELIVERED response is retried).
+_PROGRESS = [State.QUEUED, State.SENT, State.DELIVERED, State.ACKNOWLEDGED, State.ANSWERED]
+_DELIVERED_OR_LATER = [s.value for s in _PROGRESS[2:]]
+
+
+def derive_state(states: Iterable[str]) -> State:
+    seen = set(states)
+    reached = [s for s in _PROGRESS if s.value in seen]
+    if State.EXPIRED.value in seen and not any(s.value in seen for s in _PROGRESS[2:]):
+        return State.EXPIRED
+    return reached[-1] if reached else State.QUEUED
+
+
+@dataclass(slots=True)
+class Event:
+    state: str
+    at_us: int
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"state": self.state, "at": from_us(self.at_us).isoformat(), "detail": self.detail}
+
+
+@dataclass(slots=True)
+class MessageView:
+    """A message as the CLI, API and console show it."""
+
+    id: str
+    direction: str
+    peer: str
+    seq: int
+    kind: str
+    msg_type: str
+    priority: str
+    created_at_us: int
+    expires_at_us: int | None
+    in_reply_to: str | None
+    body: dict[str, Any]
+    sender: str
+    recipient: str
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def state(self) -> State:
+        return derive_state(e.state for e in self.events)
+
+    @property
+    def text(self) -> str:
+        value = self.body.get("text")
+        return value if isinstance(value, str) else json.dumps(self.body, ensure_ascii=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "direction": self.direction,
+            "from": self.sender,
+            "to": self.recipient,
+            "peer": self.peer,
+            "seq": self.seq,
+            "kind": self.kind,
+            "type": self.msg_type,
+            "priority": self.priority,
+            "state": self.state.value,
+            "created": from_us(self.created_at_us).isoformat(),
+            "expires": from_us(self.expires_at_us).isoformat() if self.expires_at_us else None,
+            "in_reply_to": self.in_reply_to,
+            "text": self.text,
+            "body": self.body,
+            "events": [e.to_dict() for e in self.events],
+        }
+
+
+def add_event(
+    conn: Connection, message_id: str, state: State, at_us: int, detail: str = ""
+) -> None:
+    conn.execute(
+        insert(message_events).values(
+            message_id=message_id, state=state.value, at_us=at_us, detail=detail
+        )
+    )
+
+
+def add_events(conn: Connection, rows: Sequence[tuple[str, State, int, str]]) -> None:
+    if rows:
+        conn.execute(
+            insert(message_events),
+            [{"message_id": m, "state": s.value, "at_us": t, "detail": d} for m, s, t, d in rows],
+        )
+
+
+def has_event(conn: Connection, message_id: str, states: Sequence[State]) -> bool:
+    query = select(
+        exists().where(
+            and_(
+                message_events.c.message_id == message_id,
+                message_events.c.state.in_([s.value for s in states]),
+            )
+        )
+    )
+    return bool(conn.execute(query).scalar())
+
+
+def record_security_event(
+    conn: Connection, *, at_us: int, code: str, peer: str | None, source: str | None, detail: str
+) -> None:
+    log.warning("security event %s peer=%s source=%s: %s", code, peer, source, detail)
+    conn.execute(
+        insert(security_events).values(
+            at_us=at_us, code=code, peer=peer, source=source, detail=detail[:2000]
+        )
+    )
+
+
+def record_link_event(
+    conn: Connection,
+    *,
+    peer: str,
+    at_us: int,
+    kind: str,
+    rtt_us: int | None = None,
+    detail: str = "",
+) -> None:
+    conn.execute(
+        insert(link_events).values(peer=peer, at_us=at_us, kind=kind, rtt_us=rtt_us, detail=detail)
+    )
+
+
+def next_out_seq(conn: Connection, peer: str) -> int:
+    """The next sequence number towards ``peer``. Call inside a write transaction."""
+    current = conn.execute(
+        select(func.max(messages.c.seq)).where(
+            and_(messages.c.direction == "out", messages.c.peer == peer)
+        )
+    ).scalar()
+    return int(current or 0) + 1
+
+
+def highest_in_seq(conn: Connection, peer: str) -> int:
+    current = conn.execute(
+        select(func.max(messages.c.seq)).where(
+            and_(messages.c.direction == "in", messages.c.peer == peer)
+        )
+    ).scalar()
+    return int(current or 0)
+
+
+def missing_in_seqs(conn: Connection, peer: str, up_to: int, limit: int = 1000) -> list[int]:
+    """Sequence numbers from ``peer`` at or below ``up_to`` that never arrived."""
+    have = {
+        int(row[0])
+        for row in conn.execute(
+            select(messages.c.seq).where(
+                and_(
+                    messages.c.direction == "in",
+                    messages.c.peer == peer,
+                    messages.c.seq <= up_to,
+                )
+            )
+        )
+    }
+    missing = [s for s in range(1, up_to + 1) if s not in have]
+    return missing[:limit]
+
+
+def _view(row: Any, own_name: str, events: list[Event]) -> MessageView:
+    sender, recipient = (own_name, row.peer) if row.direction == "out" else (row.peer, own_name)
+    return MessageView(
+        id=row.id,
+        direction=row.direction,
+        peer=row.peer,
+        seq=row.seq,
+        kind=row.kind,
+        msg_type=row.msg_type,
+        priority=row.priority,
+        created_at_us=row.created_at_us,
+        expires_at_us=row.expires_at_us,
+        in_reply_to=row.in_reply_to,
+        body=json.loads(row.body),
+        sender=sender,
+        recipient=recipient,
+        events=events,
+    )
+
+
+_VIEW_COLUMNS = [
+    messages.c.id,
+    messages.c.direction,
+    messages.c.peer,
+    messages.c.seq,
+    messages.c.kind,
+    messages.c.msg_type,
+    messages.c.priority,
+    messages.c.created_at_us,
+    messages.c.expires_at_us,
+    messages.c.in_reply_to,
+    messages.c.body,
+]
+
+
+def _events_for(conn: Connection, ids: list[str]) -> dict[str, list[Event]]:
+    out: dict[str, list[Event]] = {i: [] for i in ids}
+    for chunk_start in range(0, len(ids), 500):
+        chunk = ids[chunk_start : chunk_start + 500]
+        rows = conn.execute(
+            select(
+                message_events.c.message_id,
+                message_events.c.state,
+                message_events.c.at_us,
+                message_events.c.detail,
+            )
+            .where(message_events.c.message_id.in_(chunk))
+            .order_by(message_events.c.id)
+        )
+        for row in rows:
+            out[row.message_id].append(Event(row.state, row.at_us, row.detail))
+    return out
+
+
+def get_message(conn: Connection, message_id: str, own_name: str) -> MessageView | None:
+    row = conn.execute(select(*_VIEW_COLUMNS).where(messages.c.id == message_id)).first()
+    if row is None:
+        return None
+    return _view(row, own_name, _events_for(conn, [message_id])[message_id])
+
+
+def list_messages(
+    conn: Connection,
+    own_name: str,
+    *,
+    direction: str,
+    peer: str | None = None,
+    kind: str | None = "message",
+    limit: int = 100,
+) -> list[MessageView]:
+    query = select(*_VIEW_COLUMNS).where(messages.c.direction == direction)
+    if peer is not None:
+        query = query.where(messages.c.peer == peer)
+    if kind is not None:
+        query = query.where(messages.c.kind == kind)
+    rows = list(conn.execute(query.order_by(messages.c.created_at_us.desc()).limit(limit)))
+    events = _events_for(conn, [r.id for r in rows])
+    return [_view(r, own_name, events[r.id]) for r in rows]
+
+
+@dataclass(slots=True, frozen=True)
+class Outgoing:
+    id: str
+    seq: int
+    envelope: bytes
+    signed_hash: str
+    expires_at_us: int | None
+    sent_before: bool
+
+
+def pending_outgoing(conn: Connection, peer: str, limit: int) -> list[Outgoing]:
+    """Envelopes towards ``peer`` not yet delivered nor expired, lowest sequence first."""
+    done = exists().where(
+        and_(
+            message_events.c.message_id == messages.c.id,
+            message_events.c.state.in_([*_DELIVERED_OR_LATER, State.EXPIRED.value]),
+        )
+    )
+    sent = exists().where(
+        and_(message_events.c.message_id == messages.c.id, message_events.c.state == "sent")
+    )
+    rows = conn.execute(
+        select(
+            messages.c.id,
+            messages.c.seq,
+            messages.c.envelope,
+            messages.c.signed_hash,
+            messages.c.expires_at_us,
+            sent.label("sent_before"),
+        )
+        .where(and_(messages.c.direction == "out", messages.c.peer == peer, not_(done)))
+        .order_by(messages.c.seq)
+        .limit(limit)
+    )
+    return [
+        Outgoing(r.id, r.seq, r.envelope, r.signed_hash, r.expires_at_us, bool(r.sent_before))
+        for r in rows
+    ]
+
+
+def expired_out_seqs(conn: Connection, peer: str, above: int, limit: int) -> list[int]:
+    rows = conn.execute(
+        select(messages.c.seq)
+        .join(message_events, message_events.c.message_id == messages.c.id)
+        .where(
+            and_(
+                messages.c.direction == "out",
+                messages.c.peer == peer,
+                messages.c.seq >= above,
+                message_events.c.state == State.EXPIRED.value,
+            )
+        )
+        .order_by(messages.c.seq)
+        .limit(limit)
+    )
+    return [int(r[0]) for r in rows]
+
+
+def receipt_covering(conn: Connection, message_id: str, direction: str, kind: str) -> bytes | None:
+    """The signed receipt of ``kind`` that covers ``message_id``, if any."""
+    row = conn.execute(
+        select(receipts.c.signed)
+        .join(receipt_items, receipt_items.c.receipt_id == receipts.c.id)
+        .where(
+            and_(
+                receipt_items.c.message_id == message_id,
+                receipts.c.direction == direction,
+                receipts.c.kind == kind,
+            )
+        )
+        .limit(1)
+    ).first()
+    return None if row is None else bytes(row[0])
+
+
+def store_receipt(
+    conn: Connection,
+    *,
+    receipt_id: str,
+    direction: str,
+    peer: str,
+    kind: str,
+    signed: bytes,
+    at_us: int,
+    message_ids: Sequence[str],
+) -> None:
+    conn.execute(
+        insert(receipts).values(
+            id=receipt_id, direction=direction, peer=peer, kind=kind, signed=signed, at_us=at_us
+        )
+    )
+    conn.execute(
+        insert(receipt_items), [{"receipt_id": receipt_id, "message_id": m} for m in message_ids]
+    )
+
+
+def receipt_exists(conn: Connection, receipt_id: str) -> bool:
+    return bool(conn.execute(select(exists().where(receipts.c.id == receipt_id))).scalar())
+
+
+def peer_names(conn: Connection) -> list[str]:
+    return [r[0] for r in conn.execute(select(peers.c.name).order_by(peers.c.name))]
