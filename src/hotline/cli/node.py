@@ -1,0 +1,437 @@
+"""Node commands: identity, peers, sending and reading messages, serving, link state."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hotline.cli._app import app
+from hotline.compose.priority import Priority
+from hotline.core.card import MAX_CARD_FILE_BYTES, normalize_fingerprint, parse_card_file
+from hotline.core.encoding import from_us, to_us
+from hotline.errors import ErrorCode, InputError, NotFoundError
+from hotline.link import outbox
+from hotline.link.status import link_report
+from hotline.node.home import NodeHome
+from hotline.store.messages import MessageView, get_message, list_messages, peer_names
+
+console = Console()
+
+DirOption = Annotated[
+    Path,
+    typer.Option(
+        "--dir",
+        envvar="HOTLINE_DIR",
+        help="The node's directory (or HOTLINE_DIR).",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+peer_app = typer.Typer(help="Manage peers (other parties' nodes).", no_args_is_help=True)
+app.add_typer(peer_app, name="peer")
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")
+
+
+def _wake_node(home: NodeHome) -> bool:
+    """Tell a running node to look at its outbox now. Best effort: it also polls."""
+    try:
+        response = httpx.post(
+            f"{home.config.endpoint}/api/v1/wake",
+            headers={"authorization": f"Bearer {home.api_token}"},
+            timeout=2.0,
+            trust_env=False,
+        )
+        return response.status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+# -- identity ------------------------------------------------------------------------------
+
+
+@app.command()
+def init(
+    name: Annotated[str, typer.Option(help="This node's name, e.g. 'washington'.")],
+    dir: DirOption,
+    listen: Annotated[str, typer.Option(help="HOST:PORT to serve on.")] = "127.0.0.1:8400",
+    display_en: Annotated[str | None, typer.Option(help="Display name in English.")] = None,
+    display_ru: Annotated[str | None, typer.Option(help="Display name in Russian.")] = None,
+    role: Annotated[str, typer.Option(help="node or witness.")] = "node",
+) -> None:
+    """Create a node: keys (0600 files), config and an empty store."""
+    if role not in ("node", "witness"):
+        raise InputError(f"role must be node or witness, not {role!r}")
+    names = {"en": display_en or name.capitalize()}
+    if display_ru:
+        names["ru"] = display_ru
+    home = NodeHome.init(dir, name=name, listen=listen, display_names=names, role=role)
+    card = home.card(datetime.now(UTC))
+    console.print(f"created node [bold]{name}[/] in {dir}")
+    console.print(f"fingerprint: [bold]{card.fingerprint}[/]")
+
+
+@app.command()
+def card(
+    dir: DirOption,
+    out: Annotated[Path | None, typer.Option(help="Write the card to this file.")] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Write this node's contact card and print its fingerprint."""
+    home = NodeHome(dir)
+    node_card = home.card(datetime.now(UTC))
+    if out is not None:
+        out.write_bytes(node_card.to_file_bytes())
+    if json_out:
+        _print_json(
+            {
+                "name": node_card.name,
+                "fingerprint": node_card.fingerprint,
+                "file": str(out) if out else None,
+            }
+        )
+        return
+    if out is None:
+        sys.stdout.write(node_card.to_file_bytes().decode() + "\n")
+    console.print(
+        f"fingerprint of {node_card.name}: [bold]{node_card.fingerprint}[/]", highlight=False
+    )
+
+
+def _read_card(path: Path) -> Any:
+    try:
+        size = path.stat().st_size
+        if size > MAX_CARD_FILE_BYTES:
+            raise InputError(f"{path}: {size} bytes is too large for a card")
+        return parse_card_file(path.read_bytes())
+    except FileNotFoundError as e:
+        raise NotFoundError(f"no card file {path}") from e
+
+
+@app.command()
+def fingerprint(card_file: Annotated[Path, typer.Argument(help="A card file.")]) -> None:
+    """Print the fingerprint of a card file, alone on a line (after verifying the card)."""
+    sys.stdout.write(_read_card(card_file).fingerprint + "\n")
+
+
+@peer_app.command("add")
+def peer_add(
+    card_file: Annotated[Path, typer.Argument(help="The peer's card file.")],
+    dir: DirOption,
+    fingerprint: Annotated[
+        str | None, typer.Option(help="The fingerprint read out of band (for scripts).")
+    ] = None,
+) -> None:
+    """Add a peer after its card verifies and the operator confirms its fingerprint."""
+    home = NodeHome(dir)
+    peer_card = _read_card(card_file)
+    console.print(
+        f"peer [bold]{peer_card.name}[/] fingerprint: [bold]{peer_card.fingerprint}[/]",
+        highlight=False,
+    )
+    if fingerprint is None:
+        if not sys.stdin.isatty():
+            raise InputError("no terminal to confirm on: pass --fingerprint CODE")
+        typed = typer.prompt("Read the fingerprint with the other side; type it to confirm")
+        fingerprint = typed
+    home.add_peer(peer_card, normalize_fingerprint(fingerprint), datetime.now(UTC))
+    console.print(f"added peer {peer_card.name}")
+    _wake_node(home)
+
+
+@peer_app.command("list")
+def peer_list(dir: DirOption, json_out: JsonOption = False) -> None:
+    """List peers with their fingerprints and endpoints."""
+    home = NodeHome(dir)
+    cards = home.peer_cards()
+    rows = [
+        {
+            "name": c.name,
+            "fingerprint": c.fingerprint,
+            "endpoints": list(c.endpoints),
+            "display_names": c.display_names,
+        }
+        for c in cards.values()
+    ]
+    if json_out:
+        _print_json(rows)
+        return
+    table = Table("peer", "fingerprint", "endpoint")
+    for c in cards.values():
+        table.add_row(c.name, c.fingerprint, ", ".join(c.endpoints))
+    console.print(table)
+
+
+# -- messages ------------------------------------------------------------------------------
+
+
+def _parse_ttl(text: str | None) -> timedelta | None:
+    if text is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
+        raise InputError(f"--ttl takes a number and a unit s, m, h or d, e.g. 30m; not {text!r}")
+    return timedelta(seconds=int(text[:-1]) * units[text[-1]])
+
+
+@app.command()
+def send(
+    dir: DirOption,
+    to: Annotated[str, typer.Option(help="The peer to send to.")],
+    text: Annotated[str, typer.Option(help="The message text.")],
+    priority: Annotated[Priority, typer.Option(help="flash, immediate, priority, routine.")] = (
+        Priority.ROUTINE
+    ),
+    ttl: Annotated[str | None, typer.Option(help="Give up after this long, e.g. 6h.")] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Queue a message durably; the node delivers it. Prints the message id."""
+    home = NodeHome(dir)
+    message_id = outbox.submit_message(
+        home.store,
+        home.identity,
+        home.peer_card(to),
+        msg_type="free_text",
+        priority=priority.value,
+        body={"text": text},
+        now=datetime.now(UTC),
+        ttl=_parse_ttl(ttl) or timedelta(seconds=home.config.default_ttl_s),
+    )
+    _wake_node(home)
+    if json_out:
+        _print_json({"id": message_id, "state": "queued"})
+    else:
+        sys.stdout.write(message_id + "\n")
+
+
+@app.command()
+def reply(
+    message_id: Annotated[str, typer.Argument(help="The received message to answer.")],
+    dir: DirOption,
+    text: Annotated[str, typer.Option(help="The answer.")],
+    json_out: JsonOption = False,
+) -> None:
+    """Answer a received message (the answer names it)."""
+    home = NodeHome(dir)
+    original = _message(home, message_id)
+    if original.direction != "in":
+        raise InputError(f"{message_id} is a message we sent; reply to a received one")
+    answer_id = outbox.submit_message(
+        home.store,
+        home.identity,
+        home.peer_card(original.peer),
+        msg_type="response",
+        priority=original.priority,
+        body={"text": text, "answers": message_id},
+        now=datetime.now(UTC),
+        ttl=timedelta(seconds=home.config.default_ttl_s),
+        in_reply_to=message_id,
+    )
+    _wake_node(home)
+    if json_out:
+        _print_json({"id": answer_id, "state": "queued"})
+    else:
+        sys.stdout.write(answer_id + "\n")
+
+
+@app.command()
+def ack(
+    message_id: Annotated[str, typer.Argument(help="The received message to acknowledge.")],
+    dir: DirOption,
+    operator: Annotated[str, typer.Option(help="Who read it.")] = os.environ.get(
+        "USER", "operator"
+    ),
+    json_out: JsonOption = False,
+) -> None:
+    """Send a signed ACKNOWLEDGED receipt: a person has read the message."""
+    home = NodeHome(dir)
+    original = _message(home, message_id)
+    receipt_id = outbox.acknowledge(
+        home.store,
+        home.identity,
+        home.peer_card(original.peer),
+        message_id,
+        now=datetime.now(UTC),
+        ttl=timedelta(seconds=home.config.default_ttl_s),
+        operator=operator,
+        lang="en",
+        text_hash=None,
+    )
+    _wake_node(home)
+    if json_out:
+        _print_json({"id": receipt_id, "acknowledges": message_id})
+    else:
+        sys.stdout.write(receipt_id + "\n")
+
+
+def _message(home: NodeHome, message_id: str) -> MessageView:
+    with home.store.read() as conn:
+        view = get_message(conn, message_id, home.config.name)
+    if view is None:
+        raise NotFoundError(f"no message {message_id}", code=ErrorCode.UNKNOWN_MESSAGE)
+    return view
+
+
+def _time(us: int) -> str:
+    return from_us(us).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@app.command()
+def status(
+    message_id: Annotated[str, typer.Argument(help="A message id.")],
+    dir: DirOption,
+    json_out: JsonOption = False,
+) -> None:
+    """A message's current state and every state change with its time."""
+    view = _message(NodeHome(dir), message_id)
+    if json_out:
+        _print_json(view.to_dict())
+        return
+    console.print(
+        f"{view.id}  [bold]{view.state.value.upper()}[/]  "
+        f"{view.sender} -> {view.recipient}  {view.priority.upper()}",
+        highlight=False,
+    )
+    for event in view.events:
+        console.print(f"  {_time(event.at_us)}  {event.state:<13} {event.detail}", highlight=False)
+
+
+@app.command()
+def show(
+    message_id: Annotated[str, typer.Argument(help="A message id.")],
+    dir: DirOption,
+    json_out: JsonOption = False,
+) -> None:
+    """A message in full: header, text, state history."""
+    view = _message(NodeHome(dir), message_id)
+    if json_out:
+        _print_json(view.to_dict())
+        return
+    console.print(
+        f"[bold]{view.priority.upper()}[/]  {view.msg_type}  from {view.sender} "
+        f"to {view.recipient}  seq {view.seq}",
+        highlight=False,
+    )
+    console.print(
+        f"id {view.id}   created {_time(view.created_at_us)}   state {view.state.value}",
+        highlight=False,
+    )
+    if view.in_reply_to:
+        console.print(f"in reply to {view.in_reply_to}", highlight=False)
+    console.print()
+    # Text from a peer is printed as text, never interpreted as markup.
+    console.print(view.text, markup=False, highlight=False)
+    console.print()
+    for event in view.events:
+        console.print(f"  {_time(event.at_us)}  {event.state:<13} {event.detail}", highlight=False)
+
+
+def _message_table(views: list[MessageView], who: str) -> Table:
+    table = Table("id", "priority", who, "state", "created", "text")
+    for v in views:
+        table.add_row(
+            v.id,
+            v.priority.upper(),
+            v.peer,
+            v.state.value,
+            _time(v.created_at_us),
+            v.text[:60].replace("\n", " "),
+        )
+    return table
+
+
+@app.command("inbox")
+def inbox_cmd(
+    dir: DirOption,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    json_out: JsonOption = False,
+) -> None:
+    """Received messages, newest first."""
+    home = NodeHome(dir)
+    with home.store.read() as conn:
+        views = list_messages(conn, home.config.name, direction="in", limit=limit)
+    if json_out:
+        _print_json([v.to_dict() for v in views])
+    else:
+        console.print(_message_table(views, "from"))
+
+
+@app.command("outbox")
+def outbox_cmd(
+    dir: DirOption,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    json_out: JsonOption = False,
+) -> None:
+    """Sent and queued messages, newest first."""
+    home = NodeHome(dir)
+    with home.store.read() as conn:
+        views = list_messages(conn, home.config.name, direction="out", limit=limit)
+    if json_out:
+        _print_json([v.to_dict() for v in views])
+    else:
+        console.print(_message_table(views, "to"))
+
+
+@app.command()
+def link(dir: DirOption, json_out: JsonOption = False) -> None:
+    """Each peer's link state (up, degraded, down), last heartbeat and round-trip time."""
+    home = NodeHome(dir)
+    now_us = to_us(datetime.now(UTC))
+    with home.store.read() as conn:
+        reports = [
+            link_report(conn, name, now_us, home.config.heartbeat_interval_s)
+            for name in peer_names(conn)
+        ]
+    if json_out:
+        _print_json([r.to_dict() for r in reports])
+        return
+    table = Table("peer", "state", "last heartbeat", "rtt ms", "last error")
+    colours = {"up": "green", "degraded": "yellow", "down": "bold red", "unknown": "dim"}
+    for r in reports:
+        table.add_row(
+            r.peer,
+            f"[{colours[r.state]}]{r.state.upper()}[/]",
+            _time(r.last_heartbeat_us) if r.last_heartbeat_us else "never",
+            f"{r.rtt_ms:.1f}" if r.rtt_ms is not None else "-",
+            r.last_error or "",
+        )
+    console.print(table)
+
+
+@app.command()
+def serve(
+    dir: DirOption,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "warning",
+) -> None:
+    """Run the node: link endpoints, local API, delivery and heartbeats."""
+    import logging
+
+    import uvicorn
+
+    from hotline.node.app import create_app
+    from hotline.node.runtime import Node
+
+    logging.getLogger().setLevel(log_level.upper())
+    home = NodeHome(dir)
+    node = Node(home)
+    uvicorn.run(
+        create_app(node),
+        host=home.config.listen_host,
+        port=home.config.listen_port,
+        log_level=log_level,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+    )

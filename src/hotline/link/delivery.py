@@ -1,0 +1,301 @@
+"""Delivery and heartbeats towards one peer: at-least-once sending with capped back-off.
+
+The worker sends the outbox to the peer lowest sequence first, in batches, with one request in
+flight, until each envelope has its DELIVERED receipt or expires. Retries back off exponentially
+with full jitter, capped (a minute by default) so that a peer that comes back is reached at once.
+A heartbeat (signed link test) goes both ways every ``heartbeat_interval_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from hotline.core.card import Card, Identity
+from hotline.core.encoding import to_us
+from hotline.core.envelope import (
+    HeartbeatPayload,
+    Kind,
+    new_id,
+    open_envelope,
+    seal,
+    sign_heartbeat,
+)
+from hotline.errors import ErrorCode, HotlineError, ProtocolError
+from hotline.link.inbox import Received
+from hotline.link.transport_http import HttpTransport
+from hotline.store import Store
+from hotline.store.messages import (
+    State,
+    add_events,
+    expired_out_seqs,
+    next_out_seq,
+    pending_outgoing,
+    record_link_event,
+    record_security_event,
+)
+
+log = logging.getLogger(__name__)
+
+#: Envelopes per request: one signature on the receipt covers the whole batch.
+BATCH_SIZE = 128
+RETRY_BASE_S = 0.25
+#: With nothing to send, look at the outbox this often anyway (another process may have written).
+IDLE_POLL_S = 2.0
+#: A link with this many consecutive failures is DOWN; with one or more it is DEGRADED.
+DOWN_AFTER_FAILURES = 3
+
+
+class LinkState(StrEnum):
+    UP = "up"
+    DEGRADED = "degraded"
+    DOWN = "down"
+    UNKNOWN = "unknown"
+
+
+@dataclass(slots=True)
+class LinkStatus:
+    state: LinkState = LinkState.UNKNOWN
+    last_heartbeat_at: datetime | None = None
+    rtt_ms: float | None = None
+    consecutive_failures: int = 0
+    last_error: str | None = None
+    peer_next_expected: int | None = None
+
+
+ReceiveFn = Callable[[list[bytes], str], Awaitable[Received]]
+
+
+def backoff_delay(failures: int, cap_s: float, rng: random.Random) -> float:
+    """Full-jitter exponential back-off: uniform in [0, min(cap, base * 2^failures)]."""
+    ceiling = min(cap_s, RETRY_BASE_S * (2 ** min(failures, 30)))
+    return rng.uniform(ceiling / 2, ceiling)
+
+
+class PeerLink:
+    def __init__(
+        self,
+        *,
+        identity: Identity,
+        store: Store,
+        peer: Card,
+        receive: ReceiveFn,
+        retry_cap_s: float,
+        heartbeat_interval_s: float,
+    ) -> None:
+        self.identity = identity
+        self.store = store
+        self.peer = peer
+        self.receive = receive
+        self.retry_cap_s = retry_cap_s
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.status = LinkStatus()
+        self.wake = asyncio.Event()
+        self._rng = random.Random(secrets.randbits(64))  # noqa: S311 (jitter, not secrets)
+        self._transport = HttpTransport(peer.endpoints[0]) if peer.endpoints else None
+
+    # -- delivery --------------------------------------------------------------------------
+
+    def _expire(self, now: datetime) -> None:
+        now_us = to_us(now)
+        with self.store.write() as conn:
+            stale = [
+                o
+                for o in pending_outgoing(conn, self.peer.name, limit=10_000)
+                if o.expires_at_us is not None and o.expires_at_us <= now_us
+            ]
+            add_events(
+                conn, [(o.id, State.EXPIRED, now_us, "not delivered in time") for o in stale]
+            )
+            for o in stale:
+                record_security_event(
+                    conn,
+                    at_us=now_us,
+                    code="message_expired",
+                    peer=self.peer.name,
+                    source=None,
+                    detail=f"message {o.id} (seq {o.seq}) expired undelivered",
+                )
+
+    async def deliver_once(self) -> int:
+        """Send one batch; return how many envelopes were pending (0: nothing to do)."""
+        if self._transport is None:
+            return 0
+        now = datetime.now(UTC)
+        with self.store.read() as conn:
+            batch = pending_outgoing(conn, self.peer.name, BATCH_SIZE)
+        if not batch:
+            return 0
+        if any(o.expires_at_us is not None and o.expires_at_us <= to_us(now) for o in batch):
+            self._expire(now)
+            return len(batch)
+        first_attempt = [o for o in batch if not o.sent_before]
+        if first_attempt:
+            with self.store.write() as conn:
+                add_events(conn, [(o.id, State.SENT, to_us(now), "") for o in first_attempt])
+        reply = await self._transport.send_batch([o.envelope for o in batch])
+        if reply.receipts:
+            await self.receive(reply.receipts, f"reply:{self.peer.name}")
+        self.status.peer_next_expected = reply.next_expected
+        rejected = [r for r in reply.results if r.get("status") == "rejected"]
+        if rejected:
+            # The peer refused some of our envelopes: that is a fault someone must look at.
+            raise ProtocolError(
+                f"peer rejected {len(rejected)} envelope(s): {rejected[:3]}",
+                code=ErrorCode.PEER_REFUSED,
+            )
+        return len(batch)
+
+    async def run_delivery(self) -> None:
+        failures = 0
+        while True:
+            try:
+                sent = await self.deliver_once()
+            except asyncio.CancelledError:
+                raise
+            except HotlineError as e:
+                failures += 1
+                self._note_failure(e)
+                delay = backoff_delay(failures, self.retry_cap_s, self._rng)
+                log.info("delivery to %s failed (%s); retry in %.2fs", self.peer.name, e, delay)
+                await self._sleep_or_wake(delay)
+                continue
+            except Exception:
+                failures += 1
+                log.exception("unexpected error delivering to %s", self.peer.name)
+                await self._sleep_or_wake(backoff_delay(failures, self.retry_cap_s, self._rng))
+                continue
+            if sent:
+                if failures:
+                    self._note_recovered()
+                failures = 0
+                continue
+            await self._sleep_or_wake(IDLE_POLL_S)
+
+    async def _sleep_or_wake(self, seconds: float) -> None:
+        self.wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), timeout=seconds)
+
+    def _note_failure(self, error: HotlineError, kind: str = "delivery_failed") -> None:
+        self.status.consecutive_failures += 1
+        self.status.last_error = error.detail[:300]
+        self.status.state = (
+            LinkState.DOWN
+            if self.status.consecutive_failures >= DOWN_AFTER_FAILURES
+            else LinkState.DEGRADED
+        )
+        try:
+            with self.store.write() as conn:
+                record_link_event(
+                    conn,
+                    peer=self.peer.name,
+                    at_us=to_us(datetime.now(UTC)),
+                    kind=kind,
+                    detail=f"{error.code}: {error.detail[:300]}",
+                )
+        except HotlineError:
+            log.exception("could not record a link event")
+
+    def _note_recovered(self) -> None:
+        self.status.consecutive_failures = 0
+        self.status.state = LinkState.UP
+        self.status.last_error = None
+
+    # -- heartbeats ------------------------------------------------------------------------
+
+    def make_heartbeat(
+        self, now: datetime, *, nonce: str, echo: str | None, next_expected: int
+    ) -> bytes:
+        with self.store.read() as conn:
+            last_seq = next_out_seq(conn, self.peer.name) - 1
+            expired = expired_out_seqs(conn, self.peer.name, next_expected, limit=1024)
+        heartbeat_id = new_id(now)
+        statement = sign_heartbeat(
+            self.identity,
+            to=self.peer.name,
+            heartbeat_id=heartbeat_id,
+            created=now,
+            nonce=nonce,
+            echo=echo,
+            last_seq=last_seq,
+            next_expected=next_expected,
+            expired=expired,
+        )
+        return seal(
+            kind=Kind.HEARTBEAT,
+            sender=self.identity.name,
+            recipient=self.peer.name,
+            envelope_id=heartbeat_id,
+            statement=statement,
+            recipient_key=self.peer.encryption_key,
+        )
+
+    def open_heartbeat(self, data: bytes) -> HeartbeatPayload:
+        opened = open_envelope(
+            self.identity,
+            data,
+            lambda name: self.peer.signing_key if name == self.peer.name else None,
+        )
+        if not isinstance(opened.payload, HeartbeatPayload):
+            raise ProtocolError("expected a heartbeat envelope")
+        return opened.payload
+
+    async def heartbeat_once(self, next_expected: int) -> float:
+        """Send a heartbeat, check the signed echo, record the round-trip time (ms)."""
+        if self._transport is None:
+            raise ProtocolError(f"peer {self.peer.name!r} has no endpoint")
+        now = datetime.now(UTC)
+        nonce = secrets.token_hex(16)
+        envelope = self.make_heartbeat(now, nonce=nonce, echo=None, next_expected=next_expected)
+        started = time.perf_counter()
+        reply = await self._transport.send_heartbeat(envelope)
+        rtt_ms = (time.perf_counter() - started) * 1000
+        payload = self.open_heartbeat(reply)
+        if payload.echo != nonce:
+            raise ProtocolError("heartbeat reply does not echo our nonce")
+        self.status.last_heartbeat_at = datetime.now(UTC)
+        self.status.rtt_ms = rtt_ms
+        self.status.peer_next_expected = payload.next_expected
+        self._note_recovered()
+        with self.store.write() as conn:
+            record_link_event(
+                conn,
+                peer=self.peer.name,
+                at_us=to_us(self.status.last_heartbeat_at),
+                kind="heartbeat_ok",
+                rtt_us=int(rtt_ms * 1000),
+            )
+        self.wake.set()  # the peer is reachable: try the outbox now
+        return rtt_ms
+
+    async def run_heartbeats(self, next_expected: Callable[[], int]) -> None:
+        failures = 0
+        while True:
+            try:
+                await self.heartbeat_once(next_expected())
+                failures = 0
+                await asyncio.sleep(self.heartbeat_interval_s)
+            except asyncio.CancelledError:
+                raise
+            except HotlineError as e:
+                failures += 1
+                self._note_failure(e, "heartbeat_failed")
+                await asyncio.sleep(
+                    min(
+                        self.heartbeat_interval_s,
+                        backoff_delay(failures, self.retry_cap_s, self._rng),
+                    )
+                )
+
+    async def close(self) -> None:
+        if self._transport is not None:
+            await self._transport.close()

@@ -1,0 +1,83 @@
+"""A link's state (up, degraded, down) derived from the store's link events.
+
+Derived from the store rather than from a running process's memory, so the CLI reports the same
+thing whether or not it can reach the node, and nothing is lost on restart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, and_, desc, select
+
+from hotline.core.encoding import from_us
+from hotline.store.schema import link_events
+
+FAILURE_KINDS = ("delivery_failed", "heartbeat_failed")
+#: A link with no successful heartbeat for this many intervals is DOWN.
+STALE_AFTER_INTERVALS = 2.5
+DOWN_AFTER_FAILURES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class LinkReport:
+    peer: str
+    state: str
+    last_heartbeat_us: int | None
+    rtt_ms: float | None
+    failures_since_ok: int
+    last_error: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "peer": self.peer,
+            "state": self.state,
+            "last_heartbeat": (
+                from_us(self.last_heartbeat_us).isoformat() if self.last_heartbeat_us else None
+            ),
+            "rtt_ms": self.rtt_ms,
+            "failures_since_ok": self.failures_since_ok,
+            "last_error": self.last_error,
+        }
+
+
+def link_report(conn: Connection, peer: str, now_us: int, interval_s: float) -> LinkReport:
+    last_ok = conn.execute(
+        select(link_events.c.id, link_events.c.at_us, link_events.c.rtt_us)
+        .where(and_(link_events.c.peer == peer, link_events.c.kind == "heartbeat_ok"))
+        .order_by(desc(link_events.c.id))
+        .limit(1)
+    ).first()
+    since_id = last_ok.id if last_ok is not None else 0
+    failures = list(
+        conn.execute(
+            select(link_events.c.detail)
+            .where(
+                and_(
+                    link_events.c.peer == peer,
+                    link_events.c.kind.in_(FAILURE_KINDS),
+                    link_events.c.id > since_id,
+                )
+            )
+            .order_by(desc(link_events.c.id))
+            .limit(DOWN_AFTER_FAILURES)
+        )
+    )
+    stale = last_ok is None or now_us - last_ok.at_us > STALE_AFTER_INTERVALS * interval_s * 1e6
+    if last_ok is None and not failures:
+        state = "unknown"
+    elif len(failures) >= DOWN_AFTER_FAILURES or stale:
+        state = "down"
+    elif failures:
+        state = "degraded"
+    else:
+        state = "up"
+    return LinkReport(
+        peer=peer,
+        state=state,
+        last_heartbeat_us=None if last_ok is None else last_ok.at_us,
+        rtt_ms=None if last_ok is None or last_ok.rtt_us is None else last_ok.rtt_us / 1000,
+        failures_since_ok=len(failures),
+        last_error=failures[0].detail if failures else None,
+    )

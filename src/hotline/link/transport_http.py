@@ -1,0 +1,99 @@
+"""The direct transport: envelopes over HTTP(S) to the peer's endpoint.
+
+``POST /v1/envelopes`` carries a batch (``hotline.core.envelope.encode_batch``) and answers JSON::
+
+    {"receipts": ["<base64 envelope>", ...], "results": [{"id": ..., "status": ...}, ...],
+     "next_expected": 17}
+
+``POST /v1/heartbeat`` carries one heartbeat envelope and answers the peer's heartbeat envelope.
+Everything in a reply is untrusted: receipts go through the inbox like any envelope.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import msgspec
+
+from hotline.core.encoding import b64decode, decode_json
+from hotline.core.envelope import MAX_BATCH_ENVELOPES, MAX_ENVELOPE_BYTES, encode_batch
+from hotline.errors import ErrorCode, TransportError
+
+BATCH_CONTENT_TYPE = "application/vnd.hotline.batch"
+ENVELOPE_CONTENT_TYPE = "application/vnd.hotline.envelope"
+#: Connect and read timeouts: a peer that does not answer within this is treated as down.
+CONNECT_TIMEOUT_S = 3.0
+READ_TIMEOUT_S = 15.0
+MAX_REPLY_BYTES = 4 * MAX_BATCH_ENVELOPES * 8 * 1024 + MAX_ENVELOPE_BYTES
+
+
+class _Result(msgspec.Struct, forbid_unknown_fields=True):
+    id: str | None
+    status: str
+    code: str | None = None
+    detail: str | None = None
+
+
+class _BatchReply(msgspec.Struct, forbid_unknown_fields=True):
+    receipts: list[str]
+    results: list[_Result]
+    next_expected: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchReply:
+    receipts: list[bytes]
+    results: list[dict[str, Any]]
+    next_expected: int | None
+
+
+class HttpTransport:
+    """One connection pool to one peer; the delivery worker keeps one request in flight."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint.rstrip("/")
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
+            limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
+            trust_env=False,
+        )
+
+    async def _post(self, path: str, body: bytes, content_type: str) -> bytes:
+        try:
+            response = await self._client.post(
+                self.endpoint + path, content=body, headers={"content-type": content_type}
+            )
+        except httpx.HTTPError as e:
+            raise TransportError(f"{self.endpoint}{path}: {e.__class__.__name__}: {e}") from e
+        data = response.content
+        if len(data) > MAX_REPLY_BYTES:
+            raise TransportError(f"{self.endpoint}{path}: reply of {len(data)} bytes over limit")
+        if response.status_code != 200:
+            raise TransportError(
+                f"{self.endpoint}{path}: HTTP {response.status_code}: {data[:300]!r}",
+                code=ErrorCode.PEER_REFUSED,
+            )
+        return data
+
+    async def send_batch(self, envelopes: list[bytes]) -> BatchReply:
+        data = await self._post("/v1/envelopes", encode_batch(envelopes), BATCH_CONTENT_TYPE)
+        try:
+            reply = decode_json(data, _BatchReply, what="batch reply", limit=MAX_REPLY_BYTES)
+            receipts = [
+                b64decode(r, what="receipt", limit=MAX_ENVELOPE_BYTES) for r in reply.receipts
+            ]
+        except Exception as e:
+            raise TransportError(f"{self.endpoint}: malformed batch reply: {e}") from e
+        return BatchReply(
+            receipts=receipts,
+            results=[msgspec.to_builtins(r) for r in reply.results],
+            next_expected=reply.next_expected,
+        )
+
+    async def send_heartbeat(self, envelope: bytes) -> bytes:
+        return await self._post("/v1/heartbeat", envelope, ENVELOPE_CONTENT_TYPE)
+
+    async def close(self) -> None:
+        await self._client.aclose()

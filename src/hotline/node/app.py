@@ -1,0 +1,194 @@
+"""The node's HTTP API (FastAPI): the link endpoints peers call, and the local operator API.
+
+Link endpoints (``/v1/...``) need no login: every envelope authenticates itself. The local API
+(``/api/v1/...``) takes the bearer token from the node directory's ``api.token``. Every error is
+``{"error": {"code": ..., "detail": ...}}`` with the status of its ``HotlineError`` class; an
+unexpected exception is logged and answered 500 ``internal`` without its text.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from hotline import __version__
+from hotline.compose.priority import Priority
+from hotline.core.encoding import b64encode
+from hotline.core.envelope import MAX_BATCH_BYTES, MAX_ENVELOPE_BYTES, decode_batch
+from hotline.errors import AuthError, ErrorCode, HotlineError, WireError
+from hotline.link import inbox
+from hotline.link.transport_http import ENVELOPE_CONTENT_TYPE
+from hotline.node.runtime import Node
+
+log = logging.getLogger(__name__)
+
+#: Longest a client may hold a long-poll open.
+MAX_WAIT_S = 60.0
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused as soon as it passes ``limit`` bytes (never buffered whole)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise WireError(f"body of {declared} bytes over limit {limit}", code=ErrorCode.TOO_LARGE)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise WireError(f"body over limit {limit}", code=ErrorCode.TOO_LARGE)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class SendRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    to: str = Field(max_length=64)
+    priority: Priority = Priority.ROUTINE
+    type: str = Field(default="free_text", max_length=64)
+    body: dict[str, Any] | None = None
+    text: str | None = Field(default=None, max_length=100_000)
+    in_reply_to: str | None = Field(default=None, max_length=36)
+
+
+class AckRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    operator: str = Field(default="operator", max_length=64)
+    lang: str | None = Field(default=None, max_length=8)
+    text_hash: str | None = Field(default=None, max_length=64)
+
+
+class IdResponse(BaseModel):
+    id: str
+
+
+def create_app(node: Node) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await node.start()
+        try:
+            yield
+        finally:
+            await node.stop()
+
+    app = FastAPI(
+        title="hotline node API",
+        version=__version__,
+        description="Link endpoints between nodes and the local operator API. "
+        "See docs/protocol.md for the envelope format.",
+        lifespan=lifespan,
+    )
+    token = node.home.api_token
+
+    @app.exception_handler(HotlineError)
+    async def _hotline_error(request: Request, exc: HotlineError) -> JSONResponse:
+        log.info("%s %s -> %s", request.method, request.url.path, exc)
+        return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        body = {"error": {"code": ErrorCode.INTERNAL.value, "detail": "internal error"}}
+        return JSONResponse(body, status_code=500)
+
+    def require_token(authorization: Annotated[str | None, Header()] = None) -> None:
+        expected = f"Bearer {token}"
+        if authorization is None or not hmac.compare_digest(authorization, expected):
+            raise AuthError("missing or wrong API token")
+
+    # -- link endpoints --------------------------------------------------------------------
+
+    @app.get("/healthz", tags=["link"])
+    async def healthz() -> dict[str, str]:
+        return {"name": node.name, "status": "ok", "version": __version__}
+
+    @app.get("/v1/card", tags=["link"])
+    async def card() -> Response:
+        data = node.home.card(datetime.now(UTC)).to_file_bytes()
+        return Response(data, media_type="application/json")
+
+    @app.post("/v1/envelopes", tags=["link"])
+    async def envelopes(request: Request) -> dict[str, Any]:
+        """Deliver a batch of envelopes; answers receipts and a result per envelope."""
+        body = await read_body(request, MAX_BATCH_BYTES)
+        batch = decode_batch(body)
+        source = request.client.host if request.client else "unknown"
+        result = node.receive(batch, source)
+        senders = list(result.receipts)
+        next_expected = None
+        if len(senders) == 1:
+            next_expected = inbox.next_expected(node.store, senders[0])
+        return {
+            "receipts": [b64encode(e) for s in senders for e in result.receipts[s]],
+            "results": [o.to_dict() for o in result.outcomes],
+            "next_expected": next_expected,
+        }
+
+    @app.post("/v1/heartbeat", tags=["link"])
+    async def heartbeat(request: Request) -> Response:
+        body = await read_body(request, MAX_ENVELOPE_BYTES)
+        source = request.client.host if request.client else "unknown"
+        reply = node.answer_heartbeat(body, source)
+        return Response(reply, media_type=ENVELOPE_CONTENT_TYPE)
+
+    # -- local operator API ----------------------------------------------------------------
+
+    auth = [Depends(require_token)]
+
+    @app.post("/api/v1/messages", dependencies=auth, tags=["operator"])
+    async def send(req: SendRequest) -> IdResponse:
+        if req.body is None and req.text is None:
+            raise WireError("give 'text' or 'body'", code=ErrorCode.INVALID_INPUT)
+        body = req.body if req.body is not None else {"text": req.text}
+        message_id = node.send(
+            to=req.to,
+            msg_type=req.type,
+            priority=req.priority.value,
+            body=body,
+            in_reply_to=req.in_reply_to,
+        )
+        return IdResponse(id=message_id)
+
+    @app.get("/api/v1/messages/{message_id}", dependencies=auth, tags=["operator"])
+    async def show(
+        message_id: str,
+        wait: Annotated[
+            Literal["sent", "delivered", "acknowledged", "answered"] | None, Query()
+        ] = None,
+        timeout: Annotated[float, Query(ge=0, le=MAX_WAIT_S)] = 10.0,
+    ) -> dict[str, Any]:
+        """A message; with ``wait``, long-polls until it reaches that state (or later)."""
+        if wait is None:
+            return node.message(message_id).to_dict()
+        order = ["queued", "sent", "delivered", "acknowledged", "answered"]
+        targets = set(order[order.index(wait) :])
+        view = await node.wait_for_state(message_id, targets, timeout)
+        return view.to_dict()
+
+    @app.post("/api/v1/messages/{message_id}/ack", dependencies=auth, tags=["operator"])
+    async def ack(message_id: str, req: AckRequest) -> IdResponse:
+        return IdResponse(
+            id=node.acknowledge(
+                message_id, operator=req.operator, lang=req.lang, text_hash=req.text_hash
+            )
+        )
+
+    @app.post("/api/v1/wake", dependencies=auth, tags=["operator"])
+    async def wake() -> dict[str, bool]:
+        node.wake()
+        node.notify_changed()
+        return {"ok": True}
+
+    @app.get("/api/v1/links", dependencies=auth, tags=["operator"])
+    async def links() -> list[dict[str, Any]]:
+        return node.link_report()
+
+    return app

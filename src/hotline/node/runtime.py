@@ -1,0 +1,265 @@
+"""A running node: its identity, store, peer links and background tasks, in one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hotline.core.card import Card
+from hotline.core.encoding import to_us
+from hotline.core.envelope import HeartbeatPayload, read_header
+from hotline.errors import ErrorCode, NotFoundError, VerificationError
+from hotline.link import inbox, outbox
+from hotline.link.delivery import PeerLink
+from hotline.link.inbox import Received
+from hotline.node.home import NodeHome
+from hotline.store.messages import (
+    MessageView,
+    get_message,
+    missing_in_seqs,
+    record_link_event,
+    record_security_event,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Node:
+    def __init__(self, home: NodeHome) -> None:
+        self.home = home
+        self.identity = home.identity
+        self.store = home.store
+        self.name = home.config.name
+        self.peers: dict[str, Card] = {}
+        self.links: dict[str, PeerLink] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._changed = asyncio.Event()
+        self.reload_peers()
+
+    def reload_peers(self) -> None:
+        self.peers = self.home.peer_cards()
+        for name, card in self.peers.items():
+            if name not in self.links:
+                self.links[name] = PeerLink(
+                    identity=self.identity,
+                    store=self.store,
+                    peer=card,
+                    receive=self.receive_async,
+                    retry_cap_s=self.home.config.retry_cap_s,
+                    heartbeat_interval_s=self.home.config.heartbeat_interval_s,
+                )
+                if self._tasks:
+                    self._start_link(self.links[name])
+
+    # -- change notification (live views, long-polls) --------------------------------------
+
+    def notify_changed(self) -> None:
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()
+
+    async def wait_for_state(
+        self, message_id: str, states: set[str], timeout: float
+    ) -> MessageView:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            changed = self._changed
+            view = self.message(message_id)
+            if view.state.value in states:
+                return view
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return view
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), timeout=remaining)
+
+    def message(self, message_id: str) -> MessageView:
+        with self.store.read() as conn:
+            view = get_message(conn, message_id, self.name)
+        if view is None:
+            raise NotFoundError(f"no message {message_id}", code=ErrorCode.UNKNOWN_MESSAGE)
+        return view
+
+    # -- inbound ---------------------------------------------------------------------------
+
+    def receive(self, envelopes: list[bytes], source: str) -> Received:
+        result = inbox.receive(
+            self.store, self.identity, self.peers, envelopes, now=datetime.now(UTC), source=source
+        )
+        if result.delivered_ids or result.updated_ids:
+            self.notify_changed()
+        return result
+
+    async def receive_async(self, envelopes: list[bytes], source: str) -> Received:
+        return self.receive(envelopes, source)
+
+    def answer_heartbeat(self, data: bytes, source: str) -> bytes:
+        """Check a peer's heartbeat and answer with our own, echoing its nonce."""
+        now = datetime.now(UTC)
+        try:
+            sender = read_header(data).sender
+            link = self.links.get(sender)
+            if link is None:
+                raise VerificationError(f"unknown sender {sender!r}", code=ErrorCode.UNKNOWN_SENDER)
+            payload = link.open_heartbeat(data)
+        except Exception as e:
+            code = getattr(e, "code", ErrorCode.MALFORMED)
+            with self.store.write() as conn:
+                record_security_event(
+                    conn,
+                    at_us=to_us(now),
+                    code=str(code),
+                    peer=None,
+                    source=source,
+                    detail=f"heartbeat refused: {e}",
+                )
+            raise
+        self._check_gaps(sender, payload, now)
+        link.status.peer_next_expected = payload.next_expected
+        link.wake.set()
+        return link.make_heartbeat(
+            now,
+            nonce=payload.nonce,
+            echo=payload.nonce,
+            next_expected=inbox.next_expected(self.store, sender),
+        )
+
+    def _check_gaps(self, peer: str, heartbeat: HeartbeatPayload, now: datetime) -> None:
+        """Messages the peer says it sent that never arrived (and did not expire) are an alarm."""
+        with self.store.read() as conn:
+            missing = missing_in_seqs(conn, peer, heartbeat.last_seq, limit=1000)
+        unexplained = sorted(set(missing) - set(heartbeat.expired))
+        with self.store.write() as conn:
+            record_link_event(conn, peer=peer, at_us=to_us(now), kind="heartbeat_received")
+            if unexplained:
+                record_security_event(
+                    conn,
+                    at_us=to_us(now),
+                    code="sequence_gap",
+                    peer=peer,
+                    source=None,
+                    detail=f"peer sent up to seq {heartbeat.last_seq}; missing {unexplained[:20]}",
+                )
+
+    # -- outbound --------------------------------------------------------------------------
+
+    def peer(self, name: str) -> Card:
+        if name not in self.peers:
+            self.reload_peers()
+        if name not in self.peers:
+            raise NotFoundError(f"no peer named {name!r}")
+        return self.peers[name]
+
+    def send(
+        self,
+        *,
+        to: str,
+        msg_type: str,
+        priority: str,
+        body: dict[str, Any],
+        in_reply_to: str | None = None,
+        ttl: timedelta | None = None,
+    ) -> str:
+        card = self.peer(to)
+        message_id = outbox.submit_message(
+            self.store,
+            self.identity,
+            card,
+            msg_type=msg_type,
+            priority=priority,
+            body=body,
+            now=datetime.now(UTC),
+            ttl=ttl or timedelta(seconds=self.home.config.default_ttl_s),
+            in_reply_to=in_reply_to,
+        )
+        self.wake(to)
+        self.notify_changed()
+        return message_id
+
+    def acknowledge(
+        self,
+        message_id: str,
+        *,
+        operator: str,
+        lang: str | None = None,
+        text_hash: str | None = None,
+    ) -> str:
+        view = self.message(message_id)
+        card = self.peer(view.peer)
+        receipt_id = outbox.acknowledge(
+            self.store,
+            self.identity,
+            card,
+            message_id,
+            now=datetime.now(UTC),
+            ttl=timedelta(seconds=self.home.config.default_ttl_s),
+            operator=operator,
+            lang=lang,
+            text_hash=text_hash,
+        )
+        self.wake(view.peer)
+        self.notify_changed()
+        return receipt_id
+
+    def wake(self, peer: str | None = None) -> None:
+        """Look at the outbox now (after a write by this process or by the CLI)."""
+        if peer is None:
+            self.reload_peers()
+        for name, link in self.links.items():
+            if peer is None or name == peer:
+                link.wake.set()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _start_link(self, link: PeerLink) -> None:
+        name = link.peer.name
+        self._tasks.append(asyncio.create_task(link.run_delivery(), name=f"deliver:{name}"))
+        self._tasks.append(
+            asyncio.create_task(
+                link.run_heartbeats(lambda: inbox.next_expected(self.store, name)),
+                name=f"heartbeat:{name}",
+            )
+        )
+
+    async def start(self) -> None:
+        self._tasks.append(asyncio.create_task(self._watch_changes(), name="watch"))
+        for link in self.links.values():
+            self._start_link(link)
+
+    async def _watch_changes(self) -> None:
+        # Another process (the CLI) may change the store; wake long-polls now and then.
+        while True:
+            await asyncio.sleep(1.0)
+            self.notify_changed()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        for link in self.links.values():
+            await link.close()
+
+    def link_report(self) -> list[dict[str, Any]]:
+        out = []
+        for name, link in sorted(self.links.items()):
+            s = link.status
+            out.append(
+                {
+                    "peer": name,
+                    "state": s.state.value,
+                    "last_heartbeat": s.last_heartbeat_at.isoformat()
+                    if s.last_heartbeat_at
+                    else None,
+                    "rtt_ms": None if s.rtt_ms is None else round(s.rtt_ms, 2),
+                    "consecutive_failures": s.consecutive_failures,
+                    "last_error": s.last_error,
+                    "endpoint": link.peer.endpoints[0] if link.peer.endpoints else None,
+                }
+            )
+        return out
+
+
+__all__ = ["Node"]
