@@ -24,7 +24,7 @@ err_console = Console(stderr=True)
 
 def _mount_groups() -> None:
     # Imported for their side effect of registering commands on ``app``.
-    from hotline.cli import node  # noqa: F401
+    from hotline.cli import demo, node  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> int:
