@@ -1,0 +1,1 @@
+"""Peers that hotline's benchmarks measure themselves against (each runs in its own venv)."""
