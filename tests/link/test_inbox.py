@@ -1,0 +1,257 @@
+"""The inbox and outbox over real stores, without a network: exactly-once and replay rules."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from hotline.core.envelope import Kind, new_id, open_envelope, seal, sign_message
+from hotline.errors import ErrorCode, ProtocolError
+from hotline.link import inbox, outbox
+from hotline.node.home import NodeHome
+from hotline.store.messages import get_message, pending_outgoing
+from hotline.store.schema import messages, security_events
+
+NOW = datetime(2026, 11, 26, 3, 12, tzinfo=UTC)
+TTL = timedelta(hours=1)
+
+
+@pytest.fixture
+def pair(tmp_path):
+    homes = {}
+    for name, port in (("washington", 18501), ("moscow", 18502)):
+        homes[name] = NodeHome.init(
+            tmp_path / name, name=name, listen=f"127.0.0.1:{port}", display_names={"en": name}
+        )
+    for name, home in homes.items():
+        other = homes["moscow" if name == "washington" else "washington"]
+        card = other.card(NOW)
+        home.add_peer(card, card.fingerprint, NOW)
+    yield homes
+    for home in homes.values():
+        home.close()
+
+
+def _send(home: NodeHome, to: str, text: str) -> str:
+    return outbox.submit_message(
+        home.store,
+        home.identity,
+        home.peer_card(to),
+        msg_type="free_text",
+        priority="flash",
+        body={"text": text},
+        now=NOW,
+        ttl=TTL,
+    )
+
+
+def _pending(home: NodeHome, peer: str):
+    with home.store.read() as conn:
+        return pending_outgoing(conn, peer, 1000)
+
+
+def _deliver(sender: NodeHome, receiver: NodeHome, envelopes: list[bytes]):
+    result = inbox.receive(
+        receiver.store,
+        receiver.identity,
+        receiver.peer_cards(),
+        envelopes,
+        now=NOW,
+        source="test",
+    )
+    receipts = result.receipts.get(sender.config.name, [])
+    back = inbox.receive(
+        sender.store, sender.identity, sender.peer_cards(), receipts, now=NOW, source="test"
+    )
+    return result, back
+
+
+def _inbox_count(home: NodeHome) -> int:
+    with home.store.read() as conn:
+        return conn.execute(
+            select(func.count()).select_from(messages).where(messages.c.direction == "in")
+        ).scalar_one()
+
+
+def _state(home: NodeHome, message_id: str) -> str:
+    with home.store.read() as conn:
+        view = get_message(conn, message_id, home.config.name)
+    assert view is not None
+    return view.state.value
+
+
+def test_message_is_delivered_and_receipted(pair):
+    w, m = pair["washington"], pair["moscow"]
+    message_id = _send(w, "moscow", "confirm your test launch")
+    assert _state(w, message_id) == "queued"
+    result, back = _deliver(w, m, [o.envelope for o in _pending(w, "moscow")])
+    assert [o.status for o in result.outcomes] == ["accepted"]
+    assert [o.status for o in back.outcomes] == ["receipt"]
+    assert _state(w, message_id) == "delivered"
+    assert _state(m, message_id) == "delivered"
+    assert _pending(w, "moscow") == []
+
+
+def test_duplicate_gets_the_same_receipt_and_is_not_delivered_twice(pair):
+    w, m = pair["washington"], pair["moscow"]
+    _send(w, "moscow", "one")
+    envelope = _pending(w, "moscow")[0].envelope
+    first, _ = _deliver(w, m, [envelope])
+    second, back = _deliver(w, m, [envelope])
+    assert [o.status for o in second.outcomes] == ["duplicate"]
+    assert _inbox_count(m) == 1
+    # The duplicate's receipt is the very receipt signed the first time.
+    first_receipt = open_envelope(
+        w.identity, first.receipts["washington"][0], lambda n: m.identity.signing.public
+    )
+    second_receipt = open_envelope(
+        w.identity, second.receipts["washington"][0], lambda n: m.identity.signing.public
+    )
+    assert first_receipt.statement.raw == second_receipt.statement.raw
+    assert [o.status for o in back.outcomes] == ["duplicate"]
+
+
+def test_same_id_with_other_content_is_a_replay_attack(pair):
+    w, m = pair["washington"], pair["moscow"]
+    message_id = new_id(NOW)
+
+    def forge(text: str) -> bytes:
+        statement = sign_message(
+            w.identity,
+            to="moscow",
+            message_id=message_id,
+            seq=1,
+            created=NOW,
+            msg_type="free_text",
+            priority="flash",
+            body={"text": text},
+        )
+        return seal(
+            kind=Kind.MESSAGE,
+            sender="washington",
+            recipient="moscow",
+            envelope_id=message_id,
+            statement=statement,
+            recipient_key=m.identity.decryption.public,
+        )
+
+    _deliver(w, m, [forge("hold fire")])
+    result, _ = _deliver(w, m, [forge("open fire")])
+    assert result.outcomes[0].status == "rejected"
+    assert result.outcomes[0].code == ErrorCode.REPLAY_CONFLICT
+    with m.store.read() as conn:
+        codes = [r.code for r in conn.execute(select(security_events.c.code))]
+        body = conn.execute(select(messages.c.body)).scalar_one()
+    assert "replay_conflict" in codes
+    assert "hold fire" in body  # the original stands; nothing of the replay was written
+
+
+def test_sequence_number_reuse_is_rejected_and_gaps_are_noticed(pair):
+    w, m = pair["washington"], pair["moscow"]
+
+    def forged(seq: int, text: str) -> bytes:
+        message_id = new_id(NOW)
+        statement = sign_message(
+            w.identity,
+            to="moscow",
+            message_id=message_id,
+            seq=seq,
+            created=NOW,
+            msg_type="free_text",
+            priority="routine",
+            body={"text": text},
+        )
+        return seal(
+            kind=Kind.MESSAGE,
+            sender="washington",
+            recipient="moscow",
+            envelope_id=message_id,
+            statement=statement,
+            recipient_key=m.identity.decryption.public,
+        )
+
+    result, _ = _deliver(w, m, [forged(1, "a"), forged(1, "b"), forged(4, "c")])
+    assert [o.status for o in result.outcomes] == ["accepted", "rejected", "accepted"]
+    assert result.outcomes[1].code == ErrorCode.SEQUENCE_REUSED
+    with m.store.read() as conn:
+        codes = [r.code for r in conn.execute(select(security_events.c.code))]
+    assert "sequence_gap" in codes
+    assert inbox.next_expected(m.store, "washington") == 2
+
+
+def test_garbage_and_foreign_envelopes_leave_only_security_events(pair):
+    w, m = pair["washington"], pair["moscow"]
+    _send(w, "moscow", "real")
+    real = _pending(w, "moscow")[0].envelope
+    damaged = bytearray(real)
+    damaged[-5] ^= 0xFF
+    result, _ = _deliver(w, m, [b"garbage", bytes(damaged)])
+    assert [o.status for o in result.outcomes] == ["rejected", "rejected"]
+    assert [o.code for o in result.outcomes] == [ErrorCode.BAD_VERSION, ErrorCode.DECRYPT_FAILED]
+    assert _inbox_count(m) == 0
+    assert result.receipts == {}
+
+
+def test_acknowledge_and_answer(pair):
+    w, m = pair["washington"], pair["moscow"]
+    message_id = _send(w, "moscow", "confirm")
+    _deliver(w, m, [o.envelope for o in _pending(w, "moscow")])
+    outbox.acknowledge(
+        m.store,
+        m.identity,
+        m.peer_card("washington"),
+        message_id,
+        now=NOW,
+        ttl=TTL,
+        operator="ivanov",
+        lang="ru",
+        text_hash="ab" * 32,
+    )
+    with pytest.raises(ProtocolError):
+        outbox.acknowledge(
+            m.store,
+            m.identity,
+            m.peer_card("washington"),
+            message_id,
+            now=NOW,
+            ttl=TTL,
+            operator="ivanov",
+        )
+    outbox.submit_message(
+        m.store,
+        m.identity,
+        m.peer_card("washington"),
+        msg_type="response",
+        priority="flash",
+        body={"text": "confirmed", "answers": message_id},
+        now=NOW,
+        ttl=TTL,
+        in_reply_to=message_id,
+    )
+    envelopes = [o.envelope for o in _pending(m, "washington")]
+    assert len(envelopes) == 2
+    result, _ = _deliver(m, w, envelopes)
+    assert [o.status for o in result.outcomes] == ["accepted", "accepted"]
+    assert _state(w, message_id) == "answered"
+    with w.store.read() as conn:
+        view = get_message(conn, message_id, "washington")
+    assert view is not None
+    assert [e.state for e in view.events] == ["queued", "delivered", "acknowledged", "answered"]
+    assert "ivanov" in view.events[2].detail
+
+
+def test_acknowledging_our_own_message_is_refused(pair):
+    w = pair["washington"]
+    message_id = _send(w, "moscow", "x")
+    with pytest.raises(ProtocolError):
+        outbox.acknowledge(
+            w.store,
+            w.identity,
+            w.peer_card("moscow"),
+            message_id,
+            now=NOW,
+            ttl=TTL,
+            operator="smith",
+        )
