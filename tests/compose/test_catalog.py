@@ -306,3 +306,31 @@ def test_optional_fields_are_left_out_of_canonical_json(examples: dict[str, Body
     assert "action_taken" not in body_to_json(validate_body("response", body))
     body["action_taken"] = None
     assert "action_taken" not in body_to_json(validate_body("response", body))
+
+
+def test_duplicate_keys_are_refused() -> None:
+    # Two JSON parsers may keep different copies of a repeated key; the signed bytes must mean
+    # one thing only.
+    with pytest.raises(InputError) as info:
+        validate_body_json("free_text", b'{"text": "a", "lang": "en", "lang": "ru"}')
+    assert "duplicate" in str(info.value.fields["body"])
+
+
+def test_nan_constant_in_json_text_is_refused() -> None:
+    with pytest.raises(InputError):
+        validate_body_json("cyber_referral", b'{"stix_bundle": {"x": NaN}}')
+
+
+def test_deep_nesting_is_refused() -> None:
+    deep = b'{"stix_bundle": ' + b'{"a": ' * 40 + b"1" + b"}" * 40 + b"}"
+    with pytest.raises(InputError) as info:
+        validate_body_json("cyber_referral", deep)
+    assert "nest" in str(info.value.fields["body"])
+    very_deep = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(InputError):
+        validate_body_json("cyber_referral", very_deep)
+
+
+def test_bad_utf8_is_refused() -> None:
+    with pytest.raises(InputError):
+        validate_body_json("free_text", b'{"text": "\xff", "lang": "en"}')

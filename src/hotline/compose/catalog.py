@@ -30,6 +30,7 @@ from hotline.compose.limits import (
     MAX_BODY_BYTES,
     MAX_COUNT,
     MAX_COUNTER,
+    MAX_JSON_DEPTH,
     MAX_NONCE_HEX,
     MAX_QUESTIONS,
     MAX_REQUESTED_ACTIONS,
@@ -268,25 +269,59 @@ def _field_errors(exc: ValidationError) -> dict[str, str]:
     return fields
 
 
+def _invalid(msg_type: str, detail: str, fields: dict[str, str]) -> InputError:
+    return InputError(f"{msg_type}: {detail}", code=ErrorCode.INVALID_MESSAGE, fields=fields)
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            # Two parsers could read such a body differently after it was signed.
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _depth_ok(value: object) -> bool:
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                return False
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children)
+    return True
+
+
 def validate_body_json(msg_type: str, data: bytes | str) -> CatalogMessage:
-    """Parse and validate the JSON text of a body of type ``msg_type``."""
-    model = _model_for(msg_type)
+    """Parse and validate the JSON text of a body of type ``msg_type`` (e.g. the signed bytes).
+
+    Beyond ``validate_body``, this refuses bodies over MAX_BODY_BYTES before parsing them, bad
+    UTF-8, duplicate object keys and the non-JSON constants NaN and Infinity.
+    """
+    _model_for(msg_type)
     size = len(data.encode() if isinstance(data, str) else data)
     if size > MAX_BODY_BYTES:
-        raise InputError(
+        raise _invalid(
+            msg_type,
             f"body is {size} bytes; the limit is {MAX_BODY_BYTES}",
-            code=ErrorCode.INVALID_MESSAGE,
-            fields={"body": f"must be at most {MAX_BODY_BYTES} bytes"},
+            {"body": f"must be at most {MAX_BODY_BYTES} bytes"},
         )
     try:
-        return model.model_validate_json(data, strict=True)
-    except ValidationError as exc:
-        fields = _field_errors(exc)
-        raise InputError(
-            f"{msg_type}: {len(fields)} invalid field(s)",
-            code=ErrorCode.INVALID_MESSAGE,
-            fields=fields,
-        ) from exc
+        body = json.loads(
+            data, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
+        )
+    except RecursionError as exc:
+        raise _invalid(msg_type, "body nests too deeply", {"body": "nests too deeply"}) from exc
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise _invalid(msg_type, f"body is not valid JSON: {exc}", {"body": str(exc)}) from exc
+    return validate_body(msg_type, body)
 
 
 def validate_body(msg_type: str, body: object) -> CatalogMessage:
@@ -295,22 +330,35 @@ def validate_body(msg_type: str, body: object) -> CatalogMessage:
     Raises ``InputError(code=INVALID_MESSAGE, fields={path: problem})`` for an unknown type,
     a body that is not a JSON object, or any invalid field.
     """
-    _model_for(msg_type)
+    model = _model_for(msg_type)
     if not isinstance(body, dict):
-        raise InputError(
-            f"{msg_type}: the body must be a JSON object",
-            code=ErrorCode.INVALID_MESSAGE,
-            fields={"body": "must be a JSON object"},
+        raise _invalid(
+            msg_type, "the body must be a JSON object", {"body": "must be a JSON object"}
+        )
+    if not _depth_ok(body):
+        raise _invalid(
+            msg_type,
+            "body nests too deeply",
+            {"body": f"must not nest deeper than {MAX_JSON_DEPTH} levels"},
         )
     try:
         data = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
-        raise InputError(
-            f"{msg_type}: the body is not plain JSON",
-            code=ErrorCode.INVALID_MESSAGE,
-            fields={"body": "must hold only JSON values (no NaN, infinity or other objects)"},
+        raise _invalid(
+            msg_type,
+            "the body is not plain JSON",
+            {"body": "must hold only JSON values (no NaN, infinity or other objects)"},
         ) from exc
-    return validate_body_json(msg_type, data)
+    if len(data.encode()) > MAX_BODY_BYTES:
+        raise _invalid(
+            msg_type, "body is too large", {"body": f"must be at most {MAX_BODY_BYTES} bytes"}
+        )
+    try:
+        # JSON mode: strict types, yet times, dates and enum values may come as strings.
+        return model.model_validate_json(data, strict=True)
+    except ValidationError as exc:
+        fields = _field_errors(exc)
+        raise _invalid(msg_type, f"{len(fields)} invalid field(s)", fields) from exc
 
 
 def body_to_json(model: CatalogMessage) -> dict[str, Any]:

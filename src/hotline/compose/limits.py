@@ -11,6 +11,10 @@ from __future__ import annotations
 #: STIX bundle, which is the largest legitimate body; 1 MiB holds thousands of STIX objects.
 MAX_BODY_BYTES = 1024 * 1024
 
+#: Deepest nesting of arrays and objects in a body (a STIX bundle nests a few levels; a
+#: hostile "[[[[..." must not exhaust the parser's stack).
+MAX_JSON_DEPTH = 32
+
 #: A one-line field (a name, subject, callsign, contact channel): fits on one console line.
 MAX_LINE_CHARS = 200
 #: Prose (a narrative, remarks, a free-text message): about ten printed pages.
@@ -59,6 +63,7 @@ __all__ = [
     "MAX_COUNT",
     "MAX_COUNTER",
     "MAX_FOOTPRINT_VERTICES",
+    "MAX_JSON_DEPTH",
     "MAX_LANG_TAG_CHARS",
     "MAX_LINE_CHARS",
     "MAX_NONCE_HEX",
