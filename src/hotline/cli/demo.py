@@ -41,13 +41,13 @@ def free_port(preferred: int) -> int:
 
 
 def start_node(directory: Path, log_path: Path) -> subprocess.Popen[bytes]:
-    log_file = log_path.open("wb")
-    return subprocess.Popen(
-        [sys.executable, "-m", "hotline", "serve", "--dir", str(directory)],
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    with log_path.open("wb") as log_file:
+        return subprocess.Popen(
+            [sys.executable, "-m", "hotline", "serve", "--dir", str(directory)],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def wait_healthy(endpoint: str, timeout: float = STEP_TIMEOUT_S) -> None:

@@ -1,0 +1,131 @@
+"""Real node processes on 127.0.0.1 for integration tests."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hotline.node.home import CONFIG_FILE, NodeHome
+
+START_TIMEOUT_S = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class NodeProcess:
+    """One ``hotline serve`` process; can be stopped, killed with SIGKILL and restarted."""
+
+    def __init__(self, home: NodeHome, log_dir: Path) -> None:
+        self.home = home
+        self.log_path = log_dir / f"{home.config.name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return self.home.config.endpoint
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "hotline",
+                    "serve",
+                    "--dir",
+                    str(self.home.dir),
+                    "--log-level",
+                    "info",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"node exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{self.endpoint}/healthz", timeout=0.5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        raise RuntimeError(f"node did not start: {self.log_path.read_text()[-2000:]}")
+
+    def kill9(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+    def api(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.endpoint,
+            headers={"authorization": f"Bearer {self.home.api_token}"},
+            timeout=30.0,
+        )
+
+
+def make_linked_homes(
+    base: Path, names: list[str], **config_changes: object
+) -> dict[str, NodeHome]:
+    homes: dict[str, NodeHome] = {}
+    now = datetime.now(UTC)
+    for name in names:
+        home = NodeHome.init(
+            base / name,
+            name=name,
+            listen=f"127.0.0.1:{free_port()}",
+            display_names={"en": name.capitalize()},
+        )
+        if config_changes:
+            config = dataclasses.replace(home.config, **config_changes)  # type: ignore[arg-type]
+            (home.dir / CONFIG_FILE).write_text(config.to_toml())
+            home = NodeHome(home.dir)
+        homes[name] = home
+    for name, home in homes.items():
+        for other_name, other in homes.items():
+            if other_name != name:
+                card = other.card(now)
+                home.add_peer(card, card.fingerprint, now)
+    return homes
+
+
+@pytest.fixture
+def linked_nodes(tmp_path: Path) -> Iterator[dict[str, NodeProcess]]:
+    """washington and moscow, linked, with fast retries and heartbeats, started."""
+    homes = make_linked_homes(
+        tmp_path, ["washington", "moscow"], retry_cap_s=1.0, heartbeat_interval_s=2.0
+    )
+    nodes = {name: NodeProcess(home, tmp_path) for name, home in homes.items()}
+    try:
+        for node in nodes.values():
+            node.start()
+        yield nodes
+    finally:
+        for node in nodes.values():
+            node.stop()
+        for home in homes.values():
+            home.close()
