@@ -22,6 +22,7 @@ import hotline.transcript as transcript
 from hotline.core import merkle
 from hotline.errors import InputError, NotFoundError, StorageError, VerificationError
 from hotline.store.db import create_store_engine, migrate, sqlite_url
+from hotline.transcript._log import node_position
 from hotline.transcript._schema import transcript_leaves, transcript_nodes
 
 VECTOR_LEAVES = [
@@ -300,7 +301,9 @@ def test_a_huge_log_opens_and_appends_from_its_frontier_alone(engine: Engine) ->
                     [{"idx": idx, "leaf_hash": h, "kind": "x", "ref": "r"}],
                 )
             else:
-                conn.execute(insert(transcript_nodes), [{"level": level, "idx": idx, "hash": h}])
+                conn.execute(
+                    insert(transcript_nodes), [{"pos": node_position(level, idx), "hash": h}]
+                )
     with engine.connect() as conn:
         assert transcript.size(conn) == size
         assert transcript.root(conn) == merkle.fold_subtrees(frontier)
@@ -502,7 +505,7 @@ def test_a_damaged_store_is_a_storage_error(engine: Engine) -> None:
     with engine.begin() as conn:
         transcript.append(conn, entries([b"a", b"b", b"c", b"d"]))
         conn.execute(text("DROP TRIGGER transcript_nodes_no_delete"))
-        conn.execute(text("DELETE FROM transcript_nodes WHERE level = 2"))
+        conn.execute(text("DELETE FROM transcript_nodes WHERE pos = 3"))  # (level 2, idx 0)
     with engine.connect() as conn, pytest.raises(StorageError, match="missing"):
         transcript.root(conn)
 
@@ -515,6 +518,17 @@ def test_migration_matches_the_tables(engine: Engine) -> None:
         diff = compare_metadata(MigrationContext.configure(conn), ours)
     relevant = [d for d in diff if "transcript" in repr(d)]
     assert relevant == []
+
+
+def test_node_positions_are_in_order_and_odd() -> None:
+    # Leaf i sits at 2i; the subtree over leaves [a, b) sits between its two halves.
+    assert [node_position(1, i) for i in range(4)] == [1, 5, 9, 13]
+    assert [node_position(2, i) for i in range(2)] == [3, 11]
+    assert node_position(3, 0) == 7
+    big = transcript.MAX_LOG_SIZE
+    top = (big - 1).bit_length() - 1
+    assert node_position(top, 0) < 2**63
+    assert node_position(1, big // 2 - 1) < 2**63
 
 
 def test_public_surface() -> None:

@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, bindparam, func, select, text, tuple_
+from sqlalchemy import Connection, bindparam, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from hotline.core import merkle
@@ -38,6 +38,9 @@ MAX_BATCH_ENTRIES = 100_000
 MAX_KIND_LENGTH = 32
 #: Length of an entry's ``ref`` (an envelope id or similar; a UUID is 36).
 MAX_REF_LENGTH = 128
+#: The most entries the log holds: node positions (about twice the size) must fit a signed
+#: 64-bit integer.
+MAX_LOG_SIZE = 2**62
 #: Entries :func:`leaves_by_ref` returns at most.
 MAX_LEAVES_PER_REF = 1_000
 
@@ -108,6 +111,8 @@ def append(conn: Connection, entries: Sequence[NewEntry]) -> Appended:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_APPEND_LOCK})
         n = _size(conn)
+        if n + len(entries) > MAX_LOG_SIZE:
+            raise InputError(f"the transcript holds at most {MAX_LOG_SIZE} entries")
         frontier_ids = merkle.range_subtrees(0, n) if n else []
         stored = _fetch(conn, frontier_ids)
         frontier = [stored[s] for s in frontier_ids]
@@ -121,7 +126,7 @@ def append(conn: Connection, entries: Sequence[NewEntry]) -> Appended:
                     for i, (e, h) in enumerate(zip(entries, hashes, strict=True))
                 ],
             )
-            nodes = [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in grown.nodes if lv]
+            nodes = [{"pos": node_position(lv, ix), "hash": h} for lv, ix, h in grown.nodes if lv]
             if nodes:
                 conn.execute(transcript_nodes.insert(), nodes)
     except SQLAlchemyError as e:
@@ -237,11 +242,14 @@ _MAX_IDX = select(func.max(transcript_leaves.c.idx))
 _LEAF_HASHES = select(transcript_leaves.c.idx, transcript_leaves.c.leaf_hash).where(
     transcript_leaves.c.idx.in_(bindparam("ids", expanding=True))
 )
-_NODE_HASHES = select(
-    transcript_nodes.c.level, transcript_nodes.c.idx, transcript_nodes.c.hash
-).where(
-    tuple_(transcript_nodes.c.level, transcript_nodes.c.idx).in_(bindparam("ids", expanding=True))
+_NODE_HASHES = select(transcript_nodes.c.pos, transcript_nodes.c.hash).where(
+    transcript_nodes.c.pos.in_(bindparam("ids", expanding=True))
 )
+
+
+def node_position(level: int, idx: int) -> int:
+    """The in-order position of perfect subtree ``(level, idx)``: ``transcript_nodes.pos``."""
+    return (idx << (level + 1)) + (1 << level) - 1
 
 
 def _size(conn: Connection) -> int:
@@ -260,8 +268,9 @@ def _fetch(conn: Connection, subtrees: Iterable[merkle.Subtree]) -> dict[merkle.
         for idx, h in conn.execute(_LEAF_HASHES, {"ids": leaves}):
             out[(0, idx)] = bytes(h)
     if nodes:
-        for lv, idx, h in conn.execute(_NODE_HASHES, {"ids": nodes}):
-            out[(lv, idx)] = bytes(h)
+        by_pos = {node_position(lv, i): (lv, i) for lv, i in nodes}
+        for pos, h in conn.execute(_NODE_HASHES, {"ids": list(by_pos)}):
+            out[by_pos[pos]] = bytes(h)
     if len(out) != len(wanted):
         missing = sorted(wanted - out.keys())
         raise StorageError(
@@ -292,6 +301,7 @@ __all__ = [
     "MAX_BATCH_ENTRIES",
     "MAX_KIND_LENGTH",
     "MAX_LEAVES_PER_REF",
+    "MAX_LOG_SIZE",
     "MAX_REF_LENGTH",
     "Appended",
     "Leaf",

@@ -4,10 +4,13 @@
 records (``kind`` and ``ref``, e.g. "message" and an envelope id). The entry's bytes themselves are
 not kept here; they live with the message they record.
 
-``transcript_nodes`` holds the hash of every perfect subtree above the leaves: the subtree
-``(level, idx)`` covers leaves ``[idx * 2**level, (idx + 1) * 2**level)``, for ``level >= 1``
-(level 0 is ``transcript_leaves.leaf_hash``). A subtree row is written once, when its last leaf is
-appended, and never changes. Any root or proof needs at most ~2 * 64 of these rows.
+``transcript_nodes`` holds the hash of every perfect subtree above the leaves. The subtree
+``(level, idx)`` covers leaves ``[idx * 2**level, (idx + 1) * 2**level)``; for ``level >= 1`` its
+row is keyed by its in-order position in the tree, ``pos = idx * 2**(level + 1) + 2**level - 1``
+(leaf ``i`` would be ``2 * i``, so every stored node has an odd ``pos``; level 0 is
+``transcript_leaves.leaf_hash``). One integer key makes a batch of subtrees one ``pos IN (...)``
+primary-key lookup on both engines. A row is written once, when the subtree's last leaf is
+appended, and never changes. Any root or proof needs at most ~2 * 62 rows.
 
 Both tables are append-only: the migration adds triggers that refuse UPDATE and DELETE.
 """
@@ -45,12 +48,10 @@ Index("ix_transcript_leaves_ref", transcript_leaves.c.ref)
 transcript_nodes = Table(
     "transcript_nodes",
     metadata,
-    Column("level", Integer, primary_key=True, autoincrement=False),
-    Column("idx", BigInteger, primary_key=True, autoincrement=False),
+    Column("pos", _Index64, primary_key=True, autoincrement=False),
     Column("hash", LargeBinary, nullable=False),
     CheckConstraint("length(hash) = 32", name="hash_size"),
-    CheckConstraint("level >= 1 AND level <= 63 AND idx >= 0", name="position"),
-    sqlite_with_rowid=False,
+    CheckConstraint("pos >= 1 AND pos % 2 = 1", name="pos_odd"),
 )
 
 __all__ = ["transcript_leaves", "transcript_nodes"]

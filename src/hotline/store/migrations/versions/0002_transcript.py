@@ -34,14 +34,10 @@ def upgrade() -> None:
     op.create_index("ix_transcript_leaves_ref", "transcript_leaves", ["ref"])
     op.create_table(
         "transcript_nodes",
-        sa.Column("level", sa.Integer, primary_key=True, autoincrement=False),
-        sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("pos", _Index64, primary_key=True, autoincrement=False),
         sa.Column("hash", sa.LargeBinary, nullable=False),
         sa.CheckConstraint("length(hash) = 32", name=op.f("ck_transcript_nodes_hash_size")),
-        sa.CheckConstraint(
-            "level >= 1 AND level <= 63 AND idx >= 0", name=op.f("ck_transcript_nodes_position")
-        ),
-        sqlite_with_rowid=False,
+        sa.CheckConstraint("pos >= 1 AND pos % 2 = 1", name=op.f("ck_transcript_nodes_pos_odd")),
     )
     # Append-only: refuse UPDATE and DELETE on both tables.
     dialect = op.get_bind().dialect.name
