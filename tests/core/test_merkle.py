@@ -448,6 +448,21 @@ def test_bad_arguments_are_input_errors(call: object) -> None:
         call()
 
 
+def test_byte_form_of_proofs() -> None:
+    path = INCLUSION_VECTORS[-1][2]
+    data = merkle.encode_proof(path)
+    assert data == b"".join(path)
+    assert merkle.decode_proof(data) == path
+    assert merkle.decode_proof(b"") == []
+    with pytest.raises(WireError) as partial:
+        merkle.decode_proof(data[:-1])
+    assert partial.value.code is ErrorCode.MALFORMED
+    with pytest.raises(WireError) as too_long:
+        merkle.decode_proof(bytes(32 * 65))
+    assert too_long.value.code is ErrorCode.TOO_LARGE
+    assert len(merkle.decode_proof(bytes(32 * 64))) == 64
+
+
 def test_limits_cover_the_largest_tree() -> None:
     big = merkle.MAX_TREE_SIZE
     assert merkle.inclusion_proof_length(big - 1, big) <= merkle.MAX_PROOF_HASHES

@@ -525,6 +525,32 @@ def verify_consistency(
         raise fail(f"consistency proof leads to new root {sr.hex()}, expected {new_root.hex()}")
 
 
+# --- The byte form of a proof ------------------------------------------------------------------
+
+
+def encode_proof(proof: Sequence[bytes]) -> bytes:
+    """A proof as one byte string: its hashes concatenated, in order."""
+    _check_proof(proof)
+    return b"".join(proof)
+
+
+def decode_proof(data: bytes) -> list[bytes]:
+    """Parse the byte form of a proof (from the wire), refusing a partial hash or more than
+    :data:`MAX_PROOF_HASHES` hashes before looking further (:class:`WireError`)."""
+    if not isinstance(data, bytes):
+        raise InputError(f"a proof's byte form is bytes, got {type(data).__name__}")
+    if len(data) > MAX_PROOF_HASHES * HASH_SIZE:
+        raise WireError(
+            f"a proof holds at most {MAX_PROOF_HASHES} hashes, this one has {len(data)} bytes",
+            code=ErrorCode.TOO_LARGE,
+        )
+    if len(data) % HASH_SIZE:
+        raise WireError(
+            f"a proof is a whole number of {HASH_SIZE}-byte hashes, got {len(data)} bytes"
+        )
+    return [data[i : i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]
+
+
 # --- Argument checks ----------------------------------------------------------------------------
 
 
@@ -570,6 +596,8 @@ __all__ = [
     "consistency_proof",
     "consistency_proof_length",
     "consistency_proof_subtrees",
+    "decode_proof",
+    "encode_proof",
     "fold_subtrees",
     "inclusion_proof",
     "inclusion_proof_length",
