@@ -377,6 +377,7 @@ def test_consistency_edge_cases() -> None:
     )
     bad = [
         (0, 0, SOME_HASH, empty, []),  # not the empty tree's root
+        (0, 0, empty, SOME_HASH, []),
         (0, 1, empty, ROOTS[1], [empty]),  # a proof where none belongs
         (1, 1, ROOTS[1], ROOTS[2], []),  # two roots for one size
         (1, 1, ROOTS[1], ROOTS[1], [empty]),

@@ -264,7 +264,7 @@ def consistency_proof_subtrees(old_size: int, new_size: int) -> list[list[Subtre
 
 
 @dataclass(frozen=True, slots=True)
-class Appended:
+class Growth:
     """What :func:`append_leaves` made: every new perfect subtree and the new frontier."""
 
     #: ``(level, index, hash)`` of each perfect subtree completed by the append, leaves included,
@@ -281,7 +281,7 @@ class Appended:
         return fold_subtrees(self.frontier)
 
 
-def append_leaves(size: int, frontier: Sequence[bytes], leaf_hashes: Sequence[bytes]) -> Appended:
+def append_leaves(size: int, frontier: Sequence[bytes], leaf_hashes: Sequence[bytes]) -> Growth:
     """Append leaves to a tree of ``size`` leaves whose frontier (the hashes of
     ``range_subtrees(0, size)``, left to right) is given. O(1) hashes per leaf, amortized.
     """
@@ -313,7 +313,7 @@ def append_leaves(size: int, frontier: Sequence[bytes], leaf_hashes: Sequence[by
             nodes.append((level, index, h))
         stack.append((level, index, h))
         position += 1
-    return Appended(nodes=nodes, frontier=[h for _, _, h in stack], size=position)
+    return Growth(nodes=nodes, frontier=[h for _, _, h in stack], size=position)
 
 
 # --- Verification (RFC 9162 §2.1.3.2, §2.1.4.2) -----------------------------------------------
@@ -476,8 +476,9 @@ def verify_consistency(
             f"this one has {len(proof)}"
         )
     if old_size == 0:
-        if old_root != EMPTY_ROOT:
-            raise fail(f"the root of the empty tree is {EMPTY_ROOT.hex()}, got {old_root.hex()}")
+        for which, r in (("old", old_root), ("new", new_root if new_size == 0 else EMPTY_ROOT)):
+            if r != EMPTY_ROOT:
+                raise fail(f"the {which} root is not the empty tree's root: {r.hex()}")
         return
     if old_size == new_size:
         if old_root != new_root:
@@ -590,7 +591,7 @@ __all__ = [
     "MAX_PROOF_HASHES",
     "MAX_TREE_SIZE",
     "NODE_PREFIX",
-    "Appended",
+    "Growth",
     "Subtree",
     "append_leaves",
     "consistency_proof",
