@@ -25,6 +25,9 @@ err_console = Console(stderr=True)
 def _mount_groups() -> None:
     # Imported for their side effect of registering commands on ``app``.
     from hotline.cli import demo, node  # noqa: F401
+    from hotline.cli import deconflict
+
+    app.add_typer(deconflict.app, name="deconflict")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,286 @@
+"""Footprint geometry: strict GeoJSON polygon checks, circles and corridors as polygons, areas.
+
+Circles and corridors are given in metres and become polygons in lon/lat. The polygon always
+*contains* the true shape (every point within the radius or half-width, measured on the WGS84
+ellipsoid, is inside: safety first) and lies at most ``max_error_m`` outside it, a bound computed
+for each footprint and kept on the volume (docs/deconfliction.md, "Circles and corridors").
+
+Method: a local equirectangular plane centred on the shape (x = lon scaled by N(lat0) cos(lat0),
+y = lat scaled by M(lat0)). The map is affine in lon/lat, so straight lon/lat edges (RFC 7946)
+stay straight; its only error is the scale, which varies with latitude across the shape between
+``s_min`` and ``s_max`` (computed from the WGS84 radii of curvature). We buffer by
+``d / min(1, s_min)``, enlarged for the chord of each arc (``1 / cos(pi / 4q)``) and for the
+curvature of the Earth, so the polygon contains the shape; its outward error is then at most
+``d_buf * max(1, s_max) - d``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import shapely
+from pyproj import Geod
+from shapely.geometry import LineString, MultiPolygon, Point, Polygon
+
+from hotline.errors import InputError
+
+#: Most vertices in one footprint as given (all rings together): bounds parse and predicate cost.
+MAX_VERTICES = 2_000
+#: Most positions in a corridor's centre line.
+MAX_CORRIDOR_POINTS = 500
+#: Largest circle radius and corridor half-width (metres). Beyond this the local plane's scale
+#: error grows past a percent and such volumes are better given as polygons.
+MAX_RADIUS_M = 500_000.0
+MAX_HALF_WIDTH_M = 100_000.0
+#: Longest extent of a corridor's centre line, in degrees of latitude or longitude.
+MAX_CORRIDOR_SPAN_DEG = 20.0
+#: Footprints must stay this far (degrees) from the poles: nothing near a pole is refused silently.
+POLE_MARGIN_DEG = 1.0
+#: Segments per quarter circle of a buffered arc (64 vertices for a full circle).
+QUAD_SEGS = 16
+
+_GEOD = Geod(ellps="WGS84")
+_A = 6_378_137.0
+_F = 1 / 298.257223563
+_E2 = _F * (2 - _F)
+_MEAN_RADIUS = 6_371_008.8
+
+
+def _radii(lat_deg: np.ndarray[Any, np.dtype[np.float64]] | float) -> tuple[Any, Any]:
+    """Meridional (M) and prime-vertical (N) radii of curvature of WGS84 at ``lat_deg``."""
+    s = np.sin(np.radians(lat_deg))
+    w = np.sqrt(1 - _E2 * s * s)
+    return _A * (1 - _E2) / (w**3), _A / w
+
+
+def _bad(feature: str, field: str, detail: str) -> InputError:
+    return InputError(f"feature {feature!r}: {detail}", fields={"feature": feature, "field": field})
+
+
+def _position(p: object, feature: str, field: str) -> tuple[float, float]:
+    if not isinstance(p, list | tuple) or len(p) not in (2, 3):
+        raise _bad(feature, field, f"a position must be [lon, lat] or [lon, lat, alt], got {p!r}")
+    out: list[float] = []
+    for v in p[:2]:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise _bad(feature, field, f"coordinates must be numbers, got {v!r}")
+        if not math.isfinite(v):
+            raise _bad(feature, field, "coordinates must be finite (NaN or infinity given)")
+        out.append(float(v))
+    lon, lat = out
+    if not -180.0 < lon < 180.0:
+        raise _bad(
+            feature,
+            field,
+            f"longitude {lon} reaches or passes the antimeridian: footprints must lie strictly "
+            "between -180 and 180 (antimeridian-crossing footprints are refused)",
+        )
+    if not -90.0 + POLE_MARGIN_DEG < lat < 90.0 - POLE_MARGIN_DEG:
+        raise _bad(
+            feature,
+            field,
+            f"latitude {lat} is within {POLE_MARGIN_DEG} degree of a pole or beyond: "
+            "footprints at or around a pole are refused",
+        )
+    return lon, lat
+
+
+def _ring(coords: object, feature: str, field: str) -> list[tuple[float, float]]:
+    if not isinstance(coords, list) or not coords:
+        raise _bad(feature, field, "a ring must be a non-empty list of positions")
+    ring = [_position(p, feature, field) for p in coords]
+    if len(ring) < 4:
+        raise _bad(feature, field, f"a ring needs at least 4 positions, got {len(ring)}")
+    if ring[0] != ring[-1]:
+        raise _bad(feature, field, "a ring must be closed (first and last positions equal)")
+    for (x0, _), (x1, _) in itertools.pairwise(ring):
+        if abs(x1 - x0) > 180.0:
+            raise _bad(
+                feature,
+                field,
+                "an edge spans more than 180 degrees of longitude (crosses the antimeridian): "
+                "refused",
+            )
+    return ring
+
+
+def _polygon_rings(coords: object, feature: str, field: str) -> list[list[tuple[float, float]]]:
+    if not isinstance(coords, list) or not coords:
+        raise _bad(feature, field, "a polygon must be a non-empty list of rings")
+    return [_ring(r, feature, field) for r in coords]
+
+
+def _check_valid(geom: Any, feature: str, field: str) -> None:
+    if not shapely.is_valid(geom):
+        reason = shapely.is_valid_reason(geom)
+        raise _bad(feature, field, f"invalid footprint ({reason}); it is not repaired, fix it")
+    if geom.is_empty or geom.area <= 0.0:
+        raise _bad(feature, field, "the footprint has no area")
+
+
+def polygon_footprint(geometry: dict[str, Any], feature: str) -> Any:
+    """A valid shapely Polygon or MultiPolygon from a GeoJSON Polygon or MultiPolygon object."""
+    field = "geometry.coordinates"
+    kind = geometry.get("type")
+    coords = geometry.get("coordinates")
+    if kind == "Polygon":
+        polys = [_polygon_rings(coords, feature, field)]
+    elif kind == "MultiPolygon":
+        if not isinstance(coords, list) or not coords:
+            raise _bad(feature, field, "a MultiPolygon must be a non-empty list of polygons")
+        polys = [_polygon_rings(p, feature, field) for p in coords]
+    else:
+        raise _bad(feature, "geometry.type", f"not a polygon footprint: {kind!r}")
+    n = sum(len(r) for p in polys for r in p)
+    if n > MAX_VERTICES:
+        raise _bad(feature, field, f"{n} vertices, more than the limit of {MAX_VERTICES}")
+    shells = [Polygon(p[0], p[1:]) for p in polys]
+    geom: Any = shells[0] if kind == "Polygon" else MultiPolygon(shells)
+    _check_valid(geom, feature, field)
+    return geom
+
+
+def buffered_footprint(
+    centre_line: Sequence[tuple[float, float]], distance_m: float, feature: str, field: str
+) -> tuple[Polygon, float]:
+    """The polygon containing every point within ``distance_m`` of a point or polyline.
+
+    Returns the polygon and its maximum outward error in metres.
+    """
+    lons = np.array([p[0] for p in centre_line], dtype=np.float64)
+    lats = np.array([p[1] for p in centre_line], dtype=np.float64)
+    # Latitude span of the shape including its buffer (a generous degree bound: M >= 6.33e6 m).
+    pad_deg = math.degrees(distance_m / 6_300_000.0) * 1.01
+    lat_lo, lat_hi = float(lats.min()) - pad_deg, float(lats.max()) + pad_deg
+    if lat_lo <= -90.0 + POLE_MARGIN_DEG or lat_hi >= 90.0 - POLE_MARGIN_DEG:
+        raise _bad(
+            feature, field, "the shape reaches within a degree of a pole or contains it: refused"
+        )
+    lat0 = (float(lats.min()) + float(lats.max())) / 2
+    lon0 = (float(lons.min()) + float(lons.max())) / 2
+    m0, n0 = _radii(lat0)
+    kx = math.radians(1.0) * n0 * math.cos(math.radians(lat0))  # metres per degree of longitude
+    ky = math.radians(1.0) * m0  # metres per degree of latitude
+    # Scale of the plane against the ellipsoid across the span (both axes), from above and below.
+    phis = np.linspace(lat_lo, lat_hi, 65)
+    m, n = _radii(phis)
+    s_x = (n * np.cos(np.radians(phis))) / (n0 * math.cos(math.radians(lat0)))
+    s_y = m / m0
+    s_min = min(1.0, float(s_x.min()), float(s_y.min()))
+    s_max = max(1.0, float(s_x.max()), float(s_y.max()))
+    # Local-plane against geodesic distance over the buffer (second order in d / R), plus the
+    # chord of each arc segment.
+    curvature = 1e-6 + 2.0 * (distance_m / _MEAN_RADIUS) ** 2
+    d_buf = distance_m / s_min * (1.0 + curvature) / math.cos(math.pi / (4 * QUAD_SEGS))
+    xy = np.column_stack(((lons - lon0) * kx, (lats - lat0) * ky))
+    base: Any = Point(xy[0]) if len(xy) == 1 else LineString(xy)
+    poly = shapely.buffer(base, d_buf, quad_segs=QUAD_SEGS)
+    ring = np.asarray(poly.exterior.coords)
+    out_lon = lon0 + ring[:, 0] / kx
+    out_lat = lat0 + ring[:, 1] / ky
+    if out_lon.min() <= -180.0 or out_lon.max() >= 180.0:
+        raise _bad(feature, field, "the shape reaches or crosses the antimeridian: refused")
+    holes = [
+        np.column_stack(
+            (lon0 + np.asarray(h.coords)[:, 0] / kx, lat0 + np.asarray(h.coords)[:, 1] / ky)
+        )
+        for h in poly.interiors
+    ]
+    footprint = Polygon(np.column_stack((out_lon, out_lat)), holes)
+    _check_valid(footprint, feature, field)
+    max_error = d_buf * s_max - distance_m
+    return footprint, max_error
+
+
+def circle_footprint(
+    centre: object, radius_m: object, feature: str
+) -> tuple[tuple[float, float], float, Polygon, float]:
+    """Check a circle's centre and radius; return them, its polygon and the polygon's error."""
+    c = _position(centre, feature, "geometry.coordinates")
+    r = _metres(radius_m, MAX_RADIUS_M, feature, "radius_m")
+    poly, err = buffered_footprint([c], r, feature, "radius_m")
+    return c, r, poly, err
+
+
+def corridor_footprint(
+    coords: object, half_width_m: object, feature: str
+) -> tuple[list[tuple[float, float]], float, Polygon, float]:
+    """Check a corridor's centre line and half-width; return them, its polygon and its error."""
+    field = "geometry.coordinates"
+    if not isinstance(coords, list) or len(coords) < 2:
+        raise _bad(feature, field, "a corridor's LineString needs at least 2 positions")
+    if len(coords) > MAX_CORRIDOR_POINTS:
+        raise _bad(
+            feature, field, f"{len(coords)} positions, more than the limit of {MAX_CORRIDOR_POINTS}"
+        )
+    line = [_position(p, feature, field) for p in coords]
+    if len(set(line)) < 2:
+        raise _bad(feature, field, "a corridor's centre line has no length")
+    for (x0, _), (x1, _) in itertools.pairwise(line):
+        if abs(x1 - x0) > 180.0:
+            raise _bad(feature, field, "a segment crosses the antimeridian: refused")
+    lons = [p[0] for p in line]
+    lats = [p[1] for p in line]
+    if (
+        max(lons) - min(lons) > MAX_CORRIDOR_SPAN_DEG
+        or max(lats) - min(lats) > MAX_CORRIDOR_SPAN_DEG
+    ):
+        raise _bad(
+            feature,
+            field,
+            f"the corridor spans more than {MAX_CORRIDOR_SPAN_DEG} degrees: split it",
+        )
+    w = _metres(half_width_m, MAX_HALF_WIDTH_M, feature, "half_width_m")
+    poly, err = buffered_footprint(line, w, feature, "half_width_m")
+    return line, w, poly, err
+
+
+def _metres(v: object, limit: float, feature: str, field: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise _bad(feature, field, f"{field} must be a number of metres, got {v!r}")
+    x = float(v)
+    if not math.isfinite(x) or x <= 0.0 or x > limit:
+        raise _bad(feature, field, f"{field} must be above 0 and at most {limit:g} m, got {v!r}")
+    return x
+
+
+def geodesic_area_m2(geom: Any) -> float:
+    """Area in square metres on the WGS84 ellipsoid of the polygonal parts of ``geom``."""
+    total = 0.0
+    for part in shapely.get_parts(geom):
+        if isinstance(part, Polygon | MultiPolygon) and not part.is_empty:
+            area, _ = _GEOD.geometry_area_perimeter(part)
+            total += abs(float(area))
+        elif part.geom_type == "GeometryCollection":
+            total += geodesic_area_m2(part)
+    return total
+
+
+def local_distance_m(a: Any, b: Any) -> float:
+    """Shortest distance in metres between two footprints, in a local plane at their midpoint.
+
+    Used for the separation of near misses; relative error below the plane's scale variation
+    across the pair (about 1e-3 for shapes tens of kilometres apart at mid latitudes).
+    """
+    minx, miny, maxx, maxy = shapely.total_bounds([a, b])
+    lat0 = (miny + maxy) / 2
+    lon0 = (minx + maxx) / 2
+    m0, n0 = _radii(lat0)
+    kx = math.radians(1.0) * n0 * math.cos(math.radians(lat0))
+    ky = math.radians(1.0) * m0
+
+    def proj(g: Any) -> Any:
+        return shapely.transform(
+            g, lambda c: np.column_stack(((c[:, 0] - lon0) * kx, (c[:, 1] - lat0) * ky))
+        )
+
+    return float(shapely.distance(proj(a), proj(b)))
+
+
+def geodesic_distance_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
+    _, _, d = _GEOD.inv(lon1, lat1, lon2, lat2)
+    return float(d)
