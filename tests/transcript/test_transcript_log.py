@@ -104,6 +104,7 @@ def test_published_vectors_from_storage(engine: Engine, batches: list[int]) -> N
         assert transcript.root(conn) == ROOT_8
         assert transcript.root(conn, 5) == ROOT_5
         assert transcript.root(conn, 0) == merkle.EMPTY_ROOT
+        assert transcript.size_and_root(conn) == (8, ROOT_8)
         assert transcript.inclusion_proof(conn, 5, 8) == PATH_5_OF_8
         assert transcript.consistency_proof(conn, 6, 7) == PROOF_6_TO_7
         assert transcript.leaf(conn, 3).leaf_hash == merkle.leaf_hash(VECTOR_LEAVES[3])
@@ -347,6 +348,8 @@ def test_an_empty_append_changes_nothing(engine: Engine) -> None:
     with engine.begin() as conn:
         got = transcript.append(conn, [])
     assert (got.first_index, got.size, got.root) == (0, 0, merkle.EMPTY_ROOT)
+    with engine.connect() as conn:
+        assert transcript.size_and_root(conn) == (0, merkle.EMPTY_ROOT)
 
 
 def test_two_writers_on_one_file(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from hotline.transcript._log import (
     leaves_by_ref,
     root,
     size,
+    size_and_root,
 )
 
 __all__ = [
@@ -39,4 +40,5 @@ __all__ = [
     "leaves_by_ref",
     "root",
     "size",
+    "size_and_root",
 ]

@@ -158,6 +158,17 @@ def root(conn: Connection, tree_size: int | None = None) -> bytes:
     return merkle.fold_subtrees([stored[s] for s in ids])
 
 
+def size_and_root(conn: Connection) -> tuple[int, bytes]:
+    """The current size and root, read together (what a tree head signs)."""
+    try:
+        n = _size(conn)
+        ids = merkle.range_subtrees(0, n) if n else []
+        stored = _fetch(conn, ids)
+    except SQLAlchemyError as e:
+        raise StorageError(f"reading the transcript head failed: {e}") from e
+    return n, merkle.fold_subtrees([stored[s] for s in ids])
+
+
 def leaf(conn: Connection, index: int) -> Leaf:
     """The entry at ``index``."""
     _check_count("index", index)
@@ -313,4 +324,5 @@ __all__ = [
     "leaves_by_ref",
     "root",
     "size",
+    "size_and_root",
 ]
