@@ -42,6 +42,7 @@ class ErrorCode(StrEnum):
     # Protocol.
     REPLAY_CONFLICT = "replay_conflict"
     SEQUENCE_REUSED = "sequence_reused"
+    SEQUENCE_OUT_OF_RANGE = "sequence_out_of_range"
     UNKNOWN_MESSAGE = "unknown_message"
     INVALID_STATE = "invalid_state"
     # Everything else.
@@ -89,6 +90,10 @@ MESSAGES: Mapping[ErrorCode, tuple[str, str]] = {
     ErrorCode.SEQUENCE_REUSED: (
         "A different message with the same sequence number was already received",
         "Уже получено другое сообщение с тем же порядковым номером",
+    ),
+    ErrorCode.SEQUENCE_OUT_OF_RANGE: (
+        "Sequence number too far ahead",
+        "Порядковый номер слишком далеко впереди",
     ),
     ErrorCode.UNKNOWN_MESSAGE: ("Unknown message", "Неизвестное сообщение"),
     ErrorCode.INVALID_STATE: (

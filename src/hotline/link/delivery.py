@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from sqlalchemy import Connection
+
 from hotline.core.card import Card, Identity
 from hotline.core.encoding import to_us
 from hotline.core.envelope import (
@@ -34,8 +36,11 @@ from hotline.link.inbox import Received
 from hotline.link.transport_http import HttpTransport
 from hotline.store import Store
 from hotline.store.messages import (
+    Outgoing,
     State,
     add_events,
+    count_attempts,
+    dequeue,
     expired_out_seqs,
     next_out_seq,
     pending_outgoing,
@@ -71,7 +76,7 @@ class LinkStatus:
     peer_next_expected: int | None = None
 
 
-ReceiveFn = Callable[[list[bytes], str], Awaitable[Received]]
+ReceiveFn = Callable[[list[bytes], str, Callable[[Connection], None] | None], Awaitable[Received]]
 
 
 def backoff_delay(failures: int, cap_s: float, rng: random.Random) -> float:
@@ -104,17 +109,13 @@ class PeerLink:
 
     # -- delivery --------------------------------------------------------------------------
 
-    def _expire(self, now: datetime) -> None:
+    def _expire(self, stale: list[Outgoing], now: datetime) -> None:
         now_us = to_us(now)
         with self.store.write() as conn:
-            stale = [
-                o
-                for o in pending_outgoing(conn, self.peer.name, limit=10_000)
-                if o.expires_at_us is not None and o.expires_at_us <= now_us
-            ]
             add_events(
                 conn, [(o.id, State.EXPIRED, now_us, "not delivered in time") for o in stale]
             )
+            dequeue(conn, [o.id for o in stale])
             for o in stale:
                 record_security_event(
                     conn,
@@ -125,25 +126,38 @@ class PeerLink:
                     detail=f"message {o.id} (seq {o.seq}) expired undelivered",
                 )
 
+    @staticmethod
+    def _record_attempt(conn: Connection, batch: list[Outgoing], now_us: int) -> None:
+        """The bytes left this node: count the attempt; the first one is the SENT event."""
+        count_attempts(conn, [o.id for o in batch])
+        add_events(conn, [(o.id, State.SENT, now_us, "") for o in batch if o.attempts == 0])
+
     async def deliver_once(self) -> int:
         """Send one batch; return how many envelopes were pending (0: nothing to do)."""
         if self._transport is None:
             return 0
         now = datetime.now(UTC)
+        now_us = to_us(now)
         with self.store.read() as conn:
             batch = pending_outgoing(conn, self.peer.name, BATCH_SIZE)
         if not batch:
             return 0
-        if any(o.expires_at_us is not None and o.expires_at_us <= to_us(now) for o in batch):
-            self._expire(now)
+        stale = [o for o in batch if o.expires_at_us is not None and o.expires_at_us <= now_us]
+        if stale:
+            self._expire(stale, now)
             return len(batch)
-        first_attempt = [o for o in batch if not o.sent_before]
-        if first_attempt:
+        try:
+            reply = await self._transport.send_batch([o.envelope for o in batch])
+        except HotlineError:
             with self.store.write() as conn:
-                add_events(conn, [(o.id, State.SENT, to_us(now), "") for o in first_attempt])
-        reply = await self._transport.send_batch([o.envelope for o in batch])
-        if reply.receipts:
-            await self.receive(reply.receipts, f"reply:{self.peer.name}")
+                self._record_attempt(conn, batch, now_us)
+            raise
+        # One transaction records the attempt and the receipts (one commit on the hot path).
+        await self.receive(
+            reply.receipts,
+            f"reply:{self.peer.name}",
+            lambda conn: self._record_attempt(conn, batch, now_us),
+        )
         self.status.peer_next_expected = reply.next_expected
         rejected = [r for r in reply.results if r.get("status") == "rejected"]
         if rejected:

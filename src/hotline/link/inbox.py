@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, select
+from sqlalchemy import Connection, and_, insert, select
 
 from hotline.core.card import Card, Identity
 from hotline.core.encoding import parse_time, to_us
@@ -39,8 +39,9 @@ from hotline.store import Store
 from hotline.store.messages import (
     State,
     add_events,
-    highest_in_seq,
-    missing_in_seqs,
+    dequeue,
+    next_expected_seq,
+    note_inbound_seq,
     receipt_exists,
     record_security_event,
     store_receipt,
@@ -86,8 +87,13 @@ def receive(
     *,
     now: datetime,
     source: str,
+    also: Callable[[Connection], None] | None = None,
 ) -> Received:
-    """Open, check and commit a batch of envelopes; return outcomes and receipts to send back."""
+    """Open, check and commit a batch of envelopes; return outcomes and receipts to send back.
+
+    ``also`` runs inside the same write transaction (the delivery worker records its attempt
+    there, so that a reply costs one commit).
+    """
     result = Received()
 
     def sender_key(name: str) -> SigningPublicKey | None:
@@ -95,6 +101,8 @@ def receive(
 
     now_us = to_us(now)
     with store.write() as conn:
+        if also is not None:
+            also(conn)
         items_by_sender: dict[str, list[ReceiptItem]] = {}
         old_receipts: dict[str, dict[str, bytes]] = {}
         for data in envelopes:
@@ -213,16 +221,16 @@ def _accept_one(
             f"sequence number {seq} from {sender!r} already carried {taken.id}",
             code=ErrorCode.SEQUENCE_REUSED,
         )
-    highest = highest_in_seq(conn, sender)
-    if seq > highest + 1:
+    skipped = note_inbound_seq(conn, sender, seq, now_us)
+    if skipped:
         record_security_event(
             conn,
             at_us=now_us,
             code="sequence_gap",
             peer=sender,
             source=None,
-            detail=f"received seq {seq} after {highest}; missing "
-            f"{missing_in_seqs(conn, sender, seq - 1, limit=20)}",
+            detail=f"received seq {seq}; missing {skipped[:20]}"
+            + (f" and {len(skipped) - 20} more" if len(skipped) > 20 else ""),
         )
 
     if isinstance(payload, MessagePayload):
@@ -372,6 +380,7 @@ def _accept_delivered_receipt(
         message_ids=ids,
     )
     add_events(conn, [(i, State.DELIVERED, now_us, f"receipt {payload.id}") for i in ids])
+    dequeue(conn, ids)
     result.updated_ids.extend(ids)
     result.outcomes.append(Outcome(payload.id, "receipt"))
 
@@ -423,13 +432,4 @@ def _accept_acknowledged_receipt(
 def next_expected(store: Store, peer: str) -> int:
     """The lowest sequence number from ``peer`` not yet received."""
     with store.read() as conn:
-        highest = highest_in_seq(conn, peer)
-        count = conn.execute(
-            select(func.count())
-            .select_from(messages)
-            .where(and_(messages.c.direction == "in", messages.c.peer == peer))
-        ).scalar_one()
-        if count == highest:
-            return highest + 1
-        missing = missing_in_seqs(conn, peer, highest, limit=1)
-        return missing[0] if missing else highest + 1
+        return next_expected_seq(conn, peer)

@@ -8,6 +8,7 @@ what this module committed.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,7 +28,14 @@ from hotline.core.envelope import (
 )
 from hotline.errors import ErrorCode, InputError, NotFoundError, ProtocolError
 from hotline.store import Store
-from hotline.store.messages import State, add_event, has_event, next_out_seq, store_receipt
+from hotline.store.messages import (
+    State,
+    add_event,
+    enqueue,
+    has_event,
+    next_out_seq,
+    store_receipt,
+)
 from hotline.store.schema import messages
 
 #: A message's body must stay well inside the envelope limit once signed and sealed.
@@ -69,6 +77,76 @@ def _insert_outgoing(
         )
     )
     add_event(conn, message_id, State.QUEUED, created_at_us)
+    enqueue(conn, message_id=message_id, peer=peer, seq=seq, expires_at_us=expires_at_us)
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A message to queue: what the sender chose, before it is numbered, signed and sealed."""
+
+    peer: Card
+    msg_type: str
+    priority: str
+    body: dict[str, Any]
+    ttl: timedelta
+    in_reply_to: str | None = None
+
+
+def _queue(conn: Connection, identity: Identity, draft: Draft, now: datetime) -> str:
+    if len(encode_json(draft.body)) > MAX_BODY_BYTES:
+        raise InputError(f"message body over {MAX_BODY_BYTES} bytes", code=ErrorCode.TOO_LARGE)
+    peer = draft.peer
+    message_id = new_id(now)
+    expires = now + draft.ttl
+    if draft.in_reply_to is not None:
+        _check_answerable(conn, draft.in_reply_to, peer.name)
+    seq = next_out_seq(conn, peer.name)
+    statement = sign_message(
+        identity,
+        to=peer.name,
+        message_id=message_id,
+        seq=seq,
+        created=now,
+        msg_type=draft.msg_type,
+        priority=draft.priority,
+        body=draft.body,
+        expires=expires,
+        in_reply_to=draft.in_reply_to,
+    )
+    envelope = seal(
+        kind=Kind.MESSAGE,
+        sender=identity.name,
+        recipient=peer.name,
+        envelope_id=message_id,
+        statement=statement,
+        recipient_key=peer.encryption_key,
+    )
+    _insert_outgoing(
+        conn,
+        message_id=message_id,
+        peer=peer.name,
+        seq=seq,
+        kind=Kind.MESSAGE,
+        msg_type=draft.msg_type,
+        priority=draft.priority,
+        created_at_us=to_us(now),
+        expires_at_us=to_us(expires),
+        in_reply_to=draft.in_reply_to,
+        body=draft.body,
+        statement=statement,
+        envelope=envelope,
+    )
+    if draft.in_reply_to is not None:
+        add_event(conn, draft.in_reply_to, State.ANSWERED, to_us(now), f"answered by {message_id}")
+    return message_id
+
+
+def submit_messages(
+    store: Store, identity: Identity, drafts: list[Draft], *, now: datetime
+) -> list[str]:
+    """Sign, seal and durably queue messages in one transaction: all of them or none."""
+    with store.write() as conn:
+        return [_queue(conn, identity, draft, now) for draft in drafts]
 
 
 def submit_message(
@@ -84,52 +162,8 @@ def submit_message(
     in_reply_to: str | None = None,
 ) -> str:
     """Sign, seal and durably queue one message to ``peer``; return its id."""
-    if len(encode_json(body)) > MAX_BODY_BYTES:
-        raise InputError(f"message body over {MAX_BODY_BYTES} bytes", code=ErrorCode.TOO_LARGE)
-    message_id = new_id(now)
-    expires = now + ttl
-    with store.write() as conn:
-        if in_reply_to is not None:
-            _check_answerable(conn, in_reply_to, peer.name)
-        seq = next_out_seq(conn, peer.name)
-        statement = sign_message(
-            identity,
-            to=peer.name,
-            message_id=message_id,
-            seq=seq,
-            created=now,
-            msg_type=msg_type,
-            priority=priority,
-            body=body,
-            expires=expires,
-            in_reply_to=in_reply_to,
-        )
-        envelope = seal(
-            kind=Kind.MESSAGE,
-            sender=identity.name,
-            recipient=peer.name,
-            envelope_id=message_id,
-            statement=statement,
-            recipient_key=peer.encryption_key,
-        )
-        _insert_outgoing(
-            conn,
-            message_id=message_id,
-            peer=peer.name,
-            seq=seq,
-            kind=Kind.MESSAGE,
-            msg_type=msg_type,
-            priority=priority,
-            created_at_us=to_us(now),
-            expires_at_us=to_us(expires),
-            in_reply_to=in_reply_to,
-            body=body,
-            statement=statement,
-            envelope=envelope,
-        )
-        if in_reply_to is not None:
-            add_event(conn, in_reply_to, State.ANSWERED, to_us(now), f"answered by {message_id}")
-    return message_id
+    draft = Draft(peer, msg_type, priority, body, ttl, in_reply_to)
+    return submit_messages(store, identity, [draft], now=now)[0]
 
 
 def _inbound(conn: Connection, message_id: str) -> Any:

@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Body, Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 #: Longest a client may hold a long-poll open.
 MAX_WAIT_S = 60.0
+#: Most messages one batch submission may queue (one transaction).
+MAX_SUBMIT = 256
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -57,6 +59,18 @@ class SendRequest(BaseModel):
     body: dict[str, Any] | None = None
     text: str | None = Field(default=None, max_length=100_000)
     in_reply_to: str | None = Field(default=None, max_length=36)
+
+
+def _send_arguments(req: SendRequest) -> dict[str, Any]:
+    if req.body is None and req.text is None:
+        raise WireError("give 'text' or 'body'", code=ErrorCode.INVALID_INPUT)
+    return {
+        "to": req.to,
+        "msg_type": req.type,
+        "priority": req.priority.value,
+        "body": req.body if req.body is not None else {"text": req.text},
+        "in_reply_to": req.in_reply_to,
+    }
 
 
 class AckRequest(BaseModel):
@@ -144,18 +158,30 @@ def create_app(node: Node) -> FastAPI:
     auth = [Depends(require_token)]
 
     @app.post("/api/v1/messages", dependencies=auth, tags=["operator"])
-    async def send(req: SendRequest) -> IdResponse:
-        if req.body is None and req.text is None:
-            raise WireError("give 'text' or 'body'", code=ErrorCode.INVALID_INPUT)
-        body = req.body if req.body is not None else {"text": req.text}
-        message_id = node.send(
-            to=req.to,
-            msg_type=req.type,
-            priority=req.priority.value,
-            body=body,
-            in_reply_to=req.in_reply_to,
+    async def send(
+        req: SendRequest,
+        wait: Annotated[Literal["delivered"] | None, Query()] = None,
+        timeout: Annotated[float, Query(ge=0, le=MAX_WAIT_S)] = 10.0,
+    ) -> dict[str, Any]:
+        """Queue a message durably; answers its id and state (``queued``).
+
+        With ``wait=delivered`` the call returns once the DELIVERED receipt is in (or after
+        ``timeout`` seconds, with the state reached by then).
+        """
+        message_id = node.send(**_send_arguments(req))
+        if wait is None:
+            return {"id": message_id, "state": "queued"}
+        view = await node.wait_for_state(
+            message_id, {"delivered", "acknowledged", "answered"}, timeout
         )
-        return IdResponse(id=message_id)
+        return {"id": message_id, "state": view.state.value}
+
+    @app.post("/api/v1/messages/batch", dependencies=auth, tags=["operator"])
+    async def send_batch(
+        reqs: Annotated[list[SendRequest], Body(max_length=MAX_SUBMIT)],
+    ) -> dict[str, list[str]]:
+        """Queue up to 256 messages in one durable transaction; answers their ids in order."""
+        return {"ids": node.send_many([_send_arguments(r) for r in reqs])}
 
     @app.get("/api/v1/messages/{message_id}", dependencies=auth, tags=["operator"])
     async def show(

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from sqlalchemy import Connection
 
 from hotline.core.card import Card
 from hotline.core.encoding import to_us
@@ -18,13 +21,17 @@ from hotline.link.inbox import Received
 from hotline.node.home import NodeHome
 from hotline.store.messages import (
     MessageView,
+    fill_gaps,
     get_message,
-    missing_in_seqs,
     record_link_event,
     record_security_event,
+    stale_gaps,
 )
 
 log = logging.getLogger(__name__)
+
+#: A skipped sequence number is reported lost after this many heartbeat intervals.
+GAP_GRACE_INTERVALS = 2.0
 
 
 class Node:
@@ -84,16 +91,32 @@ class Node:
 
     # -- inbound ---------------------------------------------------------------------------
 
-    def receive(self, envelopes: list[bytes], source: str) -> Received:
+    def receive(
+        self,
+        envelopes: list[bytes],
+        source: str,
+        also: Callable[[Connection], None] | None = None,
+    ) -> Received:
         result = inbox.receive(
-            self.store, self.identity, self.peers, envelopes, now=datetime.now(UTC), source=source
+            self.store,
+            self.identity,
+            self.peers,
+            envelopes,
+            now=datetime.now(UTC),
+            source=source,
+            also=also,
         )
         if result.delivered_ids or result.updated_ids:
             self.notify_changed()
         return result
 
-    async def receive_async(self, envelopes: list[bytes], source: str) -> Received:
-        return self.receive(envelopes, source)
+    async def receive_async(
+        self,
+        envelopes: list[bytes],
+        source: str,
+        also: Callable[[Connection], None] | None = None,
+    ) -> Received:
+        return self.receive(envelopes, source, also)
 
     def answer_heartbeat(self, data: bytes, source: str) -> bytes:
         """Check a peer's heartbeat and answer with our own, echoing its nonce."""
@@ -128,10 +151,20 @@ class Node:
 
     def _check_gaps(self, peer: str, heartbeat: HeartbeatPayload, now: datetime) -> None:
         """Messages the peer says it sent that never arrived (and did not expire) are an alarm."""
-        with self.store.read() as conn:
-            missing = missing_in_seqs(conn, peer, heartbeat.last_seq, limit=1000)
-        unexplained = sorted(set(missing) - set(heartbeat.expired))
         with self.store.write() as conn:
+            filled = fill_gaps(conn, peer, heartbeat.expired)
+            if filled:
+                record_link_event(
+                    conn,
+                    peer=peer,
+                    at_us=to_us(now),
+                    kind="gap_expired",
+                    detail=f"{filled} missing message(s) expired at the sender",
+                )
+            # A skipped number may still be on its way; one missing for longer than the grace
+            # period, and not declared expired by the sender, is a lost message.
+            grace_us = int(GAP_GRACE_INTERVALS * self.home.config.heartbeat_interval_s * 1e6)
+            unexplained = stale_gaps(conn, peer, to_us(now) - grace_us)
             record_link_event(conn, peer=peer, at_us=to_us(now), kind="heartbeat_received")
             if unexplained:
                 record_security_event(
@@ -162,21 +195,38 @@ class Node:
         in_reply_to: str | None = None,
         ttl: timedelta | None = None,
     ) -> str:
-        card = self.peer(to)
-        message_id = outbox.submit_message(
-            self.store,
-            self.identity,
-            card,
-            msg_type=msg_type,
-            priority=priority,
-            body=body,
-            now=datetime.now(UTC),
-            ttl=ttl or timedelta(seconds=self.home.config.default_ttl_s),
-            in_reply_to=in_reply_to,
-        )
-        self.wake(to)
+        return self.send_many(
+            [
+                {
+                    "to": to,
+                    "msg_type": msg_type,
+                    "priority": priority,
+                    "body": body,
+                    "in_reply_to": in_reply_to,
+                    "ttl": ttl,
+                }
+            ]
+        )[0]
+
+    def send_many(self, requests: list[dict[str, Any]]) -> list[str]:
+        """Queue several messages in one transaction (all or none), then wake delivery."""
+        default_ttl = timedelta(seconds=self.home.config.default_ttl_s)
+        drafts = [
+            outbox.Draft(
+                peer=self.peer(r["to"]),
+                msg_type=r["msg_type"],
+                priority=r["priority"],
+                body=r["body"],
+                ttl=r.get("ttl") or default_ttl,
+                in_reply_to=r.get("in_reply_to"),
+            )
+            for r in requests
+        ]
+        ids = outbox.submit_messages(self.store, self.identity, drafts, now=datetime.now(UTC))
+        for name in {d.peer.name for d in drafts}:
+            self.wake(name)
         self.notify_changed()
-        return message_id
+        return ids
 
     def acknowledge(
         self,

@@ -13,13 +13,16 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, and_, exists, func, insert, not_, select
+from sqlalchemy import Connection, and_, delete, exists, func, insert, select, update
 
 from hotline.core.encoding import from_us
+from hotline.errors import ErrorCode, ProtocolError
 from hotline.store.schema import (
+    inbound_gaps,
     link_events,
     message_events,
     messages,
+    outbox_queue,
     peers,
     receipt_items,
     receipts,
@@ -41,7 +44,6 @@ class State(StrEnum):
 # The current state is the furthest state reached; events may be recorded out of order (an
 # ACKNOWLEDGED receipt can arrive before a lost DELIVERED response is retried).
 _PROGRESS = [State.QUEUED, State.SENT, State.DELIVERED, State.ACKNOWLEDGED, State.ANSWERED]
-_DELIVERED_OR_LATER = [s.value for s in _PROGRESS[2:]]
 
 
 def derive_state(states: Iterable[str]) -> State:
@@ -185,22 +187,85 @@ def highest_in_seq(conn: Connection, peer: str) -> int:
     return int(current or 0)
 
 
-def missing_in_seqs(conn: Connection, peer: str, up_to: int, limit: int = 1000) -> list[int]:
-    """Sequence numbers from ``peer`` at or below ``up_to`` that never arrived."""
-    have = {
-        int(row[0])
-        for row in conn.execute(
-            select(messages.c.seq).where(
-                and_(
-                    messages.c.direction == "in",
-                    messages.c.peer == peer,
-                    messages.c.seq <= up_to,
-                )
-            )
+#: A sequence number further than this beyond the highest received is refused: recording the
+#: gap it would open must stay cheap, and no honest sender runs this far ahead.
+MAX_SEQUENCE_JUMP = 10_000
+
+
+def note_inbound_seq(conn: Connection, peer: str, seq: int, now_us: int) -> list[int]:
+    """Account for ``seq`` arriving from ``peer``; return the sequence numbers it skipped.
+
+    Call before inserting the message, inside the write transaction.
+    """
+    highest = highest_in_seq(conn, peer)
+    if seq <= highest:
+        conn.execute(
+            delete(inbound_gaps).where(and_(inbound_gaps.c.peer == peer, inbound_gaps.c.seq == seq))
         )
-    }
-    missing = [s for s in range(1, up_to + 1) if s not in have]
-    return missing[:limit]
+        return []
+    if seq - highest - 1 > MAX_SEQUENCE_JUMP:
+        raise ProtocolError(
+            f"sequence number {seq} is more than {MAX_SEQUENCE_JUMP} beyond {highest}",
+            code=ErrorCode.SEQUENCE_OUT_OF_RANGE,
+        )
+    skipped = list(range(highest + 1, seq))
+    if skipped:
+        conn.execute(
+            insert(inbound_gaps),
+            [{"peer": peer, "seq": s, "noticed_at_us": now_us} for s in skipped],
+        )
+    return skipped
+
+
+def fill_gaps(conn: Connection, peer: str, seqs: Sequence[int]) -> int:
+    """The peer declared ``seqs`` expired: they will never come. Return how many were open."""
+    if not seqs:
+        return 0
+    result = conn.execute(
+        delete(inbound_gaps).where(
+            and_(inbound_gaps.c.peer == peer, inbound_gaps.c.seq.in_(list(seqs)))
+        )
+    )
+    return int(result.rowcount or 0)
+
+
+def missing_in_seqs(conn: Connection, peer: str, up_to: int, limit: int = 1000) -> list[int]:
+    """Sequence numbers from ``peer`` at or below ``up_to`` that have not arrived."""
+    gaps = [
+        int(r[0])
+        for r in conn.execute(
+            select(inbound_gaps.c.seq)
+            .where(and_(inbound_gaps.c.peer == peer, inbound_gaps.c.seq <= up_to))
+            .order_by(inbound_gaps.c.seq)
+            .limit(limit)
+        )
+    ]
+    highest = highest_in_seq(conn, peer)
+    beyond = range(highest + 1, min(up_to, highest + limit) + 1)
+    return (gaps + list(beyond))[:limit]
+
+
+def stale_gaps(conn: Connection, peer: str, noticed_before_us: int, limit: int = 100) -> list[int]:
+    """Skipped sequence numbers still missing after a grace period: messages lost on the way."""
+    return [
+        int(r[0])
+        for r in conn.execute(
+            select(inbound_gaps.c.seq)
+            .where(
+                and_(inbound_gaps.c.peer == peer, inbound_gaps.c.noticed_at_us < noticed_before_us)
+            )
+            .order_by(inbound_gaps.c.seq)
+            .limit(limit)
+        )
+    ]
+
+
+def next_expected_seq(conn: Connection, peer: str) -> int:
+    """The lowest sequence number from ``peer`` not yet received."""
+    first_gap = conn.execute(
+        select(func.min(inbound_gaps.c.seq)).where(inbound_gaps.c.peer == peer)
+    ).scalar()
+    return int(first_gap) if first_gap is not None else highest_in_seq(conn, peer) + 1
 
 
 def _view(row: Any, own_name: str, events: list[Event]) -> MessageView:
@@ -288,39 +353,51 @@ class Outgoing:
     id: str
     seq: int
     envelope: bytes
-    signed_hash: str
     expires_at_us: int | None
-    sent_before: bool
+    attempts: int
+
+
+def enqueue(
+    conn: Connection, *, message_id: str, peer: str, seq: int, expires_at_us: int | None
+) -> None:
+    conn.execute(
+        insert(outbox_queue).values(
+            message_id=message_id, peer=peer, seq=seq, expires_at_us=expires_at_us, attempts=0
+        )
+    )
 
 
 def pending_outgoing(conn: Connection, peer: str, limit: int) -> list[Outgoing]:
-    """Envelopes towards ``peer`` not yet delivered nor expired, lowest sequence first."""
-    done = exists().where(
-        and_(
-            message_events.c.message_id == messages.c.id,
-            message_events.c.state.in_([*_DELIVERED_OR_LATER, State.EXPIRED.value]),
-        )
-    )
-    sent = exists().where(
-        and_(message_events.c.message_id == messages.c.id, message_events.c.state == "sent")
-    )
+    """Envelopes towards ``peer`` still waiting for a DELIVERED receipt, lowest sequence first."""
     rows = conn.execute(
         select(
-            messages.c.id,
-            messages.c.seq,
+            outbox_queue.c.message_id,
+            outbox_queue.c.seq,
             messages.c.envelope,
-            messages.c.signed_hash,
-            messages.c.expires_at_us,
-            sent.label("sent_before"),
+            outbox_queue.c.expires_at_us,
+            outbox_queue.c.attempts,
         )
-        .where(and_(messages.c.direction == "out", messages.c.peer == peer, not_(done)))
-        .order_by(messages.c.seq)
+        .join(messages, messages.c.id == outbox_queue.c.message_id)
+        .where(outbox_queue.c.peer == peer)
+        .order_by(outbox_queue.c.seq)
         .limit(limit)
     )
-    return [
-        Outgoing(r.id, r.seq, r.envelope, r.signed_hash, r.expires_at_us, bool(r.sent_before))
-        for r in rows
-    ]
+    return [Outgoing(r.message_id, r.seq, r.envelope, r.expires_at_us, r.attempts) for r in rows]
+
+
+def count_attempts(conn: Connection, message_ids: Sequence[str]) -> None:
+    if message_ids:
+        conn.execute(
+            update(outbox_queue)
+            .where(outbox_queue.c.message_id.in_(list(message_ids)))
+            .values(attempts=outbox_queue.c.attempts + 1)
+        )
+
+
+def dequeue(conn: Connection, message_ids: Sequence[str]) -> None:
+    """Take envelopes off the delivery queue (receipted or expired)."""
+    if message_ids:
+        conn.execute(delete(outbox_queue).where(outbox_queue.c.message_id.in_(list(message_ids))))
 
 
 def expired_out_seqs(conn: Connection, peer: str, above: int, limit: int) -> list[int]:

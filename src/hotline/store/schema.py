@@ -66,6 +66,30 @@ messages = Table(
 )
 Index("ix_messages_direction_peer", messages.c.direction, messages.c.peer, messages.c.seq)
 
+# The delivery queue: outgoing envelopes still waiting for their DELIVERED receipt. A row is
+# removed when the receipt arrives or the envelope expires (the history stays in message_events);
+# it keeps the delivery worker's query O(log n) however long the link's history grows.
+outbox_queue = Table(
+    "outbox_queue",
+    metadata,
+    Column("message_id", String(36), primary_key=True),
+    Column("peer", String(64), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("expires_at_us", BigInteger, nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+)
+Index("ix_outbox_queue_peer_seq", outbox_queue.c.peer, outbox_queue.c.seq, unique=True)
+
+# Sequence numbers from a peer that were skipped (a later one arrived first): each is removed
+# when it arrives or when the peer declares it expired; what is left is an alarm.
+inbound_gaps = Table(
+    "inbound_gaps",
+    metadata,
+    Column("peer", String(64), primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    Column("noticed_at_us", BigInteger, nullable=False),
+)
+
 # Append-only history of each message's states: queued, sent, delivered, acknowledged, answered,
 # expired, escalated, failed_attempt ...
 message_events = Table(
@@ -125,10 +149,12 @@ link_events = Table(
 Index("ix_link_events_peer", link_events.c.peer, link_events.c.id)
 
 __all__ = [
+    "inbound_gaps",
     "link_events",
     "message_events",
     "messages",
     "metadata",
+    "outbox_queue",
     "peers",
     "receipt_items",
     "receipts",

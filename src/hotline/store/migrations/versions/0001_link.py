@@ -43,6 +43,21 @@ def upgrade() -> None:
     )
     op.create_index("ix_messages_direction_peer", "messages", ["direction", "peer", "seq"])
     op.create_table(
+        "outbox_queue",
+        sa.Column("message_id", sa.String(36), primary_key=True),
+        sa.Column("peer", sa.String(64), nullable=False),
+        sa.Column("seq", sa.BigInteger, nullable=False),
+        sa.Column("expires_at_us", sa.BigInteger, nullable=True),
+        sa.Column("attempts", sa.Integer, nullable=False),
+    )
+    op.create_index("ix_outbox_queue_peer_seq", "outbox_queue", ["peer", "seq"], unique=True)
+    op.create_table(
+        "inbound_gaps",
+        sa.Column("peer", sa.String(64), primary_key=True),
+        sa.Column("seq", sa.BigInteger, primary_key=True),
+        sa.Column("noticed_at_us", sa.BigInteger, nullable=False),
+    )
+    op.create_table(
         "message_events",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("message_id", sa.String(36), nullable=False),
@@ -94,6 +109,8 @@ def downgrade() -> None:
         "receipt_items",
         "receipts",
         "message_events",
+        "inbound_gaps",
+        "outbox_queue",
         "messages",
         "peers",
     ):

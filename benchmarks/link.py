@@ -1,0 +1,181 @@
+"""Link benchmark: two real hotline nodes on loopback against Matrix Synapse in the same run.
+
+    .venv/bin/python benchmarks/link.py [--messages 300] [--burst 2000] [--no-synapse]
+
+hotline: 1 KiB text messages; latency from the local API's send call to the DELIVERED receipt
+being committed at the sender (post-quantum encryption, two signatures per message and per
+receipt, durable commits on both sides), one message at a time; then a burst of N messages
+submitted as fast as the API takes them, timed until the last DELIVERED receipt.
+Synapse: two users in a room, a /sync long-poll open, the same 1 KiB text, send -> arrival.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _stats import percentile
+
+from hotline.node.home import NodeHome
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / ".bench" / "link"
+TEXT = "x" * 1024
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start(home: NodeHome) -> subprocess.Popen[bytes]:
+    with (home.dir / "serve.log").open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "hotline", "serve", "--dir", str(home.dir)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{home.config.endpoint}/healthz", timeout=0.5).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{home.config.name} did not start")
+
+
+def _setup() -> dict[str, NodeHome]:
+    if WORK.exists():
+        shutil.rmtree(WORK)
+    WORK.mkdir(parents=True)
+    homes = {
+        name: NodeHome.init(
+            WORK / name, name=name, listen=f"127.0.0.1:{_free_port()}", display_names={"en": name}
+        )
+        for name in ("washington", "moscow")
+    }
+    now = datetime.now(UTC)
+    for name, home in homes.items():
+        other = homes["moscow" if name == "washington" else "washington"]
+        card = other.card(now)
+        home.add_peer(card, card.fingerprint, now)
+    return homes
+
+
+def measure_hotline(messages: int, burst: int) -> dict[str, Any]:
+    homes = _setup()
+    processes = [_start(h) for h in homes.values()]
+    w = homes["washington"]
+    try:
+        with httpx.Client(
+            base_url=w.config.endpoint,
+            headers={"authorization": f"Bearer {w.api_token}"},
+            timeout=60,
+        ) as api:
+
+            def send_and_wait() -> float:
+                started = time.perf_counter()
+                reply = api.post(
+                    "/api/v1/messages", json={"to": "moscow", "priority": "flash", "text": TEXT}
+                )
+                message_id = reply.json()["id"]
+                view = api.get(
+                    f"/api/v1/messages/{message_id}", params={"wait": "delivered", "timeout": 30}
+                ).json()
+                elapsed = time.perf_counter() - started
+                if view["state"] not in ("delivered", "acknowledged", "answered"):
+                    raise RuntimeError(f"not delivered: {view['state']}")
+                return elapsed
+
+            for _ in range(30):
+                send_and_wait()
+            latencies = [send_and_wait() for _ in range(messages)]
+
+            # Burst: the operator API takes batches of up to 256 messages per call (one
+            # transaction each); timed from the first call to the last DELIVERED receipt.
+            started = time.perf_counter()
+            ids: list[str] = []
+            for first in range(0, burst, 250):
+                chunk = [
+                    {"to": "moscow", "priority": "routine", "text": TEXT}
+                    for _ in range(min(250, burst - first))
+                ]
+                ids += api.post("/api/v1/messages/batch", json=chunk).json()["ids"]
+            submitted = time.perf_counter() - started
+            for message_id in reversed(ids):
+                view = api.get(
+                    f"/api/v1/messages/{message_id}", params={"wait": "delivered", "timeout": 60}
+                ).json()
+                if view["state"] not in ("delivered", "acknowledged", "answered"):
+                    raise RuntimeError(f"burst message not delivered: {view['state']}")
+            total = time.perf_counter() - started
+            states = {api.get(f"/api/v1/messages/{i}").json()["state"] for i in ids}
+            if states != {"delivered"}:
+                raise RuntimeError(f"burst states: {states}")
+    finally:
+        for p in processes:
+            os.killpg(p.pid, signal.SIGTERM)
+            p.wait(timeout=10)
+        for h in homes.values():
+            h.close()
+    return {
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+        "n": len(latencies),
+        "burst": len(ids),
+        "burst_submit_s": submitted,
+        "burst_total_s": total,
+        "burst_per_s": len(ids) / total,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--messages", type=int, default=300)
+    parser.add_argument("--burst", type=int, default=2000)
+    parser.add_argument("--no-synapse", action="store_true")
+    args = parser.parse_args()
+
+    print(f"hotline: {args.messages} sequential 1 KiB messages, burst of {args.burst} ...")
+    hotline = measure_hotline(args.messages, args.burst)
+    print(
+        f"  send -> DELIVERED receipt: p50 {hotline['p50_ms']:.2f} ms, "
+        f"p99 {hotline['p99_ms']:.2f} ms (n={hotline['n']})"
+    )
+    print(
+        f"  burst of {hotline['burst']}: all receipted in {hotline['burst_total_s']:.2f} s "
+        f"= {hotline['burst_per_s']:.0f} messages/s (API accepted them in "
+        f"{hotline['burst_submit_s']:.2f} s)"
+    )
+    if args.no_synapse:
+        return
+    from peers.synapse import measure_synapse
+
+    print("Synapse (same 1 KiB text, send -> arrival on an open /sync) ...")
+    synapse = measure_synapse(messages=min(args.messages, 200))
+    print(
+        f"  Synapse {synapse.get('synapse_version', '?')}: p50 {synapse['p50_ms']:.2f} ms, "
+        f"p99 {synapse['p99_ms']:.2f} ms (n={synapse['n']})"
+    )
+    ratio = hotline["p50_ms"] / synapse["p50_ms"]
+    print(f"\nhotline p50 / Synapse p50 = {ratio:.3f}  (target <= 0.25, and hotline p50 < 10 ms)")
+    print(f"hotline burst {hotline['burst_per_s']:.0f}/s (target >= 400/s)")
+
+
+if __name__ == "__main__":
+    main()
