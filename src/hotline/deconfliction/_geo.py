@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import shapely
 from pyproj import Geod
-from shapely.geometry import LineString, MultiPolygon, Point, Polygon
+from shapely.geometry import MultiPolygon, Polygon
 
 from hotline.errors import InputError
 
@@ -151,49 +151,91 @@ def buffered_footprint(
 
     Returns the polygon and its maximum outward error in metres.
     """
-    lons = np.array([p[0] for p in centre_line], dtype=np.float64)
-    lats = np.array([p[1] for p in centre_line], dtype=np.float64)
-    # Latitude span of the shape including its buffer (a generous degree bound: M >= 6.33e6 m).
-    pad_deg = math.degrees(distance_m / 6_300_000.0) * 1.01
-    lat_lo, lat_hi = float(lats.min()) - pad_deg, float(lats.max()) + pad_deg
-    if lat_lo <= -90.0 + POLE_MARGIN_DEG or lat_hi >= 90.0 - POLE_MARGIN_DEG:
-        raise _bad(
-            feature, field, "the shape reaches within a degree of a pole or contains it: refused"
-        )
-    lat0 = (float(lats.min()) + float(lats.max())) / 2
-    lon0 = (float(lons.min()) + float(lons.max())) / 2
-    m0, n0 = _radii(lat0)
-    kx = math.radians(1.0) * n0 * math.cos(math.radians(lat0))  # metres per degree of longitude
-    ky = math.radians(1.0) * m0  # metres per degree of latitude
-    # Scale of the plane against the ellipsoid across the span (both axes), from above and below.
-    phis = np.linspace(lat_lo, lat_hi, 65)
-    m, n = _radii(phis)
-    s_x = (n * np.cos(np.radians(phis))) / (n0 * math.cos(math.radians(lat0)))
-    s_y = m / m0
-    s_min = min(1.0, float(s_x.min()), float(s_y.min()))
-    s_max = max(1.0, float(s_x.max()), float(s_y.max()))
-    # Local-plane against geodesic distance over the buffer (second order in d / R), plus the
-    # chord of each arc segment.
-    curvature = 1e-6 + 2.0 * (distance_m / _MEAN_RADIUS) ** 2
-    d_buf = distance_m / s_min * (1.0 + curvature) / math.cos(math.pi / (4 * QUAD_SEGS))
-    xy = np.column_stack(((lons - lon0) * kx, (lats - lat0) * ky))
-    base: Any = Point(xy[0]) if len(xy) == 1 else LineString(xy)
-    poly = shapely.buffer(base, d_buf, quad_segs=QUAD_SEGS)
-    ring = np.asarray(poly.exterior.coords)
-    out_lon = lon0 + ring[:, 0] / kx
-    out_lat = lat0 + ring[:, 1] / ky
-    if out_lon.min() <= -180.0 or out_lon.max() >= 180.0:
-        raise _bad(feature, field, "the shape reaches or crosses the antimeridian: refused")
-    holes = [
-        np.column_stack(
-            (lon0 + np.asarray(h.coords)[:, 0] / kx, lat0 + np.asarray(h.coords)[:, 1] / ky)
-        )
-        for h in poly.interiors
-    ]
-    footprint = Polygon(np.column_stack((out_lon, out_lat)), holes)
+    polys, errors, problems = buffered_footprints(
+        [np.asarray(centre_line, dtype=np.float64)], np.array([distance_m])
+    )
+    if problems[0]:
+        raise _bad(feature, field, problems[0])
+    footprint = polys[0]
     _check_valid(footprint, feature, field)
-    max_error = d_buf * s_max - distance_m
-    return footprint, max_error
+    return footprint, float(errors[0])
+
+
+def buffered_footprints(
+    lines: Sequence[np.ndarray[Any, np.dtype[np.float64]]],
+    distances: np.ndarray[Any, np.dtype[np.float64]],
+) -> tuple[list[Any], np.ndarray[Any, np.dtype[np.float64]], list[str]]:
+    """Vectorized ``buffered_footprint`` for many shapes (each a k x 2 array of lon, lat).
+
+    Returns the polygons, their outward errors in metres, and for each shape an empty string or
+    the reason it is refused (its polygon is then meaningless).
+    """
+    n = len(lines)
+    sizes = np.array([len(x) for x in lines], dtype=np.int64)
+    coords = np.concatenate(lines) if n else np.empty((0, 2))
+    owner = np.repeat(np.arange(n), sizes)
+    starts = np.cumsum(sizes) - sizes
+    lon_min = np.minimum.reduceat(coords[:, 0], starts)
+    lon_max = np.maximum.reduceat(coords[:, 0], starts)
+    lat_min = np.minimum.reduceat(coords[:, 1], starts)
+    lat_max = np.maximum.reduceat(coords[:, 1], starts)
+    d = np.asarray(distances, dtype=np.float64)
+    # Latitude span of each shape with its buffer (a generous degree bound: M >= 6.33e6 m).
+    pad = np.degrees(d / 6_300_000.0) * 1.01
+    lat_lo = lat_min - pad
+    lat_hi = lat_max + pad
+    lat0 = (lat_min + lat_max) / 2
+    lon0 = (lon_min + lon_max) / 2
+    m0, n0 = _radii(lat0)
+    kx = np.radians(1.0) * n0 * np.cos(np.radians(lat0))  # metres per degree of longitude
+    ky = np.radians(1.0) * m0  # metres per degree of latitude
+    # Scale of the plane against the ellipsoid across the span, on both axes. N cos(lat) falls
+    # and M grows with |lat|, so the extremes are at the ends of the span or at the equator.
+    lat_lo_c = np.clip(lat_lo, -89.9, 89.9)
+    lat_hi_c = np.clip(lat_hi, -89.9, 89.9)
+    s_min = np.ones(n)
+    s_max = np.ones(n)
+    for phi in (lat_lo_c, lat_hi_c, np.clip(0.0, lat_lo_c, lat_hi_c)):
+        m, nn = _radii(phi)
+        s_x = nn * np.cos(np.radians(phi)) / (n0 * np.cos(np.radians(lat0)))
+        s_y = m / m0
+        s_min = np.minimum(s_min, np.minimum(s_x, s_y))
+        s_max = np.maximum(s_max, np.maximum(s_x, s_y))
+    # Local-plane against geodesic distance over the buffer (second order in d / R), and the
+    # chord of each arc segment.
+    curvature = 1e-6 + 2.0 * (d / _MEAN_RADIUS) ** 2
+    d_buf = d / s_min * (1.0 + curvature) / math.cos(math.pi / (4 * QUAD_SEGS))
+    local = np.column_stack(
+        ((coords[:, 0] - lon0[owner]) * kx[owner], (coords[:, 1] - lat0[owner]) * ky[owner])
+    )
+    base = np.empty(n, dtype=object)
+    single = sizes == 1
+    if single.any():
+        base[single] = shapely.points(local[single[owner]])
+    if (~single).any():
+        multi = ~single[owner]
+        remap = np.cumsum(~single) - 1
+        base[~single] = shapely.linestrings(local[multi], indices=remap[owner[multi]])
+    polys = shapely.buffer(base, d_buf, quad_segs=QUAD_SEGS)
+    ring_xy, ring_owner = shapely.get_coordinates(polys, return_index=True)
+    out_lon = lon0[ring_owner] + ring_xy[:, 0] / kx[ring_owner]
+    out_lat = lat0[ring_owner] + ring_xy[:, 1] / ky[ring_owner]
+    polys = shapely.set_coordinates(polys, np.column_stack((out_lon, out_lat)))
+    ring_sizes = np.bincount(ring_owner, minlength=n)
+    ring_starts = np.cumsum(ring_sizes) - ring_sizes
+    o_lon_min = np.minimum.reduceat(out_lon, ring_starts) if n else out_lon
+    o_lon_max = np.maximum.reduceat(out_lon, ring_starts) if n else out_lon
+    problems = [""] * n
+    pole = (lat_lo <= -90.0 + POLE_MARGIN_DEG) | (lat_hi >= 90.0 - POLE_MARGIN_DEG)
+    anti = (o_lon_min <= -180.0) | (o_lon_max >= 180.0)
+    for i in np.flatnonzero(pole | anti).tolist():
+        problems[i] = (
+            "the shape reaches within a degree of a pole or contains it: refused"
+            if pole[i]
+            else "the shape reaches or crosses the antimeridian: refused"
+        )
+    errors = d_buf * s_max - d
+    return list(polys), errors, problems
 
 
 def circle_footprint(
