@@ -217,4 +217,11 @@ def create_app(node: Node) -> FastAPI:
     async def links() -> list[dict[str, Any]]:
         return node.link_report()
 
+    # -- mounted sub-applications (each adds its own routes; one line per part) -------------
+    _mount_parts(app, node)
     return app
+
+
+def _mount_parts(app: FastAPI, node: Node) -> None:
+    """Routes of the other parts of a node (TAXII server, console), each mounted by one line."""
+    del app, node
