@@ -53,6 +53,11 @@ class ErrorCode(StrEnum):
     BAD_CONFIG = "bad_config"
     UNAUTHORIZED = "unauthorized"
     INTERNAL = "internal"
+    # Console and operator accounts.
+    LOGIN_FAILED = "login_failed"
+    ACCOUNT_LOCKED = "account_locked"
+    CSRF_FAILED = "csrf_failed"
+    FORBIDDEN = "forbidden"
 
 
 # What a person reads. Keep both languages for every code (a test checks it).
@@ -107,6 +112,23 @@ MESSAGES: Mapping[ErrorCode, tuple[str, str]] = {
     ErrorCode.BAD_CONFIG: ("Configuration error", "Ошибка конфигурации"),
     ErrorCode.UNAUTHORIZED: ("Not authorized", "Нет доступа"),
     ErrorCode.INTERNAL: ("Internal error", "Внутренняя ошибка"),
+    ErrorCode.LOGIN_FAILED: (
+        "Wrong name, password or one-time code",
+        "Неверное имя, пароль или одноразовый код",
+    ),
+    ErrorCode.ACCOUNT_LOCKED: (
+        "The account is locked after too many failed logins; ask an admin",
+        "Учётная запись заблокирована после слишком многих неудачных входов; "
+        "обратитесь к администратору",
+    ),
+    ErrorCode.CSRF_FAILED: (
+        "The form is stale or was not sent by this console; reload the page",
+        "Форма устарела или отправлена не из этой консоли; обновите страницу",
+    ),
+    ErrorCode.FORBIDDEN: (
+        "Your role does not allow this",
+        "Ваша роль не позволяет это действие",
+    ),
 }
 
 
