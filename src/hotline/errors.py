@@ -58,6 +58,9 @@ class ErrorCode(StrEnum):
     ACCOUNT_LOCKED = "account_locked"
     CSRF_FAILED = "csrf_failed"
     FORBIDDEN = "forbidden"
+    # Cyber referrals.
+    STIX_INVALID = "stix_invalid"
+    INVALID_TRANSITION = "invalid_transition"
 
 
 # What a person reads. Keep both languages for every code (a test checks it).
@@ -128,6 +131,14 @@ MESSAGES: Mapping[ErrorCode, tuple[str, str]] = {
     ErrorCode.FORBIDDEN: (
         "Your role does not allow this",
         "Ваша роль не позволяет это действие",
+    ),
+    ErrorCode.STIX_INVALID: (
+        "The STIX bundle does not validate",
+        "Пакет STIX не прошёл проверку",
+    ),
+    ErrorCode.INVALID_TRANSITION: (
+        "This change of the case's state is not allowed",
+        "Такое изменение состояния дела недопустимо",
     ),
 }
 
