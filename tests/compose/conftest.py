@@ -94,6 +94,12 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "response_deadline": "2026-11-28T12:00:00Z",
         "tlp": "amber+strict",
     },
+    "case_update": {
+        "case_id": "0f8fad5b-d9cb-469f-a165-70867728950e",
+        "state": "declined",
+        "note": "The address belongs to a hosting provider outside our jurisdiction.",
+        "reason": "No infrastructure under our control was found.",
+    },
 }
 
 

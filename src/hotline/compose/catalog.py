@@ -39,6 +39,7 @@ from hotline.compose.limits import (
     MIN_NONCE_HEX,
 )
 from hotline.errors import ErrorCode, InputError
+from hotline.referrals.messages import CaseUpdate
 
 Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 Units = Annotated[list[Line], Field(min_length=1, max_length=MAX_UNITS)]
@@ -226,6 +227,7 @@ CatalogMessage = (
     | Response
     | LinkTest
     | CyberReferral
+    | CaseUpdate
 )
 
 #: Wire name -> model, in the order the catalog documents them.
@@ -240,6 +242,7 @@ MESSAGE_TYPES: Final[dict[str, type[CatalogMessage]]] = {
         Response,
         LinkTest,
         CyberReferral,
+        CaseUpdate,
     )
 }
 

@@ -40,6 +40,7 @@ from hotline.compose.catalog import (
 from hotline.compose.geometry import Circle, Corridor, MultiPolygon, Polygon, Volume
 from hotline.compose.i18n import N_, Translator, translator
 from hotline.errors import ErrorCode, InputError
+from hotline.referrals.messages import CaseState, CaseUpdate
 
 FEET_PER_METRE: Final = 1 / 0.3048
 METRES_PER_NAUTICAL_MILE: Final = 1852.0
@@ -57,6 +58,7 @@ TITLES: Final[dict[str, str]] = {
     "response": N_("RESPONSE"),
     "link_test": N_("LINK TEST"),
     "cyber_referral": N_("CYBER REFERRAL"),
+    "case_update": N_("CYBER REFERRAL: CASE UPDATE"),
 }
 ACTIVITY_KINDS: Final[dict[ActivityKind, str]] = {
     ActivityKind.AIR: N_("Air activity"),
@@ -93,6 +95,14 @@ TLP_LABELS: Final[dict[Tlp, str]] = {
     Tlp.AMBER: N_("TLP:AMBER (recipient's organization and its clients)"),
     Tlp.AMBER_STRICT: N_("TLP:AMBER+STRICT (recipient's organization only)"),
     Tlp.RED: N_("TLP:RED (named recipients only)"),
+}
+CASE_STATES: Final[dict[CaseState, str]] = {
+    CaseState.REFERRED: N_("REFERRED"),
+    CaseState.ACKNOWLEDGED: N_("ACKNOWLEDGED"),
+    CaseState.INVESTIGATING: N_("INVESTIGATING"),
+    CaseState.ACTION_TAKEN: N_("ACTION TAKEN"),
+    CaseState.DECLINED: N_("DECLINED"),
+    CaseState.CLOSED: N_("CLOSED"),
 }
 #: Activities whose heights and distances are also given in feet and nautical miles.
 _AVIATION_AND_SEA: Final = frozenset(
@@ -374,6 +384,15 @@ def _cyber(s: _Sheet, m: CyberReferral) -> None:
     s.prose(N_("Narrative"), m.narrative)
 
 
+def _case_update(s: _Sheet, m: CaseUpdate) -> None:
+    s.row(N_("Case (referral message)"), m.case_id)
+    s.row(N_("New state"), s.tr._(CASE_STATES[m.state]))
+    if m.reason is not None:
+        s.prose(N_("Reason for declining"), m.reason)
+    if m.note is not None:
+        s.prose(N_("Note"), m.note)
+
+
 def _fill(s: _Sheet, model: CatalogMessage) -> None:
     match model:
         case FreeText():
@@ -392,6 +411,8 @@ def _fill(s: _Sheet, model: CatalogMessage) -> None:
             _link_test(s, model)
         case CyberReferral():
             _cyber(s, model)
+        case CaseUpdate():
+            _case_update(s, model)
 
 
 __all__ = ["render", "text_hash"]
