@@ -27,6 +27,9 @@ def _mount_groups() -> None:
     from hotline.cli import deconflict, demo, node  # noqa: F401
 
     app.add_typer(deconflict.app, name="deconflict")
+    from hotline.cli import operator
+
+    app.add_typer(operator.app, name="operator")
 
 
 def main(argv: list[str] | None = None) -> int:
