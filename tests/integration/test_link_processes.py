@@ -62,8 +62,29 @@ def test_conversation_with_receipts_through_the_cli(linked_nodes, capsys):
     assert [(x["id"], x["from"], x["priority"], x["text"]) for x in inbox] == [
         (message_id, "washington", "flash", "Confirm your launch at 03:12 UTC")
     ]
-    assert main(["ack", message_id, "--dir", str(m.dir), "--operator", "ivanov"]) == 0
+    assert (
+        main(
+            [
+                "ack",
+                message_id,
+                "--dir",
+                str(m.dir),
+                "--operator",
+                "ivanov",
+                "--lang",
+                "ru",
+                "--tz",
+                "Europe/Moscow",
+            ]
+        )
+        == 0
+    )
     _wait(lambda: _state(w, message_id) == "acknowledged", 10, "ACKNOWLEDGED receipt")
+    # Read-back: washington reproduces the Russian text ivanov was shown, checked by hash.
+    readback = _cli_json(capsys, "show", message_id, "--dir", str(w.dir), "--as-acknowledged")
+    assert readback["readback"]["matches"] is True
+    assert readback["readback"]["operator"] == "ivanov"
+    assert "ПРОИЗВОЛЬНЫЙ ТЕКСТ" in readback["shown"]
     answer = _cli_json(capsys, "reply", message_id, "--dir", str(m.dir), "--text", "Confirmed.")
     _wait(lambda: _state(w, message_id) == "answered", 10, "the answer")
     _wait(lambda: _state(m, answer["id"]) == "delivered", 10, "the answer's receipt")
@@ -116,7 +137,7 @@ def _submit_many(home: NodeHome, to: str, count: int) -> list[str]:
             card,
             msg_type="free_text",
             priority="routine",
-            body={"text": f"message {i:03d}"},
+            body={"text": f"message {i:03d}", "lang": "en"},
             now=datetime.now(UTC),
             ttl=timedelta(hours=1),
         )

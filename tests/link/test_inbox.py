@@ -41,7 +41,7 @@ def _send(home: NodeHome, to: str, text: str) -> str:
         home.peer_card(to),
         msg_type="free_text",
         priority="flash",
-        body={"text": text},
+        body={"text": text, "lang": "en"},
         now=NOW,
         ttl=TTL,
     )
@@ -126,7 +126,7 @@ def test_same_id_with_other_content_is_a_replay_attack(pair):
             created=NOW,
             msg_type="free_text",
             priority="flash",
-            body={"text": text},
+            body={"text": text, "lang": "en"},
         )
         return seal(
             kind=Kind.MESSAGE,
@@ -161,7 +161,7 @@ def test_sequence_number_reuse_is_rejected_and_gaps_are_noticed(pair):
             created=NOW,
             msg_type="free_text",
             priority="routine",
-            body={"text": text},
+            body={"text": text, "lang": "en"},
         )
         return seal(
             kind=Kind.MESSAGE,
@@ -225,7 +225,7 @@ def test_acknowledge_and_answer(pair):
         m.peer_card("washington"),
         msg_type="response",
         priority="flash",
-        body={"text": "confirmed", "answers": message_id},
+        body={"text": "confirmed", "in_reply_to": message_id},
         now=NOW,
         ttl=TTL,
         in_reply_to=message_id,

@@ -8,6 +8,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from hotline.errors import HotlineError
 
@@ -43,18 +44,19 @@ def main(argv: list[str] | None = None) -> int:
         if "--json" in args:
             print(json.dumps({"error": e.to_dict()}), file=sys.stderr)
         else:
-            err_console.print(f"[bold red]error[/] [{e.code}] {e.message()}")
+            # The detail may quote bytes from a peer or a file: never let it act as markup.
+            err_console.print(f"[bold red]error[/] {escape(f'[{e.code}] {e.message()}')}")
         return e.exit_code
     except typer.Exit as e:
         return int(e.exit_code)
     except typer.Abort:
         err_console.print("aborted")
         return 130
-    except Exception as e:  # click's usage errors
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            return e.exit_code
-        raise
+    except typer.TyperException as e:  # usage errors: unknown option, bad value
+        show = getattr(e, "show", None)
+        if callable(show):
+            show()
+        else:
+            err_console.print(f"error: {e.format_message()}")
+        return 2
     return 0

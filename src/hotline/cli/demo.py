@@ -199,8 +199,9 @@ def demo(
                 "priority": "flash",
                 "in_reply_to": message_id,
                 "body": {
+                    "in_reply_to": message_id,
                     "text": "Confirmed: scheduled test launch, notified on 20 November.",
-                    "answers": message_id,
+                    "action_taken": "Launch notification re-sent over the hotline.",
                 },
             },
         )

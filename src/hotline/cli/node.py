@@ -16,13 +16,20 @@ from rich.table import Table
 
 from hotline.cli._app import app
 from hotline.compose.priority import Priority
+from hotline.compose.readback import shown_text, text_hash
 from hotline.core.card import MAX_CARD_FILE_BYTES, normalize_fingerprint, parse_card_file
 from hotline.core.encoding import from_us, to_us
 from hotline.errors import ErrorCode, InputError, NotFoundError
 from hotline.link import outbox
 from hotline.link.status import link_report
 from hotline.node.home import NodeHome
-from hotline.store.messages import MessageView, get_message, list_messages, peer_names
+from hotline.store.messages import (
+    MessageView,
+    acknowledgement_of,
+    get_message,
+    list_messages,
+    peer_names,
+)
 
 console = Console()
 
@@ -186,28 +193,73 @@ def _parse_ttl(text: str | None) -> timedelta | None:
     return timedelta(seconds=int(text[:-1]) * units[text[-1]])
 
 
+def _read_body(source: str) -> dict[str, Any]:
+    """A message body from a JSON file, or from standard input with ``-``."""
+    try:
+        data = sys.stdin.buffer.read(MAX_BODY_FILE_BYTES + 1) if source == "-" else None
+        if data is None:
+            path = Path(source)
+            if path.stat().st_size > MAX_BODY_FILE_BYTES:
+                raise InputError(f"{source}: larger than {MAX_BODY_FILE_BYTES} bytes")
+            data = path.read_bytes()
+    except FileNotFoundError as e:
+        raise NotFoundError(f"no body file {source}") from e
+    if len(data) > MAX_BODY_FILE_BYTES:
+        raise InputError(f"body larger than {MAX_BODY_FILE_BYTES} bytes")
+    try:
+        body = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InputError(f"{source}: not JSON ({e})") from e
+    if not isinstance(body, dict):
+        raise InputError(f"{source}: a message body is a JSON object")
+    return body
+
+
+MAX_BODY_FILE_BYTES = 1024 * 1024
+
+
 @app.command()
 def send(
     dir: DirOption,
     to: Annotated[str, typer.Option(help="The peer to send to.")],
-    text: Annotated[str, typer.Option(help="The message text.")],
+    text: Annotated[str | None, typer.Option(help="Free text (type free_text).")] = None,
+    lang: Annotated[str, typer.Option(help="Language of --text.")] = "en",
+    msg_type: Annotated[
+        str, typer.Option("--type", help="Catalog type, e.g. activity_notification.")
+    ] = "free_text",
+    body: Annotated[
+        str | None, typer.Option(help="JSON file with the body of a formatted message, or -.")
+    ] = None,
     priority: Annotated[Priority, typer.Option(help="flash, immediate, priority, routine.")] = (
         Priority.ROUTINE
     ),
     ttl: Annotated[str | None, typer.Option(help="Give up after this long, e.g. 6h.")] = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Queue a message durably; the node delivers it. Prints the message id."""
+    """Queue a message durably; the node delivers it. Prints the message id.
+
+    Free text with --text; any catalog type with --type and --body (checked field by field
+    before anything is signed).
+    """
+    if (text is None) == (body is None):
+        raise InputError("give either --text or --body")
+    if text is not None:
+        if msg_type != "free_text":
+            raise InputError("--text makes a free_text message; use --body for other types")
+        message_body: dict[str, Any] = {"text": text, "lang": lang}
+    else:
+        message_body = _read_body(body or "-")
     home = NodeHome(dir)
     message_id = outbox.submit_message(
         home.store,
         home.identity,
         home.peer_card(to),
-        msg_type="free_text",
+        msg_type=msg_type,
         priority=priority.value,
-        body={"text": text},
+        body=message_body,
         now=datetime.now(UTC),
         ttl=_parse_ttl(ttl) or timedelta(seconds=home.config.default_ttl_s),
+        in_reply_to=message_body.get("in_reply_to") if msg_type == "response" else None,
     )
     _wake_node(home)
     if json_out:
@@ -221,20 +273,24 @@ def reply(
     message_id: Annotated[str, typer.Argument(help="The received message to answer.")],
     dir: DirOption,
     text: Annotated[str, typer.Option(help="The answer.")],
+    action_taken: Annotated[str | None, typer.Option(help="An action taken, if any.")] = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Answer a received message (the answer names it)."""
+    """Answer a received message with a ``response`` that names it."""
     home = NodeHome(dir)
     original = _message(home, message_id)
     if original.direction != "in":
         raise InputError(f"{message_id} is a message we sent; reply to a received one")
+    answer: dict[str, Any] = {"in_reply_to": message_id, "text": text}
+    if action_taken:
+        answer["action_taken"] = action_taken
     answer_id = outbox.submit_message(
         home.store,
         home.identity,
         home.peer_card(original.peer),
         msg_type="response",
         priority=original.priority,
-        body={"text": text, "answers": message_id},
+        body=answer,
         now=datetime.now(UTC),
         ttl=timedelta(seconds=home.config.default_ttl_s),
         in_reply_to=message_id,
@@ -253,11 +309,20 @@ def ack(
     operator: Annotated[str, typer.Option(help="Who read it.")] = os.environ.get(
         "USER", "operator"
     ),
+    lang: Annotated[str, typer.Option(help="Language the message was read in.")] = "en",
+    tz: Annotated[str, typer.Option(help="Time zone it was read in.")] = "UTC",
     json_out: JsonOption = False,
 ) -> None:
-    """Send a signed ACKNOWLEDGED receipt: a person has read the message."""
+    """Send a signed ACKNOWLEDGED receipt: a person has read the message.
+
+    The receipt signs the language, the time zone and the hash of the exact text that
+    ``hotline show ID --lang L --tz Z`` shows, so what was understood can be settled later.
+    """
     home = NodeHome(dir)
     original = _message(home, message_id)
+    if original.direction != "in" or original.kind != "message":
+        raise InputError(f"{message_id} is not a received message")
+    shown = shown_text(original.msg_type, original.body, lang, tz)
     receipt_id = outbox.acknowledge(
         home.store,
         home.identity,
@@ -266,12 +331,13 @@ def ack(
         now=datetime.now(UTC),
         ttl=timedelta(seconds=home.config.default_ttl_s),
         operator=operator,
-        lang="en",
-        text_hash=None,
+        lang=lang,
+        tz=tz,
+        text_hash=text_hash(shown),
     )
     _wake_node(home)
     if json_out:
-        _print_json({"id": receipt_id, "acknowledges": message_id})
+        _print_json({"id": receipt_id, "acknowledges": message_id, "text_hash": text_hash(shown)})
     else:
         sys.stdout.write(receipt_id + "\n")
 
@@ -308,16 +374,56 @@ def status(
         console.print(f"  {_time(event.at_us)}  {event.state:<13} {event.detail}", highlight=False)
 
 
+def _acknowledgement(home: NodeHome, message_id: str) -> dict[str, Any] | None:
+    with home.store.read() as conn:
+        return acknowledgement_of(conn, message_id)
+
+
 @app.command()
 def show(
     message_id: Annotated[str, typer.Argument(help="A message id.")],
     dir: DirOption,
+    lang: Annotated[str, typer.Option(help="Show in this language (en, ru).")] = "en",
+    tz: Annotated[str, typer.Option(help="Also show times in this zone.")] = "UTC",
+    as_acknowledged: Annotated[
+        bool,
+        typer.Option(
+            help="Show the text exactly as the acknowledging operator read it, "
+            "and check it against the hash signed in the receipt."
+        ),
+    ] = False,
     json_out: JsonOption = False,
 ) -> None:
-    """A message in full: header, text, state history."""
-    view = _message(NodeHome(dir), message_id)
+    """A message in full: header, formatted text in your language, state history."""
+    home = NodeHome(dir)
+    view = _message(home, message_id)
+    readback: dict[str, Any] | None = None
+    if as_acknowledged:
+        ack_body = _acknowledgement(home, message_id)
+        if ack_body is None or "text_hash" not in ack_body:
+            raise NotFoundError(f"{message_id} has no acknowledgement with a read-back hash")
+        lang, tz = str(ack_body.get("lang", "en")), str(ack_body.get("tz", "UTC"))
+        shown = shown_text(view.msg_type, view.body, lang, tz)
+        readback = {
+            "operator": ack_body.get("operator"),
+            "lang": lang,
+            "tz": tz,
+            "signed_hash": ack_body["text_hash"],
+            "computed_hash": text_hash(shown),
+            "matches": text_hash(shown) == ack_body["text_hash"],
+        }
+    else:
+        shown = (
+            shown_text(view.msg_type, view.body, lang, tz)
+            if view.kind == "message"
+            else json.dumps(view.body, ensure_ascii=False, indent=2)
+        )
     if json_out:
-        _print_json(view.to_dict())
+        _print_json(
+            {**view.to_dict(), "shown": shown, "lang": lang, "tz": tz, "readback": readback}
+        )
+        if readback is not None and not readback["matches"]:
+            raise typer.Exit(4)
         return
     console.print(
         f"[bold]{view.priority.upper()}[/]  {view.msg_type}  from {view.sender} "
@@ -332,8 +438,18 @@ def show(
         console.print(f"in reply to {view.in_reply_to}", highlight=False)
     console.print()
     # Text from a peer is printed as text, never interpreted as markup.
-    console.print(view.text, markup=False, highlight=False)
+    console.print(shown, markup=False, highlight=False)
     console.print()
+    if readback is not None:
+        verdict = "[green]MATCHES[/]" if readback["matches"] else "[bold red]DOES NOT MATCH[/]"
+        console.print(
+            f"read back as acknowledged by {readback['operator']} ({lang}, {tz}): "
+            f"hash {verdict} the signed receipt",
+            highlight=False,
+        )
+        if not readback["matches"]:
+            raise typer.Exit(4)
+        return
     for event in view.events:
         console.print(f"  {_time(event.at_us)}  {event.state:<13} {event.detail}", highlight=False)
 

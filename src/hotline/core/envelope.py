@@ -117,6 +117,7 @@ class ReceiptPayload(msgspec.Struct, forbid_unknown_fields=True, frozen=True, om
     seq: int | None = None
     operator: str | None = None
     lang: str | None = None
+    tz: str | None = None
     text_hash: str | None = None
 
 
@@ -209,6 +210,7 @@ def sign_receipt(
     seq: int | None = None,
     operator: str | None = None,
     lang: str | None = None,
+    tz: str | None = None,
     text_hash: str | None = None,
 ) -> bytes:
     payload: dict[str, Any] = {
@@ -224,6 +226,7 @@ def sign_receipt(
         ("seq", seq),
         ("operator", operator),
         ("lang", lang),
+        ("tz", tz),
         ("text_hash", text_hash),
     ):
         if value is not None:

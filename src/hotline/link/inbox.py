@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, insert, select
 
+from hotline.compose import validate_body
 from hotline.core.card import Card, Identity
 from hotline.core.encoding import parse_time, to_us
 from hotline.core.envelope import (
@@ -257,6 +258,7 @@ def _accept_one(
             result.updated_ids.append(payload.in_reply_to)
         add_events(conn, events)
         result.delivered_ids.append(payload.id)
+        _flag_catalog_problems(conn, payload, sender, now_us)
     else:
         _accept_acknowledged_receipt(conn, opened, payload, seq, now_us, result)
     items_by_sender.setdefault(sender, []).append(
@@ -265,6 +267,24 @@ def _accept_one(
         )
     )
     result.outcomes.append(Outcome(payload.id, "accepted"))
+
+
+def _flag_catalog_problems(
+    conn: Connection, payload: MessagePayload, sender: str, now_us: int
+) -> None:
+    """An authentic message whose body our catalog refuses is kept (it is part of the record)
+    but flagged for the operators: it may come from a newer catalog, or be a probe."""
+    try:
+        validate_body(payload.type, payload.body)
+    except HotlineError as e:
+        record_security_event(
+            conn,
+            at_us=now_us,
+            code="invalid_body",
+            peer=sender,
+            source=None,
+            detail=f"message {payload.id} ({payload.type[:64]}): {e.detail} {e.fields}",
+        )
 
 
 def _insert_incoming(
@@ -399,6 +419,8 @@ def _accept_acknowledged_receipt(
         body["operator"] = payload.operator
     if payload.lang is not None:
         body["lang"] = payload.lang
+    if payload.tz is not None:
+        body["tz"] = payload.tz
     if payload.text_hash is not None:
         body["text_hash"] = payload.text_hash
     _insert_incoming(

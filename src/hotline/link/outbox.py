@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select
 
+from hotline.compose import body_to_json, validate_body
 from hotline.core.card import Card, Identity
 from hotline.core.encoding import encode_json, to_us
 from hotline.core.envelope import (
@@ -92,9 +93,21 @@ class Draft:
     in_reply_to: str | None = None
 
 
-def _queue(conn: Connection, identity: Identity, draft: Draft, now: datetime) -> str:
-    if len(encode_json(draft.body)) > MAX_BODY_BYTES:
+def checked_body(msg_type: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The catalog's canonical form of ``body``; unknown types and invalid fields are refused
+    here, before anything is signed or sealed."""
+    if len(encode_json(body)) > MAX_BODY_BYTES:
         raise InputError(f"message body over {MAX_BODY_BYTES} bytes", code=ErrorCode.TOO_LARGE)
+    return body_to_json(validate_body(msg_type, body))
+
+
+def _queue(conn: Connection, identity: Identity, draft: Draft, now: datetime) -> str:
+    body = checked_body(draft.msg_type, draft.body)
+    if draft.msg_type == "response" and body.get("in_reply_to") != draft.in_reply_to:
+        raise InputError(
+            "a response names the message it answers in its body and envelope alike",
+            fields={"in_reply_to": "must equal the answered message id"},
+        )
     peer = draft.peer
     message_id = new_id(now)
     expires = now + draft.ttl
@@ -109,7 +122,7 @@ def _queue(conn: Connection, identity: Identity, draft: Draft, now: datetime) ->
         created=now,
         msg_type=draft.msg_type,
         priority=draft.priority,
-        body=draft.body,
+        body=body,
         expires=expires,
         in_reply_to=draft.in_reply_to,
     )
@@ -132,7 +145,7 @@ def _queue(conn: Connection, identity: Identity, draft: Draft, now: datetime) ->
         created_at_us=to_us(now),
         expires_at_us=to_us(expires),
         in_reply_to=draft.in_reply_to,
-        body=draft.body,
+        body=body,
         statement=statement,
         envelope=envelope,
     )
@@ -202,6 +215,7 @@ def acknowledge(
     ttl: timedelta,
     operator: str,
     lang: str | None = None,
+    tz: str | None = None,
     text_hash: str | None = None,
 ) -> str:
     """Queue a signed ACKNOWLEDGED receipt for a received message; return the receipt id.
@@ -234,6 +248,7 @@ def acknowledge(
             seq=seq,
             operator=operator,
             lang=lang,
+            tz=tz,
             text_hash=text_hash,
         )
         envelope = seal(
@@ -251,6 +266,8 @@ def acknowledge(
         }
         if lang is not None:
             body["lang"] = lang
+        if tz is not None:
+            body["tz"] = tz
         if text_hash is not None:
             body["text_hash"] = text_hash
         _insert_outgoing(

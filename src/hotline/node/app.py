@@ -58,6 +58,7 @@ class SendRequest(BaseModel):
     type: str = Field(default="free_text", max_length=64)
     body: dict[str, Any] | None = None
     text: str | None = Field(default=None, max_length=100_000)
+    lang: str = Field(default="en", max_length=8)
     in_reply_to: str | None = Field(default=None, max_length=36)
 
 
@@ -68,7 +69,7 @@ def _send_arguments(req: SendRequest) -> dict[str, Any]:
         "to": req.to,
         "msg_type": req.type,
         "priority": req.priority.value,
-        "body": req.body if req.body is not None else {"text": req.text},
+        "body": req.body if req.body is not None else {"text": req.text, "lang": req.lang},
         "in_reply_to": req.in_reply_to,
     }
 
@@ -77,6 +78,7 @@ class AckRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     operator: str = Field(default="operator", max_length=64)
     lang: str | None = Field(default=None, max_length=8)
+    tz: str | None = Field(default=None, max_length=64)
     text_hash: str | None = Field(default=None, max_length=64)
 
 
@@ -203,7 +205,8 @@ def create_app(node: Node) -> FastAPI:
     async def ack(message_id: str, req: AckRequest) -> IdResponse:
         return IdResponse(
             id=node.acknowledge(
-                message_id, operator=req.operator, lang=req.lang, text_hash=req.text_hash
+                message_id, operator=req.operator, lang=req.lang, tz=req.tz,
+                text_hash=req.text_hash,
             )
         )
 

@@ -234,6 +234,7 @@ class Node:
         *,
         operator: str,
         lang: str | None = None,
+        tz: str | None = None,
         text_hash: str | None = None,
     ) -> str:
         view = self.message(message_id)
@@ -247,6 +248,7 @@ class Node:
             ttl=timedelta(seconds=self.home.config.default_ttl_s),
             operator=operator,
             lang=lang,
+            tz=tz,
             text_hash=text_hash,
         )
         self.wake(view.peer)

@@ -462,3 +462,18 @@ def receipt_exists(conn: Connection, receipt_id: str) -> bool:
 
 def peer_names(conn: Connection) -> list[str]:
     return [r[0] for r in conn.execute(select(peers.c.name).order_by(peers.c.name))]
+
+
+def acknowledgement_of(conn: Connection, message_id: str) -> dict[str, Any] | None:
+    """The recorded body of the ACKNOWLEDGED receipt for ``message_id`` (ours or the peer's)."""
+    row = conn.execute(
+        select(messages.c.body)
+        .join(receipts, receipts.c.id == messages.c.id)
+        .join(receipt_items, receipt_items.c.receipt_id == receipts.c.id)
+        .where(and_(receipt_items.c.message_id == message_id, receipts.c.kind == "acknowledged"))
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    body: dict[str, Any] = json.loads(row.body)
+    return body
