@@ -39,6 +39,7 @@ import shapely
 from hotline.deconfliction import OWN, Engine, Registry, Shape, ShapeKind, Volume, format_time
 from hotline.deconfliction._geo import buffered_footprints
 from hotline.deconfliction._store import WRITE_BATCH, _row, volumes_table
+from hotline.deconfliction._volume import POLYGON_SHAPE
 from hotline.store.db import create_store_engine, migrate, sqlite_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,7 +84,7 @@ def make_volumes(n: int, rng: np.random.Generator, prefix: str) -> list[Volume]:
         )
         ring = np.vstack([ring, ring[:1]])
         footprints[i] = shapely.Polygon(ring)
-        shapes[i] = Shape(ShapeKind.POLYGON, {"type": "Polygon", "coordinates": [ring.tolist()]})
+        shapes[i] = POLYGON_SHAPE
 
     circles = np.flatnonzero(kind == 1)
     radius = across_km[circles] * 500.0
@@ -93,9 +94,7 @@ def make_volumes(n: int, rng: np.random.Generator, prefix: str) -> list[Volume]:
         footprints[i] = fps[j]
         errors[i] = errs[j]
         shapes[i] = Shape(
-            ShapeKind.CIRCLE,
-            {"type": "Point", "coordinates": [cx[i], cy[i]]},
-            radius_m=float(radius[j]),
+            ShapeKind.CIRCLE, ((float(cx[i]), float(cy[i])),), radius_m=float(radius[j])
         )
 
     corridors = np.flatnonzero(kind == 2)
@@ -120,7 +119,7 @@ def make_volumes(n: int, rng: np.random.Generator, prefix: str) -> list[Volume]:
         errors[i] = errs[j]
         shapes[i] = Shape(
             ShapeKind.CORRIDOR,
-            {"type": "LineString", "coordinates": lines[j].tolist()},
+            tuple((float(x), float(y)) for x, y in lines[j]),
             half_width_m=float(half[j]),
         )
 
@@ -299,8 +298,8 @@ def bench_postgis(
     psql.copy_in("queries", queries)
     psql.run("analyze queries;")
     join = (
-        "select q.id as qid, a.id as aid from queries q join active a on a.fp && q.fp and a.t && q.t "
-        "and a.alt && q.alt and st_intersects(a.fp, q.fp)"
+        "select q.id as qid, a.id as aid from queries q join active a on a.fp && q.fp "
+        "and a.t && q.t and a.alt && q.alt and st_intersects(a.fp, q.fp)"
     )
     runs = []
     for _ in range(3):

@@ -26,6 +26,7 @@ from hotline.deconfliction._volume import (
     MAX_ID_LENGTH,
     MAX_OWNER_LENGTH,
     OWN,
+    POLYGON_SHAPE,
     Shape,
     ShapeKind,
     Volume,
@@ -197,25 +198,21 @@ def _parse_feature(f: object, index: int, owner: str | None) -> Volume:
             if extra in props:
                 raise _bad(fid, extra, f"{extra} is only for a Point or a LineString")
         footprint = polygon_footprint(dict(geometry), fid)
-        shape = Shape(ShapeKind.POLYGON, {"type": gtype, "coordinates": coords})
+        shape = POLYGON_SHAPE
     elif gtype == "Point":
         if "half_width_m" in props:
             raise _bad(fid, "half_width_m", "half_width_m is for a LineString (a corridor)")
         if "radius_m" not in props:
             raise _bad(fid, "radius_m", "a Point needs radius_m (a circle)")
         centre, r, footprint, err = circle_footprint(coords, props["radius_m"], fid)
-        shape = Shape(ShapeKind.CIRCLE, {"type": "Point", "coordinates": list(centre)}, radius_m=r)
+        shape = Shape(ShapeKind.CIRCLE, (centre,), radius_m=r)
     elif gtype == "LineString":
         if "radius_m" in props:
             raise _bad(fid, "radius_m", "radius_m is for a Point (a circle)")
         if "half_width_m" not in props:
             raise _bad(fid, "half_width_m", "a LineString needs half_width_m (a corridor)")
         line, w, footprint, err = corridor_footprint(coords, props["half_width_m"], fid)
-        shape = Shape(
-            ShapeKind.CORRIDOR,
-            {"type": "LineString", "coordinates": [list(p) for p in line]},
-            half_width_m=w,
-        )
+        shape = Shape(ShapeKind.CORRIDOR, tuple(line), half_width_m=w)
     else:
         raise _bad(
             fid,
@@ -253,7 +250,7 @@ def to_geojson(volumes: list[Volume]) -> dict[str, Any]:
         if v.shape.half_width_m is not None:
             props["half_width_m"] = v.shape.half_width_m
         features.append(
-            {"type": "Feature", "id": v.id, "geometry": v.shape.geometry, "properties": props}
+            {"type": "Feature", "id": v.id, "geometry": v.geometry, "properties": props}
         )
     return {"type": "FeatureCollection", "features": features}
 
@@ -349,7 +346,7 @@ def _parse_one_volume4d(item: object, index: int, owner: str | None) -> Volume:
         if radius.get("units") != "M":
             raise _bad(fid, "outline_circle.radius.units", "radius units must be M")
         ctr, r, footprint, err = circle_footprint(centre, radius.get("value"), fid)
-        shape = Shape(ShapeKind.CIRCLE, {"type": "Point", "coordinates": list(ctr)}, radius_m=r)
+        shape = Shape(ShapeKind.CIRCLE, (ctr,), radius_m=r)
     else:
         p = _keys(v3["outline_polygon"], frozenset({"vertices"}), fid, "outline_polygon")
         vertices = p.get("vertices")
@@ -362,7 +359,7 @@ def _parse_one_volume4d(item: object, index: int, owner: str | None) -> Volume:
             ring.append(ring[0])
         geometry = {"type": "Polygon", "coordinates": [ring]}
         footprint = polygon_footprint(geometry, fid)
-        shape = Shape(ShapeKind.POLYGON, geometry)
+        shape = POLYGON_SHAPE
     return Volume(
         id=fid,
         footprint=footprint,
@@ -381,7 +378,7 @@ def _v4d(
 ) -> dict[str, Any]:
     volume: dict[str, Any] = {}
     if circle:
-        lon, lat = v.shape.geometry["coordinates"][:2]
+        lon, lat = v.shape.points[0]
         volume["outline_circle"] = {
             "center": {"lat": lat, "lng": lon},
             "radius": {"value": v.shape.radius_m, "units": "M"},

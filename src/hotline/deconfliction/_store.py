@@ -31,6 +31,7 @@ from sqlalchemy import (
     Text,
     and_,
     select,
+    text,
     update,
 )
 from sqlalchemy import (
@@ -39,7 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from hotline.deconfliction._conflict import Conflict, ConflictKind, Engine
-from hotline.deconfliction._volume import OWN, Shape, ShapeKind, Volume
+from hotline.deconfliction._volume import OWN, POLYGON_SHAPE, Shape, ShapeKind, Volume
 from hotline.errors import ErrorCode, NotFoundError, ProtocolError, StorageError
 from hotline.store.db import create_store_engine, migrate, sqlite_url
 from hotline.store.schema import metadata
@@ -117,7 +118,7 @@ def _row(v: Volume, now_us: int) -> dict[str, Any]:
         "id": v.id,
         "version": v.version,
         "kind": str(v.shape.kind),
-        "geometry": json.dumps(v.shape.geometry, separators=(",", ":")),
+        "geometry": json.dumps(v.geometry, separators=(",", ":")),
         "radius_m": v.shape.radius_m,
         "half_width_m": v.shape.half_width_m,
         "max_error_m": v.max_error_m,
@@ -178,12 +179,10 @@ class Registry:
 
     def load(self, now_us: int) -> int:
         """Rebuild the engine from the store: volumes neither removed nor ended at ``now_us``."""
-        t = volumes_table
-        q = select(t).where(and_(t.c.removed_at_us.is_(None), t.c.time_end_us > now_us))
         engine = Engine(workers=self.engine.workers)
         try:
             with self.db.connect() as conn:
-                result = conn.execute(q)
+                result = conn.execute(_LOAD, {"now": now_us})
                 while rows := result.fetchmany(READ_BATCH):
                     engine.add(_volumes_from_rows(rows), rebuild=False)
         except SQLAlchemyError as e:
@@ -344,27 +343,44 @@ def assess_notification(
     )
 
 
+# Only what the engine needs; a polygon's GeoJSON is not read back (the footprint is the polygon).
+_LOAD = text(
+    "SELECT owner, id, version, kind, "
+    "CASE WHEN kind = 'polygon' THEN NULL ELSE geometry END AS geometry, "
+    "radius_m, half_width_m, max_error_m, footprint, altitude_lower, altitude_upper, "
+    "time_start_us, time_end_us FROM deconfliction_volumes "
+    "WHERE removed_at_us IS NULL AND time_end_us > :now"
+)
+
+
+def _shape(kind: str, geometry: str | None, radius: float | None, half: float | None) -> Shape:
+    if kind == ShapeKind.POLYGON:
+        return POLYGON_SHAPE
+    coords = json.loads(geometry or "{}").get("coordinates")
+    if kind == ShapeKind.CIRCLE:
+        return Shape(ShapeKind.CIRCLE, ((float(coords[0]), float(coords[1])),), radius_m=radius)
+    points = tuple((float(p[0]), float(p[1])) for p in coords)
+    return Shape(ShapeKind.CORRIDOR, points, half_width_m=half)
+
+
 def _volumes_from_rows(rows: Sequence[Any]) -> list[Volume]:
-    footprints = shapely.from_wkb(np.array([r.footprint for r in rows], dtype=object))
+    footprints = shapely.from_wkb(np.array([r[8] for r in rows], dtype=object))
+    owners: dict[str, str] = {}
     out: list[Volume] = []
     for r, fp in zip(rows, footprints, strict=True):
+        owner, vid, version, kind, geometry, radius, half, err, _, lo, hi, ts, te = r
         out.append(
             Volume(
-                id=r.id,
+                id=vid,
                 footprint=fp,
-                altitude_lower=float(r.altitude_lower),
-                altitude_upper=float(r.altitude_upper),
-                time_start_us=int(r.time_start_us),
-                time_end_us=int(r.time_end_us),
-                shape=Shape(
-                    ShapeKind(r.kind),
-                    json.loads(r.geometry),
-                    radius_m=r.radius_m,
-                    half_width_m=r.half_width_m,
-                ),
-                owner=r.owner,
-                version=int(r.version),
-                max_error_m=float(r.max_error_m),
+                altitude_lower=lo,
+                altitude_upper=hi,
+                time_start_us=ts,
+                time_end_us=te,
+                shape=_shape(kind, geometry, radius, half),
+                owner=owners.setdefault(owner, owner),
+                version=version,
+                max_error_m=err,
             )
         )
     return out

@@ -19,6 +19,8 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from shapely.geometry import mapping
+
 from hotline.errors import InputError
 
 #: The owner of the node's own planned activities; any other owner is a peer's name.
@@ -60,15 +62,21 @@ def format_time(us: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Shape:
-    """The footprint as entered: a polygon (as GeoJSON coordinates), a circle or a corridor."""
+    """How the footprint was given, kept so that export gives back what was entered.
+
+    A polygon needs nothing more (its footprint is the polygon as given); a circle keeps its
+    centre and radius, a corridor its centre line and half-width.
+    """
 
     kind: ShapeKind
-    #: GeoJSON geometry object exactly as accepted (Polygon, MultiPolygon, Point or LineString).
-    geometry: dict[str, Any]
-    #: Circle radius in metres (``kind == CIRCLE``).
+    #: Circle: ``(centre,)``; corridor: the centre line; polygon: empty.
+    points: tuple[tuple[float, float], ...] = ()
     radius_m: float | None = None
-    #: Corridor half-width in metres (``kind == CORRIDOR``).
     half_width_m: float | None = None
+
+
+#: The one Shape every polygon volume shares (saves memory with a million volumes).
+POLYGON_SHAPE = Shape(ShapeKind.POLYGON)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -126,6 +134,20 @@ class Volume:
     @property
     def time_end(self) -> datetime:
         return from_us(self.time_end_us)
+
+    @property
+    def geometry(self) -> dict[str, Any]:
+        """The GeoJSON geometry as entered (without any third coordinate)."""
+        if self.shape.kind == ShapeKind.CIRCLE:
+            return {"type": "Point", "coordinates": list(self.shape.points[0])}
+        if self.shape.kind == ShapeKind.CORRIDOR:
+            return {"type": "LineString", "coordinates": [list(p) for p in self.shape.points]}
+        geo = mapping(self.footprint)
+        if geo["type"] == "Polygon":
+            coords: Any = [[list(p) for p in ring] for ring in geo["coordinates"]]
+        else:
+            coords = [[[list(p) for p in ring] for ring in poly] for poly in geo["coordinates"]]
+        return {"type": geo["type"], "coordinates": coords}
 
     def with_owner(self, owner: str, version: int | None = None) -> Volume:
         return Volume(
