@@ -146,6 +146,9 @@ class PeerLink:
         if stale:
             self._expire(stale, now)
             return len(batch)
+        log.debug(
+            "sending %d envelope(s) to %s from seq %d", len(batch), self.peer.name, batch[0].seq
+        )
         try:
             reply = await self._transport.send_batch([o.envelope for o in batch])
         except HotlineError:

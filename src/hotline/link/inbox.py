@@ -78,6 +78,8 @@ class Received:
     delivered_ids: list[str] = field(default_factory=list)
     #: Ids of our own messages whose state changed (delivered, acknowledged, answered).
     updated_ids: list[str] = field(default_factory=list)
+    #: For each sender in the batch, the lowest sequence number not yet received from it.
+    next_expected: dict[str, int] = field(default_factory=dict)
 
 
 def receive(
@@ -122,6 +124,8 @@ def receive(
                     detail=f"envelope {envelope_id}: {e.detail}",
                 )
                 result.outcomes.append(Outcome(envelope_id, "rejected", str(e.code), e.detail))
+        for sender in items_by_sender:
+            result.next_expected[sender] = next_expected_seq(conn, sender)
         for sender, items in items_by_sender.items():
             receipt_id = new_id(now)
             statement = sign_receipt(

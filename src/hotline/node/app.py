@@ -24,7 +24,6 @@ from hotline.compose.priority import Priority
 from hotline.core.encoding import b64encode
 from hotline.core.envelope import MAX_BATCH_BYTES, MAX_ENVELOPE_BYTES, decode_batch
 from hotline.errors import AuthError, ErrorCode, HotlineError, WireError
-from hotline.link import inbox
 from hotline.link.transport_http import ENVELOPE_CONTENT_TYPE
 from hotline.node.runtime import Node
 
@@ -139,9 +138,7 @@ def create_app(node: Node) -> FastAPI:
         source = request.client.host if request.client else "unknown"
         result = node.receive(batch, source)
         senders = list(result.receipts)
-        next_expected = None
-        if len(senders) == 1:
-            next_expected = inbox.next_expected(node.store, senders[0])
+        next_expected = result.next_expected.get(senders[0]) if len(senders) == 1 else None
         return {
             "receipts": [b64encode(e) for s in senders for e in result.receipts[s]],
             "results": [o.to_dict() for o in result.outcomes],
@@ -205,7 +202,10 @@ def create_app(node: Node) -> FastAPI:
     async def ack(message_id: str, req: AckRequest) -> IdResponse:
         return IdResponse(
             id=node.acknowledge(
-                message_id, operator=req.operator, lang=req.lang, tz=req.tz,
+                message_id,
+                operator=req.operator,
+                lang=req.lang,
+                tz=req.tz,
                 text_hash=req.text_hash,
             )
         )
