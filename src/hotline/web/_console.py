@@ -1,0 +1,627 @@
+"""The console's routes: pages, forms and the live-update stream, on the node's own app.
+
+Every handler takes the request only and goes through ``_guarded``: a ``HotlineError`` becomes an
+error page in the operator's language with its stable code; anything else is logged and shown as
+``internal`` without its text. Pages need a session (else a redirect to /login); each POST checks
+the origin and the CSRF token before anything else, then the operator's role.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import parse_qsl, urlencode
+
+from fastapi import FastAPI
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MultiDict
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from starlette.staticfiles import StaticFiles
+
+from hotline.compose import MESSAGE_TYPES, render, text_hash
+from hotline.compose.priority import Priority
+from hotline.core.encoding import from_us
+from hotline.errors import AuthError, ErrorCode, HotlineError, InputError
+from hotline.node.runtime import Node
+from hotline.operators import LANGUAGES, OperatorRegistry, Permission, Session
+from hotline.store.messages import MessageView
+from hotline.web import _queries as q
+from hotline.web._compose import COMPOSABLE, body_from_form, field_errors, form_fields
+from hotline.web._i18n import translate
+from hotline.web._security import (
+    CSRF_FIELD,
+    HEADERS,
+    LOGIN_COOKIE,
+    MAX_FORM_BYTES,
+    SESSION_COOKIE,
+    check_same_origin,
+    check_token,
+)
+
+log = logging.getLogger(__name__)
+
+#: A comment line is sent on the live stream this often, so proxies and browsers keep it open
+#: and a closed tab is noticed.
+KEEPALIVE_S: Final = 15.0
+#: Most form fields one request may carry.
+MAX_FORM_FIELDS: Final = 500
+STATIC_DIR: Final = Path(str(resources.files("hotline.web").joinpath("static")))
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class Redirect(Exception):
+    """Raised inside a handler to answer with a redirect (e.g. to the login page)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.url = url
+
+
+def fmt_time(us: int | None) -> str:
+    if us is None:
+        return "—"
+    return from_us(us).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def fmt_iso(value: str | None) -> str:
+    if not value:
+        return "—"
+    try:
+        return datetime.fromisoformat(value).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    except ValueError:
+        return value
+
+
+def _safe_next(value: object) -> str:
+    """A local path to go back to (never another site: no scheme, no '//')."""
+    if isinstance(value, str) and value.startswith("/") and not value.startswith("//"):
+        return value[:200]
+    return "/inbox"
+
+
+class Console:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.registry = OperatorRegistry(node.store, issuer=f"hotline {node.name}")
+        self.env = Environment(
+            loader=PackageLoader("hotline.web", "templates"),
+            autoescape=True,  # every value is escaped; peer text never becomes markup
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.filters["time"] = fmt_time
+        self.env.filters["iso"] = fmt_iso
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def routes(self) -> list[tuple[str, Handler, list[str]]]:
+        return [
+            ("/", self.home, ["GET"]),
+            ("/login", self.login_page, ["GET"]),
+            ("/login", self.login, ["POST"]),
+            ("/logout", self.logout, ["POST"]),
+            ("/settings/lang", self.set_lang, ["POST"]),
+            ("/links", self.links, ["GET"]),
+            ("/links/live", self.links_live, ["GET"]),
+            ("/inbox", self.inbox, ["GET"]),
+            ("/inbox/live", self.inbox_live, ["GET"]),
+            ("/outbox", self.outbox, ["GET"]),
+            ("/outbox/live", self.outbox_live, ["GET"]),
+            ("/messages/{message_id}", self.message, ["GET"]),
+            ("/messages/{message_id}/live", self.message_live, ["GET"]),
+            ("/messages/{message_id}/ack", self.acknowledge, ["POST"]),
+            ("/compose", self.compose_page, ["GET"]),
+            ("/compose", self.compose_send, ["POST"]),
+            ("/compose/preview", self.compose_preview, ["POST"]),
+            ("/events", self.events, ["GET"]),
+        ]
+
+    def _guarded(self, handler: Handler) -> Handler:
+        async def run(request: Request) -> Response:
+            try:
+                response = await handler(request)
+            except Redirect as r:
+                if request.headers.get("hx-request"):
+                    response = Response(status_code=401, headers={"HX-Redirect": r.url})
+                else:
+                    response = RedirectResponse(r.url, status_code=303)
+            except HotlineError as e:
+                log.info("console %s %s -> %s", request.method, request.url.path, e)
+                response = self._error(request, e)
+            except Exception:
+                log.exception("console: unexpected error on %s %s", request.method, request.url)
+                response = self._error(request, HotlineError("internal error"))
+            for name, value in HEADERS.items():
+                response.headers.setdefault(name, value)
+            return response
+
+        return run
+
+    def _error(self, request: Request, error: HotlineError) -> Response:
+        session = self._session(request)
+        lang = session.operator.lang if session else self._guess_lang(request)
+        return self._page(
+            "error.html",
+            request,
+            session,
+            status=error.http_status,
+            lang=lang,
+            error=error,
+            message=error.message(lang),
+        )
+
+    def _guess_lang(self, request: Request) -> str:
+        wanted = request.query_params.get("lang")
+        if wanted in LANGUAGES:
+            return wanted
+        accept = request.headers.get("accept-language", "")
+        return "ru" if accept.lower().startswith("ru") else "en"
+
+    def _page(
+        self,
+        template: str,
+        request: Request,
+        session: Session | None,
+        *,
+        status: int = 200,
+        lang: str | None = None,
+        **ctx: Any,
+    ) -> HTMLResponse:
+        lang = lang or (session.operator.lang if session else self._guess_lang(request))
+        html = self.env.get_template(template).render(
+            t=translate(lang),
+            lang=lang,
+            session=session,
+            operator=session.operator if session else None,
+            csrf=session.csrf if session else "",
+            node_name=self.node.name,
+            path=request.url.path,
+            now_ms=int(datetime.now(UTC).timestamp() * 1000),
+            Permission=Permission,
+            **ctx,
+        )
+        return HTMLResponse(html, status_code=status)
+
+    def _session(self, request: Request) -> Session | None:
+        token = request.cookies.get(SESSION_COOKIE)
+        return self.registry.session(token, now=datetime.now(UTC)) if token else None
+
+    def _require(self, request: Request, permission: Permission = Permission.VIEW) -> Session:
+        session = self._session(request)
+        if session is None:
+            raise Redirect("/login")
+        if not session.operator.can(permission):
+            raise AuthError(
+                f"{session.operator.role} may not {permission.value}", code=ErrorCode.FORBIDDEN
+            )
+        return session
+
+    async def _form(self, request: Request) -> MultiDict:
+        """The URL-encoded form of a POST, size-limited, after the same-origin check."""
+        check_same_origin(request)
+        declared = request.headers.get("content-length", "")
+        if not declared.isdigit() or int(declared) > MAX_FORM_BYTES:
+            raise InputError(f"form body must declare a length of at most {MAX_FORM_BYTES} bytes")
+        kind = request.headers.get("content-type", "").split(";")[0].strip()
+        if kind != "application/x-www-form-urlencoded":
+            raise InputError(f"forms must be URL-encoded, not {kind!r}")
+        raw = await request.body()
+        try:
+            pairs = parse_qsl(
+                raw.decode("utf-8"),
+                keep_blank_values=True,
+                strict_parsing=False,
+                max_num_fields=MAX_FORM_FIELDS,
+            )
+        except (UnicodeDecodeError, ValueError) as e:
+            raise InputError(f"form is not valid: {e}") from e
+        return MultiDict(pairs)
+
+    async def _post(
+        self, request: Request, permission: Permission = Permission.VIEW
+    ) -> tuple[Session, MultiDict]:
+        """A logged-in POST: session, then origin and CSRF token, then role."""
+        session = self._session(request)
+        if session is None:
+            raise Redirect("/login")
+        form = await self._form(request)
+        check_token(session.csrf, form.get(CSRF_FIELD))
+        if not session.operator.can(permission):
+            raise AuthError(
+                f"{session.operator.role} may not {permission.value}", code=ErrorCode.FORBIDDEN
+            )
+        return session, form
+
+    def _record(
+        self, session: Session, request: Request, action: str, target: str = "", detail: str = ""
+    ) -> None:
+        self.registry.record_action(
+            session.operator.name,
+            action,
+            now=datetime.now(UTC),
+            target=target,
+            detail=detail,
+            source=request.client.host if request.client else "",
+        )
+
+    # -- login -----------------------------------------------------------------------------
+
+    async def home(self, request: Request) -> Response:
+        self._require(request)
+        return RedirectResponse("/inbox", status_code=303)
+
+    async def login_page(self, request: Request) -> Response:
+        return self._login_form(request, error=None)
+
+    def _login_form(
+        self, request: Request, error: HotlineError | None, status: int = 200
+    ) -> Response:
+        token = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(32)
+        lang = self._guess_lang(request)
+        response = self._page(
+            "login.html",
+            request,
+            None,
+            status=status,
+            lang=lang,
+            login_csrf=token,
+            error=error.message(lang) if error else None,
+            other_lang="ru" if lang == "en" else "en",
+        )
+        response.set_cookie(
+            LOGIN_COOKIE, token, secure=True, httponly=True, samesite="strict", path="/"
+        )
+        return response
+
+    async def login(self, request: Request) -> Response:
+        form = await self._form(request)
+        check_token(request.cookies.get(LOGIN_COOKIE), form.get(CSRF_FIELD))
+        name = str(form.get("username", ""))[:64]
+        password = str(form.get("password", ""))
+        code = str(form.get("totp", "")).strip()
+        source = request.client.host if request.client else ""
+        try:
+            operator = await run_in_threadpool(
+                self.registry.authenticate,
+                name,
+                password,
+                code,
+                now=datetime.now(UTC),
+                source=source,
+            )
+        except AuthError as e:
+            return self._login_form(request, e, status=401)
+        token, _ = self.registry.create_session(operator, now=datetime.now(UTC))
+        response = RedirectResponse("/inbox", status_code=303)
+        response.set_cookie(
+            SESSION_COOKIE, token, secure=True, httponly=True, samesite="strict", path="/"
+        )
+        response.delete_cookie(
+            LOGIN_COOKIE, path="/", secure=True, httponly=True, samesite="strict"
+        )
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        session, _ = await self._post(request)
+        self.registry.end_session(session.token_hash)
+        self._record(session, request, "logout")
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(
+            SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="strict"
+        )
+        return response
+
+    async def set_lang(self, request: Request) -> Response:
+        session, form = await self._post(request)
+        lang = str(form.get("lang", ""))
+        self.registry.set_lang(session.operator.name, lang, now=datetime.now(UTC))
+        return RedirectResponse(_safe_next(form.get("next")), status_code=303)
+
+    # -- links -----------------------------------------------------------------------------
+
+    def _links_ctx(self) -> dict[str, Any]:
+        with self.node.store.read() as conn:
+            events = q.recent_security_events(conn)
+        return {
+            "links": self.node.link_report(),
+            "security_events": events,
+            "alarm": any(e.alarm for e in events),
+        }
+
+    async def links(self, request: Request) -> Response:
+        session = self._require(request)
+        return self._page("links.html", request, session, **self._links_ctx())
+
+    async def links_live(self, request: Request) -> Response:
+        session = self._require(request)
+        return self._page("_links.html", request, session, **self._links_ctx())
+
+    # -- inbox and messages ----------------------------------------------------------------
+
+    def _inbox_ctx(self) -> dict[str, Any]:
+        with self.node.store.read() as conn:
+            pending = q.inbox_pending(conn, self.node.name)
+            recent = q.inbox_recent_acknowledged(conn, self.node.name)
+        return {
+            "pending": pending,
+            "recent": recent,
+            "deadline": q.ack_deadline_us,
+            "received": q.received_us,
+            "acknowledged_by": q.acknowledged_by,
+            "summary": _summary,
+        }
+
+    async def inbox(self, request: Request) -> Response:
+        session = self._require(request)
+        return self._page("inbox.html", request, session, **self._inbox_ctx())
+
+    async def inbox_live(self, request: Request) -> Response:
+        session = self._require(request)
+        return self._page("_inbox.html", request, session, **self._inbox_ctx())
+
+    def _shown_text(self, view: MessageView, lang: str) -> tuple[str, bool]:
+        """The text an operator reads for ``view`` in ``lang``; False when not from the catalog."""
+        if view.msg_type in MESSAGE_TYPES:
+            try:
+                return render(view.msg_type, view.body, lang, "UTC"), True
+            except HotlineError:
+                pass  # a body the catalog refuses is shown as it came
+        return view.text, False
+
+    def _message_ctx(self, request: Request, session: Session, message_id: str) -> dict[str, Any]:
+        view = self.node.message(message_id)
+        wanted = request.query_params.get("lang")
+        lang = wanted if wanted in LANGUAGES else session.operator.lang
+        text, rendered = self._shown_text(view, lang)
+        return {
+            "m": view,
+            "shown_lang": lang,
+            "text": text,
+            "rendered": rendered,
+            "text_hash": text_hash(text),
+            "original": json.dumps(view.body, ensure_ascii=False, indent=2),
+            "acknowledged_by": q.acknowledged_by(view),
+            "deadline": q.ack_deadline_us(view) if view.direction == "in" else None,
+            "received": q.received_us(view),
+        }
+
+    async def message(self, request: Request) -> Response:
+        session = self._require(request)
+        ctx = self._message_ctx(request, session, request.path_params["message_id"])
+        return self._page("message.html", request, session, **ctx)
+
+    async def message_live(self, request: Request) -> Response:
+        session = self._require(request)
+        ctx = self._message_ctx(request, session, request.path_params["message_id"])
+        return self._page("_message_state.html", request, session, **ctx)
+
+    async def acknowledge(self, request: Request) -> Response:
+        session, form = await self._post(request, Permission.ACKNOWLEDGE)
+        message_id = request.path_params["message_id"]
+        view = self.node.message(message_id)
+        if view.direction != "in" or view.kind != "message":
+            raise InputError("only a received message can be acknowledged")
+        lang = str(form.get("lang", ""))
+        if lang not in LANGUAGES:
+            raise InputError("unknown language", fields={"lang": "en or ru"})
+        text, _ = self._shown_text(view, lang)
+        shown_hash = text_hash(text)
+        # The receipt must sign what the operator read: a stale page is refused, not signed.
+        check = str(form.get("text_hash", ""))
+        if check != shown_hash:
+            raise InputError(
+                "the text shown differs from the message now; reload and read it again",
+                fields={"text_hash": "stale"},
+            )
+        receipt_id = self.node.acknowledge(
+            message_id, operator=session.operator.name, lang=lang, text_hash=shown_hash
+        )
+        self._record(
+            session,
+            request,
+            "acknowledge",
+            target=message_id,
+            detail=f"receipt={receipt_id} lang={lang} text_hash={shown_hash}",
+        )
+        return RedirectResponse(f"/messages/{message_id}", status_code=303)
+
+    # -- outbox ----------------------------------------------------------------------------
+
+    def _outbox_ctx(self) -> dict[str, Any]:
+        with self.node.store.read() as conn:
+            rows = q.outbox(conn, self.node.name)
+        return {"rows": rows, "summary": _summary, "acknowledged_by": q.acknowledged_by}
+
+    async def outbox(self, request: Request) -> Response:
+        session = self._require(request)
+        return self._page("outbox.html", request, session, **self._outbox_ctx())
+
+    async def outbox_live(self, request: Request) -> Response:
+        session = self._require(request)
+        return self._page("_outbox.html", request, session, **self._outbox_ctx())
+
+    # -- compose ---------------------------------------------------------------------------
+
+    def _compose_ctx(
+        self,
+        session: Session,
+        msg_type: str,
+        values: dict[str, Any],
+        recipients: list[str],
+        priority: str,
+        errors: dict[str, list[str]] | None = None,
+        previews: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        return {
+            "types": COMPOSABLE,
+            "msg_type": msg_type,
+            "fields": form_fields(msg_type),
+            "values": values,
+            "peers": sorted(self.node.peers),
+            "recipients": recipients,
+            "priorities": [p.value for p in Priority],
+            "priority": priority,
+            "errors": errors or {},
+            "previews": previews or {},
+        }
+
+    def _compose_type(self, value: object) -> str:
+        if value is None or value == "":
+            return "free_text"
+        if not isinstance(value, str) or value not in COMPOSABLE:
+            raise InputError(f"unknown message type {value!r}", fields={"type": "unknown"})
+        return value
+
+    async def compose_page(self, request: Request) -> Response:
+        session = self._require(request, Permission.SEND)
+        msg_type = self._compose_type(request.query_params.get("type"))
+        values: dict[str, Any] = {"lang": session.operator.lang}
+        reply_to = request.query_params.get("in_reply_to")
+        recipients: list[str] = []
+        if reply_to:
+            original = self.node.message(reply_to)
+            values["in_reply_to"] = original.id
+            recipients = [original.peer]
+        ctx = self._compose_ctx(session, msg_type, values, recipients, "routine")
+        ctx["in_reply_to"] = reply_to or ""
+        return self._page("compose.html", request, session, **ctx)
+
+    def _check_compose(
+        self, msg_type: str, form: MultiDict
+    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, list[str]], dict[str, str]]:
+        """(body, values, errors by field, previews by language) for a submitted compose form."""
+        parsed = body_from_form(msg_type, form)
+        errors = {k: [v] for k, v in parsed.errors.items()}
+        previews: dict[str, str] = {}
+        if not errors:
+            try:
+                previews = {lang: render(msg_type, parsed.body, lang, "UTC") for lang in LANGUAGES}
+            except InputError as e:
+                errors = field_errors(e.fields or {"body": e.detail})
+        return parsed.body, parsed.values, errors, previews
+
+    async def compose_preview(self, request: Request) -> Response:
+        session, form = await self._post(request, Permission.SEND)
+        msg_type = self._compose_type(form.get("type"))
+        _, _, errors, previews = self._check_compose(msg_type, form)
+        return self._page(
+            "_compose_preview.html", request, session, errors=errors, previews=previews
+        )
+
+    async def compose_send(self, request: Request) -> Response:
+        session, form = await self._post(request, Permission.SEND)
+        msg_type = self._compose_type(form.get("type"))
+        body, values, errors, previews = self._check_compose(msg_type, form)
+        recipients = [str(r) for r in form.getlist("to")]
+        unknown = [r for r in recipients if r not in self.node.peers]
+        if not recipients or unknown:
+            errors.setdefault("to", []).append(
+                translate(session.operator.lang)("need_recipient")
+                if not recipients
+                else f"unknown: {', '.join(unknown)}"
+            )
+        priority = str(form.get("priority", "routine"))
+        if priority not in {p.value for p in Priority}:
+            errors.setdefault("priority", []).append("unknown priority")
+        in_reply_to = str(form.get("in_reply_to", "")) or None
+        if errors:
+            ctx = self._compose_ctx(
+                session, msg_type, values, recipients, priority, errors, previews
+            )
+            ctx["in_reply_to"] = in_reply_to or ""
+            return self._page("compose.html", request, session, status=422, **ctx)
+        ids = self.node.send_many(
+            [
+                {
+                    "to": peer,
+                    "msg_type": msg_type,
+                    "priority": priority,
+                    "body": body,
+                    "in_reply_to": in_reply_to,
+                }
+                for peer in recipients
+            ]
+        )
+        self._record(
+            session,
+            request,
+            "send",
+            target=",".join(ids)[:128],
+            detail=f"type={msg_type} priority={priority} to={','.join(recipients)}",
+        )
+        return RedirectResponse("/outbox?" + urlencode({"sent": ids[0]}), status_code=303)
+
+    # -- live updates ----------------------------------------------------------------------
+
+    def _marks(self) -> tuple[int, int, int]:
+        with self.node.store.read() as conn:
+            return q.change_marks(conn)
+
+    async def events(self, request: Request) -> Response:
+        """Server-sent events: ``change`` with the topics that changed ("messages", "links")."""
+        session = self._require(request)
+        token = request.cookies.get(SESSION_COOKIE, "")
+
+        async def stream() -> AsyncIterator[str]:
+            last = self._marks()
+            yield "retry: 2000\n\n"
+            while True:
+                changed = self.node._changed
+                try:
+                    await asyncio.wait_for(changed.wait(), timeout=KEEPALIVE_S)
+                except TimeoutError:
+                    if self.registry.session(token, now=datetime.now(UTC)) is None:
+                        yield "event: logout\ndata: \n\n"
+                        return
+                    yield ": keep-alive\n\n"
+                    continue
+                marks = self._marks()
+                topics = []
+                if marks[0] != last[0]:
+                    topics.append("messages")
+                if marks[1:] != last[1:]:
+                    topics.append("links")
+                last = marks
+                if topics:
+                    yield f"event: change\ndata: {' '.join(topics)}\n\n"
+
+        del session
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+
+def _summary(view: MessageView, limit: int = 80) -> str:
+    """One line about a message for the tables: the first line of its text."""
+    body = view.body
+    for key in ("text", "subject", "name", "narrative", "contact"):
+        value = body.get(key)
+        if isinstance(value, str) and value.strip():
+            line = value.strip().splitlines()[0]
+            return line if len(line) <= limit else line[: limit - 1] + "…"
+    return view.msg_type
+
+
+def mount_console(app: FastAPI, node: Node) -> Console:
+    """Add the console's routes and static files to the node's app; returns the console."""
+    console = Console(node)
+    for path, handler, methods in console.routes():
+        app.add_route(path, console._guarded(handler), methods=methods, include_in_schema=False)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="console-static")
+    return console
+
+
+__all__ = ["Console", "mount_console"]

@@ -1,0 +1,148 @@
+"""The console's own words in English and Russian (message texts come from hotline.compose).
+
+One table, key -> (English, Russian); a test checks that every key used by a template is here
+and that both languages are filled in. Use the project's words (DESIGN.md "Words").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+LANGS: Final = ("en", "ru")
+
+UI: Final[dict[str, tuple[str, str]]] = {
+    # Frame and navigation.
+    "app_title": ("hotline — duty officer's console", "hotline — консоль дежурного"),
+    "nav_links": ("Links", "Линии связи"),
+    "nav_inbox": ("Inbox", "Входящие"),
+    "nav_compose": ("Compose", "Новое сообщение"),
+    "nav_outbox": ("Outbox", "Исходящие"),
+    "node": ("Node", "Узел"),
+    "signed_in_as": ("Signed in as", "Вход выполнен:"),
+    "role": ("role", "роль"),
+    "logout": ("Log out", "Выйти"),
+    "language": ("Language", "Язык"),
+    "switch_lang": ("Русский", "English"),
+    "live_on": ("live", "в реальном времени"),
+    "live_off": ("live updates lost — reconnecting", "обновления прервались — переподключение"),
+    "role_operator": ("operator", "оператор"),
+    "role_releaser": ("releaser", "выпускающий"),
+    "role_auditor": ("auditor", "аудитор"),
+    "role_admin": ("admin", "администратор"),
+    # Login.
+    "login_title": ("Log in", "Вход"),
+    "username": ("Name", "Имя"),
+    "password": ("Password", "Пароль"),
+    "totp": ("One-time code", "Одноразовый код"),
+    "login_button": ("Log in", "Войти"),
+    "logged_out": ("You are logged out.", "Вы вышли из системы."),
+    # Errors.
+    "error_title": ("The console refused this", "Консоль отклонила действие"),
+    "error_code": ("Code", "Код"),
+    "back": ("Back", "Назад"),
+    # Links.
+    "links_title": ("Links", "Линии связи"),
+    "peer": ("Peer", "Узел-партнёр"),
+    "transport": ("Transport", "Канал"),
+    "state": ("State", "Состояние"),
+    "last_heartbeat": ("Last heartbeat", "Последний контрольный сигнал"),
+    "rtt": ("Round trip", "Время отклика"),
+    "failures": ("Failures", "Сбои"),
+    "last_error": ("Last error", "Последняя ошибка"),
+    "tree_head": ("Last witnessed tree head", "Последняя заверенная вершина дерева"),
+    "not_yet": ("not yet", "пока нет"),
+    "no_peers": ("No peers yet.", "Узлов-партнёров пока нет."),
+    "link_up": ("up", "работает"),
+    "link_degraded": ("degraded", "с перебоями"),
+    "link_down": ("down", "не работает"),
+    "link_unknown": ("unknown", "неизвестно"),
+    "alarms_title": ("Security alarms", "Тревоги безопасности"),
+    "alarm_banner": (
+        "Security alarm: see the events below",
+        "Тревога безопасности: см. события ниже",
+    ),
+    "security_events": ("Recent security events", "Последние события безопасности"),
+    "no_security_events": ("No security events.", "Событий безопасности нет."),
+    "time": ("Time", "Время"),
+    "code": ("Code", "Код"),
+    "detail": ("Detail", "Подробности"),
+    "source": ("Source", "Источник"),
+    # Messages.
+    "inbox_title": ("Inbox", "Входящие"),
+    "awaiting_ack": ("Awaiting acknowledgement", "Ожидают подтверждения"),
+    "recently_acked": ("Recently acknowledged", "Недавно подтверждённые"),
+    "nothing_waiting": ("Nothing is waiting.", "Ничего не ожидает."),
+    "priority": ("Priority", "Приоритет"),
+    "type": ("Type", "Тип"),
+    "from": ("From", "От"),
+    "to": ("To", "Кому"),
+    "received": ("Received", "Получено"),
+    "created": ("Created", "Создано"),
+    "deadline": ("Acknowledge by", "Подтвердить до"),
+    "left": ("Time left", "Осталось"),
+    "overdue": ("overdue", "просрочено"),
+    "summary": ("Summary", "Кратко"),
+    "open": ("Open", "Открыть"),
+    "message": ("Message", "Сообщение"),
+    "message_id": ("Message id", "Идентификатор сообщения"),
+    "original": ("Original (as signed by the sender)", "Оригинал (как подписал отправитель)"),
+    "rendered_in": ("Shown in", "Показано на языке"),
+    "acknowledge": ("Acknowledge", "Подтвердить"),
+    "ack_note": (
+        "Your name, the language and a hash of the text above are signed into the receipt.",
+        "Ваше имя, язык и хеш показанного текста подписываются в квитанции.",
+    ),
+    "acknowledged_by": ("Acknowledged by", "Подтвердил"),
+    "reply": ("Reply", "Ответить"),
+    "in_reply_to": ("In reply to", "В ответ на"),
+    "outbox_title": ("Outbox", "Исходящие"),
+    "history": ("States, with times", "Состояния и время"),
+    "nothing_sent": ("Nothing sent yet.", "Пока ничего не отправлено."),
+    "recipient": ("Recipient", "Получатель"),
+    "priority_flash": ("FLASH", "МОЛНИЯ"),
+    "priority_immediate": ("IMMEDIATE", "НЕМЕДЛЕННО"),
+    "priority_priority": ("PRIORITY", "СРОЧНО"),
+    "priority_routine": ("ROUTINE", "ОБЫЧНО"),
+    "state_queued": ("queued", "в очереди"),
+    "state_sent": ("sent", "отправлено"),
+    "state_delivered": ("delivered", "доставлено"),
+    "state_acknowledged": ("acknowledged", "подтверждено"),
+    "state_answered": ("answered", "получен ответ"),
+    "state_expired": ("expired", "истёк срок"),
+    # Compose.
+    "compose_title": ("Compose", "Новое сообщение"),
+    "message_type": ("Message type", "Тип сообщения"),
+    "recipients": ("Recipients", "Получатели"),
+    "choose": ("Choose", "Выбрать"),
+    "preview": ("Preview", "Предварительный просмотр"),
+    "preview_en": ("English", "Английский"),
+    "preview_ru": ("Russian", "Русский"),
+    "fix_fields": ("Fix the marked fields.", "Исправьте отмеченные поля."),
+    "valid": ("Valid: ready to send.", "Сообщение корректно и готово к отправке."),
+    "send": ("Send", "Отправить"),
+    "sent_ok": ("Queued for sending:", "Поставлено в очередь на отправку:"),
+    "json_hint": (
+        "JSON, as in the schema (docs/schemas)",
+        "JSON, как в схеме (docs/schemas)",
+    ),
+    "list_hint": ("One per line", "По одному в строке"),
+    "optional": ("optional", "необязательно"),
+    "need_recipient": ("Choose at least one recipient.", "Выберите хотя бы одного получателя."),
+    "yes": ("yes", "да"),
+    "no": ("no", "нет"),
+}
+
+
+def translate(lang: str) -> Callable[[str], str]:
+    """``t(key)`` for templates: the text of ``key`` in ``lang`` (English for unknown langs)."""
+    index = 1 if lang == "ru" else 0
+
+    def t(key: str) -> str:
+        pair = UI.get(key)
+        return key if pair is None else pair[index]
+
+    return t
+
+
+__all__ = ["LANGS", "UI", "translate"]

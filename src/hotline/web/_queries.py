@@ -1,0 +1,184 @@
+"""Read-only queries behind the console's pages, each bounded by a limit.
+
+They read the link's tables directly (through the store's read engine) where the store's own
+helpers would load more than a page shows: the inbox needs every message not yet acknowledged,
+however old, and not the newest hundred.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Final
+
+from sqlalchemy import Connection, and_, desc, exists, func, not_, select
+
+from hotline.compose.priority import DEFAULT_ACK_DEADLINES, Priority
+from hotline.store.messages import Event, MessageView, list_messages
+from hotline.store.schema import link_events, message_events, messages, security_events
+
+#: Most unacknowledged messages the inbox lists (more is an emergency of its own).
+MAX_PENDING: Final = 500
+#: Acknowledged messages shown below the pending ones.
+RECENT_ACKNOWLEDGED: Final = 30
+#: Messages the outbox lists, newest first.
+OUTBOX_ROWS: Final = 100
+#: Security events listed on the Links page.
+SECURITY_ROWS: Final = 20
+#: Event codes that raise the red banner (a peer showing two histories, a lost message).
+ALARM_CODES: Final = frozenset({"equivocation", "sequence_gap", "inconsistent_tree_head"})
+
+_COLUMNS = [
+    messages.c.id,
+    messages.c.direction,
+    messages.c.peer,
+    messages.c.seq,
+    messages.c.kind,
+    messages.c.msg_type,
+    messages.c.priority,
+    messages.c.created_at_us,
+    messages.c.expires_at_us,
+    messages.c.in_reply_to,
+    messages.c.body,
+]
+
+
+def _events(conn: Connection, ids: list[str]) -> dict[str, list[Event]]:
+    out: dict[str, list[Event]] = {i: [] for i in ids}
+    for start in range(0, len(ids), 500):
+        rows = conn.execute(
+            select(
+                message_events.c.message_id,
+                message_events.c.state,
+                message_events.c.at_us,
+                message_events.c.detail,
+            )
+            .where(message_events.c.message_id.in_(ids[start : start + 500]))
+            .order_by(message_events.c.id)
+        )
+        for r in rows:
+            out[r.message_id].append(Event(r.state, r.at_us, r.detail))
+    return out
+
+
+def _view(row: Any, own: str, events: list[Event]) -> MessageView:
+    body = json.loads(row.body)
+    return MessageView(
+        id=row.id,
+        direction=row.direction,
+        peer=row.peer,
+        seq=row.seq,
+        kind=row.kind,
+        msg_type=row.msg_type,
+        priority=row.priority,
+        created_at_us=row.created_at_us,
+        expires_at_us=row.expires_at_us,
+        in_reply_to=row.in_reply_to,
+        body=body if isinstance(body, dict) else {"value": body},
+        sender=row.peer if row.direction == "in" else own,
+        recipient=own if row.direction == "in" else row.peer,
+        events=events,
+    )
+
+
+def priority_rank(priority: str) -> int:
+    try:
+        return Priority(priority).rank
+    except ValueError:
+        return len(Priority)
+
+
+def received_us(view: MessageView) -> int:
+    """When this node took the message in (its own clock), else the sender's time."""
+    return min((e.at_us for e in view.events), default=view.created_at_us)
+
+
+def ack_deadline_us(view: MessageView) -> int:
+    """The acknowledgement deadline: receipt time plus the priority's default allowance."""
+    try:
+        allowance = DEFAULT_ACK_DEADLINES[Priority(view.priority)]
+    except ValueError:
+        allowance = timedelta(hours=24)
+    return received_us(view) + int(allowance.total_seconds() * 1_000_000)
+
+
+def acknowledged_by(view: MessageView) -> str | None:
+    for e in view.events:
+        if e.state == "acknowledged":
+            return e.detail.removeprefix("by ") or "?"
+    return None
+
+
+def inbox_pending(conn: Connection, own: str) -> list[MessageView]:
+    """Received messages not yet acknowledged, most urgent first (priority, then deadline)."""
+    done = exists().where(
+        and_(
+            message_events.c.message_id == messages.c.id,
+            message_events.c.state.in_(["acknowledged", "answered"]),
+        )
+    )
+    rows = list(
+        conn.execute(
+            select(*_COLUMNS)
+            .where(and_(messages.c.direction == "in", messages.c.kind == "message", not_(done)))
+            .order_by(desc(messages.c.created_at_us))
+            .limit(MAX_PENDING)
+        )
+    )
+    events = _events(conn, [r.id for r in rows])
+    views = [_view(r, own, events[r.id]) for r in rows]
+    views.sort(key=lambda v: (priority_rank(v.priority), ack_deadline_us(v)))
+    return views
+
+
+def inbox_recent_acknowledged(conn: Connection, own: str) -> list[MessageView]:
+    recent = list_messages(conn, own, direction="in", limit=RECENT_ACKNOWLEDGED * 2)
+    return [v for v in recent if acknowledged_by(v) is not None][:RECENT_ACKNOWLEDGED]
+
+
+def outbox(conn: Connection, own: str) -> list[MessageView]:
+    return list_messages(conn, own, direction="out", limit=OUTBOX_ROWS)
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityEvent:
+    at_us: int
+    code: str
+    peer: str | None
+    source: str | None
+    detail: str
+
+    @property
+    def alarm(self) -> bool:
+        return self.code in ALARM_CODES
+
+
+def recent_security_events(conn: Connection) -> list[SecurityEvent]:
+    rows = conn.execute(
+        select(security_events).order_by(desc(security_events.c.id)).limit(SECURITY_ROWS)
+    )
+    return [SecurityEvent(r.at_us, r.code, r.peer, r.source, r.detail) for r in rows]
+
+
+def change_marks(conn: Connection) -> tuple[int, int, int]:
+    """Highest row ids of message, link and security events: they grow with every change."""
+    msg = conn.execute(select(func.max(message_events.c.id))).scalar() or 0
+    sec = conn.execute(select(func.max(security_events.c.id))).scalar() or 0
+    link = conn.execute(select(func.max(link_events.c.id))).scalar() or 0
+    return int(msg), int(link), int(sec)
+
+
+__all__ = [
+    "ALARM_CODES",
+    "SecurityEvent",
+    "ack_deadline_us",
+    "acknowledged_by",
+    "change_marks",
+    "inbox_pending",
+    "inbox_recent_acknowledged",
+    "outbox",
+    "priority_rank",
+    "received_us",
+    "recent_security_events",
+]
