@@ -16,7 +16,15 @@ $(STAMP): $(BIN)/python requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-install: $(STAMP)
+# The console's front-end files: npm packages pinned in package-lock.json, copied into the
+# package so the node serves them itself (src/hotline/web/vendor.py; docs/console.md).
+CONSOLE_ASSETS := src/hotline/web/static/vendor/MANIFEST.json
+
+$(CONSOLE_ASSETS): package.json package-lock.json src/hotline/web/vendor.py
+	npm ci --ignore-scripts --no-audit --no-fund
+	$(PYTHON) src/hotline/web/vendor.py node_modules src/hotline/web/static/vendor
+
+install: $(STAMP) $(CONSOLE_ASSETS)
 
 demo: install
 	$(BIN)/hotline demo
