@@ -31,6 +31,10 @@ def _mount_groups() -> None:
     from hotline.cli import operator
 
     app.add_typer(operator.app, name="operator")
+    from hotline.cli import case, taxii
+
+    app.add_typer(case.app, name="case")
+    app.add_typer(taxii.app, name="taxii")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -227,6 +227,9 @@ def create_app(node: Node) -> FastAPI:
 
 def _mount_parts(app: FastAPI, node: Node) -> None:
     """Routes of the other parts of a node (TAXII server, console), each mounted by one line."""
+    from hotline.referrals.taxii import mount as mount_taxii
+
+    mount_taxii(app, node)
     from hotline.web import mount_console
 
     mount_console(app, node)
