@@ -18,7 +18,7 @@ import numpy as np
 import shapely
 
 from hotline.deconfliction._geo import _radii, geodesic_area_m2, local_distance_m
-from hotline.deconfliction._index import I8, Boxes, VolumeIndex
+from hotline.deconfliction._index import VolumeIndex, pack_boxes
 from hotline.deconfliction._volume import OWN, Volume, format_time
 from hotline.errors import InputError
 
@@ -173,15 +173,21 @@ class Engine(VolumeIndex):
         qs = [queries] if isinstance(queries, Volume) else list(queries)
         if not qs:
             return []
-        boxes = Boxes.of(qs)
+        geoms = np.array([v.footprint for v in qs], dtype=object)
+        bounds = shapely.bounds(geoms).reshape(-1, 4)
+        box = pack_boxes(qs, bounds)
         # Degrees that surely cover horizontal_m (with 1% to spare): smallest radii of curvature.
-        lat_far = np.minimum(np.maximum(np.abs(boxes.ymin), np.abs(boxes.ymax)) + 2.0, 89.0)
+        lat_far = np.minimum(np.maximum(np.abs(bounds[:, 1]), np.abs(bounds[:, 3])) + 2.0, 89.0)
         m_min, n_far = _radii(np.zeros(1))[0], _radii(lat_far)[1]
-        dy = np.full(len(qs), math.degrees(horizontal_m * 1.01 / float(m_min[0])))
+        dy = math.degrees(horizontal_m * 1.01 / float(m_min[0]))
         dx = np.degrees(horizontal_m * 1.01 / (n_far * np.cos(np.radians(lat_far))))
-        wide = boxes.expanded(dx, dy, vertical_m)
-        self_slots = np.fromiter((self._slot.get(v.key, -1) for v in qs), I8, len(qs))
-        qi, slots = self.pairs_boxes(wide, None, self_slots, exact=False)
+        box[:, 0] -= dx
+        box[:, 4] += dx
+        box[:, 1] -= dy
+        box[:, 5] += dy
+        box[:, 3] -= vertical_m
+        box[:, 7] += vertical_m
+        qi, slots = self.pairs_boxes(box, None, None, self.self_slots(qs))
         out: list[NearMiss] = []
         for q, s in zip(qi.tolist(), slots.tolist(), strict=True):
             a, b = qs[q], self.volume(s)

@@ -1,21 +1,24 @@
 """The in-memory 4D index: a uniform grid over (lon, lat, time, altitude), pruned with numpy.
 
-How a query runs (all steps vectorized over a chunk of queries; chunks run on ``workers`` threads,
-numpy and shapely release the GIL):
+How a query runs (vectorized over a chunk of queries; chunks run on ``workers`` threads, as numpy
+and shapely release the GIL):
 
-1. Cells. Each indexed volume is registered in every grid cell its 4D bounding box covers; cell
-   sizes are the mean extents of the volumes in each dimension, so a volume covers about two
-   cells per dimension. Volumes that would cover more than ``MAX_CELLS_PER_VOLUME`` cells live in
-   a small ``oversize`` list that every query scans.
-2. Candidates. A query box visits its cells; the entries of those cells are its candidates.
-3. 4D box filter, exact: footprint boxes closed, altitude bands closed, time windows half-open.
+1. Cells. Each indexed volume is registered in every grid cell its 4D box covers; cell sizes are
+   ``CELL_FACTOR`` times the mean extent of the volumes in each dimension. Volumes that would
+   cover more than ``MAX_CELLS_PER_VOLUME`` cells live in an ``oversize`` list every query scans.
+2. Candidates: the entries of the cells a query's box covers.
+3. 4D box filter, exact. Boxes are packed as rows of 8 floats (lower corner, upper corner) with
+   every dimension closed: a time window ``[start, end)`` in integer microseconds is the closed
+   ``[start, end - 1]`` (exact in float64 up to the year 2255; the parsers refuse later times).
 4. Duplicates: a pair met in several cells is kept only in the cell holding the greatest of its
    two lower corners (both boxes cover that point), so each pair is reported once.
-5. Exact footprint test: ``shapely.intersects`` (touching counts) with the query prepared.
+5. Discs (``Discs``): pairs whose outer discs are apart are dropped, pairs whose inner discs
+   overlap are kept, both without asking GEOS.
+6. Exact footprint test on the rest: ``shapely.intersects`` (touching counts), query prepared.
 
 Volumes added after the last build wait in a ``pending`` list that queries scan directly; the grid
-is rebuilt when that list grows past ``PENDING_MAX``. Removed and expired volumes are masked out
-and compacted away at the next rebuild.
+is rebuilt when that list grows past ``PENDING_MAX``. A removed or expired volume gets an empty
+box (it matches nothing) and is compacted away at the next rebuild.
 """
 
 from __future__ import annotations
@@ -37,185 +40,240 @@ PENDING_MAX = 2_048
 MAX_CELLS_PER_VOLUME = 256
 #: Cells per dimension at most (keeps cell keys inside int64 and the grid small).
 MAX_CELLS_PER_DIM = 4_096
-#: Queries handled per vectorized chunk (bounds the temporary arrays: ~100 MB at 10^6 volumes).
+#: Grid cell size as a multiple of the mean extent of the indexed volumes, per dimension: about
+#: 1.7 cells per volume and dimension; larger cells mean fewer entries but more candidates.
+CELL_FACTOR = 1.5
+#: Volumes expanded into grid entries at a time while building (bounds the build's memory).
+BUILD_CHUNK = 250_000
+#: Longitude scale of the plane in which the disc filters work (cos 35 degrees: round discs for
+#: shapes at mid latitudes). Only speed depends on it: the filters are exact at any scale.
+DISC_X_SCALE = 0.82
+#: Relative and absolute margins (degrees) that keep the disc filters on the safe side of
+#: floating-point rounding: a pair is decided without GEOS only when it is clear by more.
+DISC_REL = 1e-9
+DISC_ABS = 1e-12
+#: Queries handled per vectorized chunk (bounds the temporary arrays).
 CHUNK = 256
 
 F8 = np.dtype(np.float64)
 I8 = np.dtype(np.int64)
 Arr = np.ndarray[Any, Any]
+#: The box of a removed volume: lower corner above every upper corner, so nothing overlaps it.
+_EMPTY_BOX = np.array([np.inf] * 4 + [-np.inf] * 4)
+
+
+def pack_boxes(volumes: Sequence[Volume], bounds: Arr) -> Arr:
+    """Rows ``[xmin, ymin, t0, alt_lo, xmax, ymax, t1, alt_hi]``, every dimension closed."""
+    n = len(volumes)
+    box = np.empty((n, 8), F8)
+    box[:, 0] = bounds[:, 0]
+    box[:, 1] = bounds[:, 1]
+    box[:, 4] = bounds[:, 2]
+    box[:, 5] = bounds[:, 3]
+    box[:, 2] = np.fromiter((v.time_start_us for v in volumes), I8, n)
+    box[:, 6] = np.fromiter((v.time_end_us for v in volumes), I8, n) - 1
+    box[:, 3] = np.fromiter((v.altitude_lower for v in volumes), F8, n)
+    box[:, 7] = np.fromiter((v.altitude_upper for v in volumes), F8, n)
+    return box
 
 
 @dataclass(frozen=True, slots=True)
-class Boxes:
-    """4D boxes of a set of query volumes, column-wise."""
+class Discs:
+    """Per footprint, in a plane with longitude scaled by ``DISC_X_SCALE``: the centre of its
+    box, the radius of a disc around it that contains the footprint (``outer``), and the radius
+    of a disc around it inside the footprint (``inner``; 0 when the centre is outside).
 
-    xmin: Arr
-    ymin: Arr
-    xmax: Arr
-    ymax: Arr
-    ts: Arr  # int64 microseconds, inclusive
-    te: Arr  # int64 microseconds, exclusive
-    alo: Arr
-    ahi: Arr
+    Two footprints whose outer discs are apart do not intersect; two whose inner discs overlap
+    do. Either way GEOS is not asked; only the pairs in between go to the exact predicate.
+    """
+
+    cx: Arr
+    cy: Arr
+    outer: Arr
+    inner: Arr
 
     @staticmethod
-    def of(volumes: Sequence[Volume]) -> Boxes:
-        b = shapely.bounds(np.array([v.footprint for v in volumes], dtype=object))
-        b = b.reshape(-1, 4)
-        return Boxes(
-            xmin=b[:, 0].copy(),
-            ymin=b[:, 1].copy(),
-            xmax=b[:, 2].copy(),
-            ymax=b[:, 3].copy(),
-            ts=np.fromiter((v.time_start_us for v in volumes), I8, len(volumes)),
-            te=np.fromiter((v.time_end_us for v in volumes), I8, len(volumes)),
-            alo=np.fromiter((v.altitude_lower for v in volumes), F8, len(volumes)),
-            ahi=np.fromiter((v.altitude_upper for v in volumes), F8, len(volumes)),
-        )
+    def of(geoms: Arr, bounds: Arr) -> Discs:
+        n = len(geoms)
+        cx = (bounds[:, 0] + bounds[:, 2]) / 2
+        cy = (bounds[:, 1] + bounds[:, 3]) / 2
+        if n == 0:
+            return Discs(cx, cy, np.empty(0), np.empty(0))
+        # All rings of a footprint in one run; the step from one ring to the next counts as an
+        # edge too, which can only shrink the inner disc (it stays inside: still exact).
+        xy, owner = shapely.get_coordinates(geoms, return_index=True)
+        x = (xy[:, 0] - cx[owner]) * DISC_X_SCALE
+        y = xy[:, 1] - cy[owner]
+        starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+        present = owner[starts]
+        outer = np.zeros(n)
+        outer[present] = np.maximum.reduceat(np.hypot(x, y), starts)
+        # Distance from the centre (the origin here) to every edge of every ring.
+        ax, ay, bx, by = x[:-1], y[:-1], x[1:], y[1:]
+        dx, dy = bx - ax, by - ay
+        den = dx * dx + dy * dy
+        t = np.clip(-(ax * dx + ay * dy) / np.where(den > 0, den, 1.0), 0.0, 1.0)
+        edge = np.hypot(ax + t * dx, ay + t * dy)
+        edge = np.where(owner[:-1] == owner[1:], edge, np.inf)
+        edge = np.append(edge, np.inf)
+        nearest = np.zeros(n)
+        nearest[present] = np.minimum.reduceat(edge, starts)
+        inside = shapely.contains_xy(geoms, cx, cy)
+        inner = np.where(inside, nearest, 0.0)
+        return Discs(cx * DISC_X_SCALE, cy, outer, inner)
 
-    def take(self, idx: Arr) -> Boxes:
-        return Boxes(*(getattr(self, f)[idx] for f in self.__slots__))
-
-    def expanded(self, dx: Arr, dy: Arr, dalt: float) -> Boxes:
-        return Boxes(
-            self.xmin - dx,
-            self.ymin - dy,
-            self.xmax + dx,
-            self.ymax + dy,
-            self.ts,
-            self.te,
-            self.alo - dalt,
-            self.ahi + dalt,
-        )
+    def packed(self) -> Arr:
+        return np.column_stack((self.cx, self.cy, self.outer, self.inner))
 
 
 class _Grid:
     """The static part: cell geometry and a CSR map from cell key to the slots registered there."""
 
-    def __init__(self, cols: _Columns, slots: Arr) -> None:
-        lows = [cols.xmin[slots], cols.ymin[slots], cols.ts[slots].astype(F8), cols.alo[slots]]
-        highs = [cols.xmax[slots], cols.ymax[slots], cols.te[slots].astype(F8), cols.ahi[slots]]
-        self.origin: list[float] = []
-        self.size: list[float] = []
-        self.n: list[int] = []
-        for lo, hi in zip(lows, highs, strict=True):
-            o = float(lo.min()) if len(lo) else 0.0
-            top = float(hi.max()) if len(hi) else 1.0
-            span = max(top - o, 1e-9)
-            c = float((hi - lo).mean()) if len(lo) else 1.0
+    def __init__(self, box: Arr) -> None:
+        """The cell geometry for the boxes ``box`` (the entries come with ``fill``)."""
+        lows, highs = box[:, :4], box[:, 4:]
+        self.origin = np.zeros(4)
+        self.size = np.ones(4)
+        self.n = np.ones(4, dtype=I8)
+        for d in range(4):
+            if not len(box):
+                break
+            o = float(lows[:, d].min())
+            span = max(float(highs[:, d].max()) - o, 1e-9)
+            c = CELL_FACTOR * float((highs[:, d] - lows[:, d]).mean())
             c = max(c, span / (MAX_CELLS_PER_DIM - 1), 1e-9)
-            self.origin.append(o)
-            self.size.append(c)
-            self.n.append(min(MAX_CELLS_PER_DIM, math.floor(span / c) + 1))
-        ranges = self.ranges(lows, highs)
-        counts = np.ones(len(slots), dtype=I8)
-        for lo_i, hi_i in ranges:
-            counts *= hi_i - lo_i + 1
+            self.origin[d] = o
+            self.size[d] = c
+            self.n[d] = min(MAX_CELLS_PER_DIM, math.floor(span / c) + 1)
+        self.oversize: Arr = np.empty(0, I8)
+        self.entries: Arr = np.empty(0, np.int32)
+        self.ebox: Arr = np.empty((0, 8), np.float32)
+        self.keys: Arr = np.empty(0, I8)
+        self.offsets: Arr = np.zeros(1, I8)
+
+    def fill(self, box: Arr, slots: Arr, slot_type: Any) -> None:
+        """Register every slot in the cells its box covers (CSR: sorted keys, offsets)."""
+        lows, highs = box[slots, :4], box[slots, 4:]
+        lo, hi = self.cells(lows), self.cells(highs)
+        counts = np.prod(hi - lo + 1, axis=1)
         big = counts > MAX_CELLS_PER_VOLUME
-        self.oversize: Arr = slots[big]
+        self.oversize = slots[big]
         keep = ~big
-        slots = slots[keep]
-        ranges = [(lo_i[keep], hi_i[keep]) for lo_i, hi_i in ranges]
-        owner, keys = self.expand(ranges, counts[keep])
-        order = np.argsort(keys, kind="stable")
+        slots, lo, hi, counts = slots[keep], lo[keep], hi[keep], counts[keep]
+        key_parts: list[Arr] = []
+        slot_parts: list[Arr] = []
+        for i in range(0, len(slots), BUILD_CHUNK):
+            part = slice(i, i + BUILD_CHUNK)
+            owner, keys = self.expand(lo[part], hi[part], counts[part])
+            key_parts.append(keys)
+            slot_parts.append(slots[part][owner].astype(slot_type))
+        keys = np.concatenate(key_parts) if key_parts else np.empty(0, I8)
+        del key_parts
+        order = np.argsort(keys)
         keys = keys[order]
-        self.entries: Arr = slots[owner[order]].astype(np.int32 if len(cols.alive) < 2**31 else I8)
+        entries = np.concatenate(slot_parts) if slot_parts else np.empty(0, slot_type)
+        del slot_parts
+        self.entries = entries[order]
+        del order, entries
+        # The boxes again in entry order, as float32 relative to the origin and rounded outwards:
+        # a cell's candidates are then read in sequence and filtered (a superset: never misses).
+        self.ebox = self.box32(box[self.entries])
         first = np.ones(len(keys), dtype=bool)
         first[1:] = keys[1:] != keys[:-1]
         starts = np.flatnonzero(first)
-        self.keys: Arr = keys[starts]
-        self.offsets: Arr = np.append(starts, len(keys)).astype(I8)
+        self.keys = keys[starts]
+        self.offsets = np.append(starts, len(keys)).astype(I8)
 
-    def cell(self, d: int, v: Arr) -> Arr:
-        i = np.floor((v - self.origin[d]) / self.size[d])
-        return np.clip(i, 0, self.n[d] - 1).astype(I8)
+    def box32(self, box: Arr) -> Arr:
+        """Packed boxes relative to the origin in float32, lower corners down, upper ones up."""
+        origin = np.concatenate([self.origin, self.origin])
+        rel = box - origin
+        out: Arr = rel.astype(np.float32)
+        lo, hi = out[:, :4], out[:, 4:]
+        np.copyto(lo, np.nextafter(lo, np.float32(-np.inf)), where=lo.astype(F8) > rel[:, :4])
+        np.copyto(hi, np.nextafter(hi, np.float32(np.inf)), where=hi.astype(F8) < rel[:, 4:])
+        return out
 
-    def ranges(self, lows: list[Arr], highs: list[Arr]) -> list[tuple[Arr, Arr]]:
-        return [(self.cell(d, lows[d]), self.cell(d, highs[d])) for d in range(4)]
+    def cells(self, points: Arr) -> Arr:
+        """Cell coordinates (k x 4, clipped to the grid) of points (k x 4)."""
+        i = np.floor((points - self.origin) / self.size)
+        return np.clip(i, 0, self.n - 1).astype(I8)
 
-    def key(self, ix: Arr, iy: Arr, it: Arr, ia: Arr) -> Arr:
-        return ((ix * self.n[1] + iy) * self.n[2] + it) * self.n[3] + ia
+    def key(self, cells: Arr) -> Arr:
+        n = self.n
+        key: Arr = ((cells[:, 0] * n[1] + cells[:, 1]) * n[2] + cells[:, 2]) * n[3] + cells[:, 3]
+        return key
 
-    def expand(self, ranges: list[tuple[Arr, Arr]], counts: Arr) -> tuple[Arr, Arr]:
-        """For boxes given by cell ranges: (box index, cell key) for every cell each box covers."""
+    def expand(self, lo: Arr, hi: Arr, counts: Arr) -> tuple[Arr, Arr]:
+        """(box index, cell key) for every cell that each box, given by its cell range, covers."""
         total = int(counts.sum())
         owner = np.repeat(np.arange(len(counts), dtype=I8), counts)
         local = np.arange(total, dtype=I8) - np.repeat(np.cumsum(counts) - counts, counts)
-        idx = []
-        for lo, hi in reversed(ranges):
-            w = (hi - lo + 1)[owner]
-            idx.append(lo[owner] + local % w)
+        cells = np.empty((total, 4), I8)
+        for d in (3, 2, 1, 0):
+            w = (hi[:, d] - lo[:, d] + 1)[owner]
+            cells[:, d] = lo[owner, d] + local % w
             local //= w
-        ia, it, iy, ix = idx
-        return owner, self.key(ix, iy, it, ia)
+        return owner, self.key(cells)
 
 
 class _Columns:
-    """Growable column arrays of every slot (alive or not)."""
+    """Growable arrays of every slot (alive or not): packed boxes, discs and footprints."""
 
     def __init__(self) -> None:
         self.n = 0
-        cap = 0
-        self.xmin = np.empty(cap, F8)
-        self.ymin = np.empty(cap, F8)
-        self.xmax = np.empty(cap, F8)
-        self.ymax = np.empty(cap, F8)
-        self.ts = np.empty(cap, I8)
-        self.te = np.empty(cap, I8)
-        self.alo = np.empty(cap, F8)
-        self.ahi = np.empty(cap, F8)
-        self.alive = np.empty(cap, bool)
-        self.geoms = np.empty(cap, object)
+        self.box = np.empty((0, 8), F8)
+        self.disc = np.empty((0, 4), F8)
+        self.geoms = np.empty(0, object)
 
-    _NAMES = ("xmin", "ymin", "xmax", "ymax", "ts", "te", "alo", "ahi", "alive", "geoms")
-
-    def append(self, boxes: Boxes, geoms: Arr) -> Arr:
+    def append(self, box: Arr, disc: Arr, geoms: Arr) -> Arr:
         k = len(geoms)
         need = self.n + k
-        if need > len(self.alive):
-            cap = max(need, 2 * len(self.alive), 1024)
-            for name in self._NAMES:
+        if need > len(self.geoms):
+            cap = max(need, 2 * len(self.geoms), 1024)
+            for name in ("box", "disc", "geoms"):
                 old = getattr(self, name)
-                new = np.empty(cap, old.dtype)
+                new = np.empty((cap, *old.shape[1:]), old.dtype)
                 new[: self.n] = old[: self.n]
                 setattr(self, name, new)
-        s = slice(self.n, need)
-        for name in ("xmin", "ymin", "xmax", "ymax", "ts", "te", "alo", "ahi"):
-            getattr(self, name)[s] = getattr(boxes, name)
-        self.alive[s] = True
-        self.geoms[s] = geoms
+        self.box[self.n : need] = box
+        self.disc[self.n : need] = disc
+        self.geoms[self.n : need] = geoms
         slots = np.arange(self.n, need, dtype=I8)
         self.n = need
         return slots
 
+    def kill(self, slot: int) -> None:
+        self.box[slot] = _EMPTY_BOX
+        self.geoms[slot] = None
+
+    def alive(self) -> Arr:
+        live: Arr = self.box[: self.n, 0] <= self.box[: self.n, 4]
+        return live
+
     def compact(self, keep: Arr) -> None:
-        for name in self._NAMES:
-            setattr(self, name, getattr(self, name)[keep].copy())
+        self.box = self.box[keep].copy()
+        self.disc = self.disc[keep].copy()
+        self.geoms = self.geoms[keep].copy()
         self.n = len(keep)
 
 
-def _box_filter(cols: _Columns, q: Boxes, qi: Arr, slots: Arr) -> Arr:
-    """Mask of the (query, slot) pairs whose 4D boxes overlap, with hotline's semantics."""
-    m = cols.ts[slots] < q.te[qi]
-    m &= q.ts[qi] < cols.te[slots]
-    m &= cols.alo[slots] <= q.ahi[qi]
-    m &= q.alo[qi] <= cols.ahi[slots]
-    m &= cols.xmin[slots] <= q.xmax[qi]
-    m &= q.xmin[qi] <= cols.xmax[slots]
-    m &= cols.ymin[slots] <= q.ymax[qi]
-    m &= q.ymin[qi] <= cols.ymax[slots]
-    m &= cols.alive[slots]
-    return m
+_ALL4 = np.frombuffer(b"\x01\x01\x01\x01", dtype=np.uint32)[0]
 
 
-def _compress(m: Arr, *arrays: Arr) -> list[Arr]:
-    return [a[m] for a in arrays]
+def _overlap(a: Arr, q: Arr) -> Arr:
+    """Rows of two packed box arrays that overlap (every dimension closed)."""
+    # Four booleans of a row are four bytes: compare them all at once as one uint32.
+    lo = np.ascontiguousarray(a[:, :4] <= q[:, 4:]).view(np.uint32).ravel()
+    hi = np.ascontiguousarray(q[:, :4] <= a[:, 4:]).view(np.uint32).ravel()
+    both: Arr = (lo == _ALL4) & (hi == _ALL4)
+    return both
 
 
 class VolumeIndex:
     """All active volumes, by ``(owner, id)``, with exact 4D pair queries.
 
-    Not thread-safe for writers: one writer (the registry) at a time; queries use worker threads.
+    One writer at a time (the registry); a query may use worker threads internally.
     """
 
     def __init__(self, *, workers: int = 2) -> None:
@@ -243,18 +301,22 @@ class VolumeIndex:
         vols = list(volumes)
         if not vols:
             return
-        last: dict[tuple[str, str], int] = {}
-        for i, v in enumerate(vols):
-            last[v.key] = i
-        vols = [vols[i] for i in sorted(last.values())]
-        for v in vols:
-            self._drop(v.key)
+        keys = [v.key for v in vols]
+        last = dict(zip(keys, range(len(vols)), strict=True))
+        if len(last) < len(vols):
+            vols = [vols[i] for i in sorted(last.values())]
+            keys = [v.key for v in vols]
+        if self._slot:
+            for key in keys:
+                self._drop(key)
         geoms = np.empty(len(vols), object)
         geoms[:] = [v.footprint for v in vols]
-        slots = self._cols.append(Boxes.of(vols), geoms)
+        bounds = shapely.bounds(geoms).reshape(-1, 4)
+        box = pack_boxes(vols, bounds)
+        disc = Discs.of(geoms, bounds).packed()
+        slots = self._cols.append(box, disc, geoms)
         self._volumes.extend(vols)
-        for v, s in zip(vols, slots.tolist(), strict=True):
-            self._slot[v.key] = s
+        self._slot.update(zip(keys, slots.tolist(), strict=True))
         if rebuild and self._cols.n - self._built_n > PENDING_MAX:
             self.rebuild()
 
@@ -266,7 +328,7 @@ class VolumeIndex:
         slot = self._slot.pop(key, None)
         if slot is None:
             return False
-        self._cols.alive[slot] = False
+        self._cols.kill(slot)
         self._volumes[slot] = None
         self._dead += 1
         return True
@@ -274,22 +336,35 @@ class VolumeIndex:
     def expire(self, now_us: int) -> list[Volume]:
         """Remove and return every volume whose time window has ended at ``now_us``."""
         n = self._cols.n
-        ended = np.flatnonzero(self._cols.alive[:n] & (self._cols.te[:n] <= now_us))
+        # Closed end is end - 1: ended when end <= now, that is end - 1 < now.
+        ended = np.flatnonzero(self._cols.alive() & (self._cols.box[:n, 6] < now_us))
         gone = [v for v in (self._volumes[s] for s in ended.tolist()) if v is not None]
         for v in gone:
             self._drop(v.key)
         return gone
 
     def rebuild(self) -> None:
-        """Rebuild the grid over every live volume (compacting removed ones away)."""
+        """Rebuild the grid over every live volume.
+
+        Removed volumes are compacted away, and the slots are renumbered in the order of their
+        lower corners' cells, so that the volumes of one cell sit close together in memory.
+        """
         cols = self._cols
-        if self._dead:
-            keep = np.flatnonzero(cols.alive[: cols.n])
+        keep = np.flatnonzero(cols.alive())
+        if not len(keep):
+            self._grid = None
             cols.compact(keep)
-            self._volumes = [self._volumes[i] for i in keep.tolist()]
-            self._slot = {v.key: i for i, v in enumerate(self._volumes) if v is not None}
-            self._dead = 0
-        self._grid = _Grid(cols, np.arange(cols.n, dtype=I8)) if cols.n else None
+            self._volumes, self._slot, self._dead, self._built_n = [], {}, 0, 0
+            return
+        grid = _Grid(cols.box[keep])
+        keep = keep[np.argsort(grid.key(grid.cells(cols.box[keep, :4])), kind="stable")]
+        cols.compact(keep)
+        self._volumes = [self._volumes[i] for i in keep.tolist()]
+        self._slot = {v.key: i for i, v in enumerate(self._volumes) if v is not None}
+        self._dead = 0
+        slot_type = np.int32 if cols.n < 2**31 else I8
+        grid.fill(cols.box, np.arange(cols.n, dtype=I8), slot_type)
+        self._grid = grid
         self._built_n = cols.n
 
     def volumes(self) -> list[Volume]:
@@ -307,6 +382,9 @@ class VolumeIndex:
 
     # ---- queries -------------------------------------------------------------------------------
 
+    def self_slots(self, queries: Sequence[Volume]) -> Arr:
+        return np.fromiter((self._slot.get(v.key, -1) for v in queries), I8, len(queries))
+
     def pairs(self, queries: Sequence[Volume]) -> tuple[Arr, Arr]:
         """Every (query index, slot) whose volumes conflict, excluding a query's own key.
 
@@ -315,25 +393,25 @@ class VolumeIndex:
         """
         if not queries:
             return np.empty(0, I8), np.empty(0, I8)
-        boxes = Boxes.of(queries)
         geoms = np.empty(len(queries), object)
         geoms[:] = [v.footprint for v in queries]
-        self_slots = np.fromiter((self._slot.get(v.key, -1) for v in queries), I8, len(queries))
-        return self.pairs_boxes(boxes, geoms, self_slots, exact=True)
+        shapely.prepare(geoms)
+        bounds = shapely.bounds(geoms).reshape(-1, 4)
+        box = pack_boxes(queries, bounds)
+        disc = Discs.of(geoms, bounds).packed()
+        return self.pairs_boxes(box, geoms, disc, self.self_slots(queries))
 
     def pairs_boxes(
-        self, q: Boxes, geoms: Arr | None, self_slots: Arr, *, exact: bool
+        self, box: Arr, geoms: Arr | None, disc: Arr | None, self_slots: Arr
     ) -> tuple[Arr, Arr]:
-        """Pairs of boxes ``q`` (with footprints ``geoms`` when ``exact``) and indexed slots."""
-        if self._cols.n - self._built_n > PENDING_MAX // 4 and len(q.ts) > 64:
+        """Pairs of packed query boxes and indexed slots; exact when footprints are given."""
+        if self._cols.n - self._built_n > PENDING_MAX // 4 and len(box) > 64:
             self.rebuild()  # a batch pays for the rebuild; single queries scan pending ones
-        n = len(q.ts)
-        if exact and geoms is not None:
-            shapely.prepare(geoms)
+        n = len(box)
         chunks = [np.arange(i, min(i + CHUNK, n), dtype=I8) for i in range(0, n, CHUNK)]
 
         def run(idx: Arr) -> tuple[Arr, Arr]:
-            return self._pairs_chunk(q, geoms, self_slots, idx, exact)
+            return self._pairs_chunk(box, geoms, disc, self_slots, idx)
 
         if self.workers > 1 and len(chunks) > 1:
             with ThreadPoolExecutor(self.workers) as pool:
@@ -348,14 +426,14 @@ class VolumeIndex:
         )
 
     def _pairs_chunk(
-        self, q: Boxes, geoms: Arr | None, self_slots: Arr, idx: Arr, exact: bool
+        self, box: Arr, geoms: Arr | None, disc: Arr | None, self_slots: Arr, idx: Arr
     ) -> tuple[Arr, Arr]:
         cols = self._cols
         parts_q: list[Arr] = []
         parts_s: list[Arr] = []
         grid = self._grid
         if grid is not None and len(grid.keys):
-            qi, slots = self._grid_candidates(grid, q, idx)
+            qi, slots = self._grid_candidates(grid, box, idx)
             parts_q.append(qi)
             parts_s.append(slots)
         # Linear parts: the grid's oversize volumes and the pending ones, against every query.
@@ -365,7 +443,7 @@ class VolumeIndex:
         if len(linear):
             qi = np.repeat(idx, len(linear))
             slots = np.tile(linear, len(idx))
-            m = _box_filter(cols, q, qi, slots)
+            m = _overlap(cols.box[slots], box[qi])
             parts_q.append(qi[m])
             parts_s.append(slots[m])
         if not parts_q:
@@ -374,40 +452,44 @@ class VolumeIndex:
         slots = np.concatenate(parts_s)
         m = slots != self_slots[qi]
         qi, slots = qi[m], slots[m]
-        if exact and geoms is not None and len(qi):
-            m = shapely.intersects(geoms[qi], cols.geoms[slots])
-            qi, slots = qi[m], slots[m]
-        return qi, slots
+        if geoms is None or not len(qi):
+            return qi, slots
+        sure = np.zeros(len(qi), dtype=bool)
+        if disc is not None:
+            qd, ad = disc[qi], cols.disc[slots]
+            dist = np.hypot(qd[:, 0] - ad[:, 0], qd[:, 1] - ad[:, 1])
+            near = dist <= (qd[:, 2] + ad[:, 2]) * (1 + DISC_REL) + DISC_ABS
+            qi, slots, dist, qd, ad = qi[near], slots[near], dist[near], qd[near], ad[near]
+            sure = (qd[:, 3] > 0) & (ad[:, 3] > 0)
+            sure &= dist < (qd[:, 3] + ad[:, 3]) * (1 - DISC_REL) - DISC_ABS
+        test = np.flatnonzero(~sure)
+        hit = shapely.intersects(geoms[qi[test]], cols.geoms[slots[test]])
+        sure[test[hit]] = True
+        return qi[sure], slots[sure]
 
-    def _grid_candidates(self, grid: _Grid, q: Boxes, idx: Arr) -> tuple[Arr, Arr]:
-        cols = self._cols
-        lows = [q.xmin[idx], q.ymin[idx], q.ts[idx].astype(F8), q.alo[idx]]
-        highs = [q.xmax[idx], q.ymax[idx], q.te[idx].astype(F8), q.ahi[idx]]
-        ranges = grid.ranges(lows, highs)
-        counts = np.ones(len(idx), dtype=I8)
-        for lo, hi in ranges:
-            counts *= hi - lo + 1
-        owner, keys = grid.expand(ranges, counts)
+    def _grid_candidates(self, grid: _Grid, box: Arr, idx: Arr) -> tuple[Arr, Arr]:
+        qbox = box[idx]
+        lo, hi = grid.cells(qbox[:, :4]), grid.cells(qbox[:, 4:])
+        counts = np.prod(hi - lo + 1, axis=1)
+        owner, keys = grid.expand(lo, hi, counts)
         pos = np.searchsorted(grid.keys, keys)
-        pos_c = np.minimum(pos, len(grid.keys) - 1)
-        found = grid.keys[pos_c] == keys
-        owner, keys, pos_c = owner[found], keys[found], pos_c[found]
-        start = grid.offsets[pos_c]
-        n_in = grid.offsets[pos_c + 1] - start
+        pos = np.minimum(pos, len(grid.keys) - 1)
+        found = grid.keys[pos] == keys
+        owner, keys, pos = owner[found], keys[found], pos[found]
+        start = grid.offsets[pos]
+        n_in = grid.offsets[pos + 1] - start
         total = int(n_in.sum())
-        rel = np.arange(total, dtype=I8) - np.repeat(np.cumsum(n_in) - n_in, n_in)
-        entry = np.repeat(start, n_in) + rel
+        entry = np.arange(total, dtype=I8) + np.repeat(start - (np.cumsum(n_in) - n_in), n_in)
+        local = np.repeat(np.arange(len(owner), dtype=I8), n_in)  # index into (owner, keys)
+        # Prefilter in float32 on the entry-ordered copy (sequential reads), then exactly.
+        m = _overlap(grid.ebox[entry], grid.box32(qbox)[owner[local]])
+        entry, local = entry[m], local[m]
         slots = grid.entries[entry].astype(I8)
-        qi = idx[np.repeat(owner, n_in)]
-        cell_key = np.repeat(keys, n_in)
-        m = _box_filter(cols, q, qi, slots)
-        qi, slots, cell_key = _compress(m, qi, slots, cell_key)
+        qrow = owner[local]
+        abox, qrep = self._cols.box[slots], qbox[qrow]
+        m = _overlap(abox, qrep)
+        slots, qrow, local = slots[m], qrow[m], local[m]
         # Keep each pair only in the cell of the greatest lower corner of its two boxes.
-        ref = grid.key(
-            grid.cell(0, np.maximum(q.xmin[qi], cols.xmin[slots])),
-            grid.cell(1, np.maximum(q.ymin[qi], cols.ymin[slots])),
-            grid.cell(2, np.maximum(q.ts[qi], cols.ts[slots]).astype(F8)),
-            grid.cell(3, np.maximum(q.alo[qi], cols.alo[slots])),
-        )
-        m = ref == cell_key
-        return qi[m], slots[m]
+        ref = grid.key(grid.cells(np.maximum(abox[m, :4], qrep[m, :4])))
+        keep = ref == keys[local]
+        return idx[qrow[keep]], slots[keep]
