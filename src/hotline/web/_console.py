@@ -43,6 +43,7 @@ from hotline.web._security import (
     LOGIN_COOKIE,
     MAX_FORM_BYTES,
     SESSION_COOKIE,
+    RefusedError,
     check_same_origin,
     check_token,
 )
@@ -202,7 +203,7 @@ class Console:
         if session is None:
             raise Redirect("/login")
         if not session.operator.can(permission):
-            raise AuthError(
+            raise RefusedError(
                 f"{session.operator.role} may not {permission.value}", code=ErrorCode.FORBIDDEN
             )
         return session
@@ -238,7 +239,7 @@ class Console:
         form = await self._form(request)
         check_token(session.csrf, form.get(CSRF_FIELD))
         if not session.operator.can(permission):
-            raise AuthError(
+            raise RefusedError(
                 f"{session.operator.role} may not {permission.value}", code=ErrorCode.FORBIDDEN
             )
         return session, form

@@ -50,16 +50,22 @@ HEADERS: Final[dict[str, str]] = {
 }
 
 
+class RefusedError(AuthError):
+    """A logged-in request the console refuses: no CSRF token, another site, a role too low."""
+
+    http_status = 403
+
+
 def check_same_origin(request: Request) -> None:
     """Refuse a state-changing request that a browser says came from another site."""
     site = request.headers.get("sec-fetch-site")
     if site is not None and site not in ("same-origin", "none"):
-        raise AuthError(f"cross-site request ({site})", code=ErrorCode.CSRF_FAILED)
+        raise RefusedError(f"cross-site request ({site})", code=ErrorCode.CSRF_FAILED)
     origin = request.headers.get("origin")
     if origin is not None and origin != "null":
         expected = f"{request.url.scheme}://{request.headers.get('host', '')}"
         if origin != expected:
-            raise AuthError(f"request from origin {origin!r}", code=ErrorCode.CSRF_FAILED)
+            raise RefusedError(f"request from origin {origin!r}", code=ErrorCode.CSRF_FAILED)
 
 
 def check_token(expected: str | None, given: object) -> None:
@@ -69,7 +75,7 @@ def check_token(expected: str | None, given: object) -> None:
         or not isinstance(given, str)
         or not hmac.compare_digest(expected.encode(), given.encode())
     ):
-        raise AuthError("missing or wrong CSRF token", code=ErrorCode.CSRF_FAILED)
+        raise RefusedError("missing or wrong CSRF token", code=ErrorCode.CSRF_FAILED)
 
 
 __all__ = [
@@ -79,6 +85,7 @@ __all__ = [
     "LOGIN_COOKIE",
     "MAX_FORM_BYTES",
     "SESSION_COOKIE",
+    "RefusedError",
     "check_same_origin",
     "check_token",
 ]
