@@ -91,59 +91,84 @@ def add_objects(
     ).scalar()
     added_us = max(now_us, int(newest or 0))
     rows: list[dict[str, Any]] = []
-    pending: dict[tuple[str, str], dict[str, Any]] = {}
-    for obj in objects:
-        stix_id = str(obj["id"])
-        version = object_version(obj)
-        if (stix_id, version) in pending:
-            continue
-        existing = list(
-            conn.execute(
-                select(
-                    taxii_objects.c.pk,
-                    taxii_objects.c.version,
-                    taxii_objects.c.latest,
-                    taxii_objects.c.first,
-                ).where(
-                    and_(
-                        taxii_objects.c.collection == collection,
-                        taxii_objects.c.stix_id == stix_id,
-                    )
-                )
+    known: dict[str, list[_Version]] = {}
+    t = taxii_objects.c
+    for start in range(0, len(objects), WRITE_BATCH):
+        chunk = objects[start : start + WRITE_BATCH]
+        ids = sorted({str(o["id"]) for o in chunk} - set(known))
+        for r in conn.execute(
+            select(t.pk, t.stix_id, t.version, t.latest, t.first).where(
+                and_(t.collection == collection, t.stix_id.in_(ids))
             )
-        )
-        if any(r.version == version for r in existing):
-            continue
-        key = _version_key(version)
-        latest_row = next((r for r in existing if r.latest), None)
-        first_row = next((r for r in existing if r.first), None)
-        is_latest = latest_row is None or key > _version_key(latest_row.version)
-        is_first = first_row is None or key < _version_key(first_row.version)
-        if is_latest and latest_row is not None:
-            conn.execute(
-                update(taxii_objects).where(taxii_objects.c.pk == latest_row.pk).values(latest=0)
+        ):
+            known.setdefault(r.stix_id, []).append(
+                _Version(r.version, bool(r.latest), bool(r.first), pk=r.pk)
             )
-        if is_first and first_row is not None:
-            conn.execute(
-                update(taxii_objects).where(taxii_objects.c.pk == first_row.pk).values(first=0)
-            )
-        row = {
-            "collection": collection,
-            "stix_id": stix_id,
-            "stix_type": str(obj["type"])[:64],
-            "version": version[:40],
-            "spec_version": str(obj.get("spec_version", "2.1"))[:8],
-            "case_id": case_id,
-            "added_us": added_us,
-            "latest": int(is_latest),
-            "first": int(is_first),
-            "object": json.dumps(obj, ensure_ascii=False, separators=(",", ":")),
-        }
-        pending[(stix_id, version)] = row
-        rows.append(row)
+        for obj in chunk:
+            row = _new_row(conn, collection, case_id, obj, added_us, known)
+            if row is not None:
+                rows.append(row)
     for start in range(0, len(rows), WRITE_BATCH):
         conn.execute(insert(taxii_objects), rows[start : start + WRITE_BATCH])
     return len(rows)
+
+
+@dataclass(slots=True)
+class _Version:
+    """A version of an object in the store (``pk``) or queued in this call (``row``)."""
+
+    version: str
+    latest: bool
+    first: bool
+    pk: int | None = None
+    row: dict[str, Any] | None = None
+
+    def clear(self, conn: Connection, flag: str) -> None:
+        setattr(self, flag, False)
+        if self.row is not None:
+            self.row[flag] = 0
+        else:
+            conn.execute(
+                update(taxii_objects).where(taxii_objects.c.pk == self.pk).values({flag: 0})
+            )
+
+
+def _new_row(
+    conn: Connection,
+    collection: str,
+    case_id: str,
+    obj: dict[str, Any],
+    added_us: int,
+    known: dict[str, list[_Version]],
+) -> dict[str, Any] | None:
+    stix_id = str(obj["id"])
+    version = object_version(obj)[:40]
+    versions = known.setdefault(stix_id, [])
+    if any(v.version == version for v in versions):
+        return None
+    key = _version_key(version)
+    latest = next((v for v in versions if v.latest), None)
+    first = next((v for v in versions if v.first), None)
+    is_latest = latest is None or key > _version_key(latest.version)
+    is_first = first is None or key < _version_key(first.version)
+    if is_latest and latest is not None:
+        latest.clear(conn, "latest")
+    if is_first and first is not None:
+        first.clear(conn, "first")
+    row = {
+        "collection": collection,
+        "stix_id": stix_id,
+        "stix_type": str(obj["type"])[:64],
+        "version": version,
+        "spec_version": str(obj.get("spec_version", "2.1"))[:8],
+        "case_id": case_id,
+        "added_us": added_us,
+        "latest": int(is_latest),
+        "first": int(is_first),
+        "object": json.dumps(obj, ensure_ascii=False, separators=(",", ":")),
+    }
+    versions.append(_Version(version, is_latest, is_first, row=row))
+    return row
 
 
 # -- reading ---------------------------------------------------------------------------------
