@@ -49,7 +49,7 @@ app = typer.Typer(
 )
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 DirOpt = Annotated[
     Path | None,
