@@ -38,38 +38,58 @@ def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _depth(value: Any, limit: int) -> int:
+def _reject_constant(name: str) -> Any:
+    raise WireError(f"{name} is not JSON", code=ErrorCode.MALFORMED)
+
+
+def _is_unicode(text: str) -> bool:
+    """False for strings with lone surrogates (valid escapes, but not Unicode text)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_tree(value: Any, limit: int) -> str | None:
+    """What is wrong with a parsed JSON value (too deep, not Unicode), or None."""
     stack: list[tuple[Any, int]] = [(value, 1)]
-    deepest = 0
     while stack:
         item, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if deepest > limit:
-            return deepest
+        if depth > limit:
+            return f"JSON nested deeper than {limit}"
+        if isinstance(item, str) and not _is_unicode(item):
+            return "a string holds a lone surrogate"
         if isinstance(item, dict):
+            if not all(_is_unicode(k) for k in item):
+                return "a key holds a lone surrogate"
             stack.extend((v, depth + 1) for v in item.values())
         elif isinstance(item, list):
             stack.extend((v, depth + 1) for v in item)
-    return deepest
+    return None
 
 
 def decode_json(data: bytes, into: type[T], *, what: str, limit: int = MAX_PAYLOAD_BYTES) -> T:
     """Parse ``data`` as one JSON value of type ``into``, refusing anything ambiguous.
 
     Refused: more than ``limit`` bytes, invalid UTF-8, duplicate keys (two parsers could read
-    them differently), nesting deeper than MAX_JSON_DEPTH, unknown or missing fields, wrong types.
+    them differently), NaN and Infinity, lone surrogate escapes, nesting deeper than
+    MAX_JSON_DEPTH, unknown or missing fields, wrong types.
     """
     if len(data) > limit:
         raise WireError(f"{what}: {len(data)} bytes, limit {limit}", code=ErrorCode.TOO_LARGE)
     try:
         text = data.decode("utf-8", errors="strict")
-        raw = json.loads(text, object_pairs_hook=_reject_duplicate_keys)
+        raw = json.loads(
+            text, object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant
+        )
     except WireError as e:
         raise WireError(f"{what}: {e.detail}", code=e.code) from e
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise WireError(f"{what}: not valid JSON ({e})") from e
-    if _depth(raw, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
-        raise WireError(f"{what}: JSON nested deeper than {MAX_JSON_DEPTH}")
+    problem = _check_tree(raw, MAX_JSON_DEPTH)
+    if problem is not None:
+        raise WireError(f"{what}: {problem}")
     try:
         return msgspec.convert(raw, into, strict=True)
     except msgspec.ValidationError as e:

@@ -29,7 +29,7 @@ import msgspec
 from cryptography.exceptions import InvalidTag
 
 from hotline.core.card import Identity, check_name
-from hotline.core.encoding import decode_json, encode_json, format_time
+from hotline.core.encoding import b64encode, decode_json, encode_json, format_time
 from hotline.core.keys import (
     HPKE_SUITE,
     EncryptionPublicKey,
@@ -96,13 +96,15 @@ class MessagePayload(msgspec.Struct, forbid_unknown_fields=True, frozen=True, om
     body: dict[str, Any] = msgspec.field(default_factory=dict)
     expires: str | None = None
     in_reply_to: str | None = None
+    tree_head: str | None = None  # base64 of the sender's latest signed tree head
 
 
-class ReceiptItem(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+class ReceiptItem(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
     id: str
     seq: int
     envelope_hash: str
     signed_hash: str
+    leaf_index: int | None = None  # where the receipt's author logged the message
 
 
 class ReceiptPayload(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
@@ -119,6 +121,9 @@ class ReceiptPayload(msgspec.Struct, forbid_unknown_fields=True, frozen=True, om
     lang: str | None = None
     tz: str | None = None
     text_hash: str | None = None
+    # The author's transcript right after logging the items (a signed tree head claim).
+    tree_size: int | None = None
+    tree_root: str | None = None
 
 
 class HeartbeatPayload(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
@@ -132,6 +137,7 @@ class HeartbeatPayload(msgspec.Struct, forbid_unknown_fields=True, frozen=True, 
     last_seq: int = 0  # highest sequence number the sender has sealed to the recipient
     next_expected: int = 1  # the next sequence number the sender expects from the recipient
     expired: list[int] = msgspec.field(default_factory=list)  # seqs the sender gave up on
+    tree_head: str | None = None  # base64 of the sender's latest signed tree head
 
 
 Payload = MessagePayload | ReceiptPayload | HeartbeatPayload
@@ -180,6 +186,7 @@ def sign_message(
     body: dict[str, Any],
     expires: datetime | None = None,
     in_reply_to: str | None = None,
+    tree_head: bytes | None = None,
 ) -> bytes:
     payload: dict[str, Any] = {
         "v": PROTOCOL_VERSION,
@@ -196,6 +203,8 @@ def sign_message(
         payload["expires"] = format_time(expires)
     if in_reply_to is not None:
         payload["in_reply_to"] = in_reply_to
+    if tree_head is not None:
+        payload["tree_head"] = b64encode(tree_head)
     return identity.signing.sign(Purpose.MESSAGE, encode_json(payload))
 
 
@@ -212,6 +221,8 @@ def sign_receipt(
     lang: str | None = None,
     tz: str | None = None,
     text_hash: str | None = None,
+    tree_size: int | None = None,
+    tree_root: bytes | None = None,
 ) -> bytes:
     payload: dict[str, Any] = {
         "v": PROTOCOL_VERSION,
@@ -228,6 +239,8 @@ def sign_receipt(
         ("lang", lang),
         ("tz", tz),
         ("text_hash", text_hash),
+        ("tree_size", tree_size),
+        ("tree_root", tree_root.hex() if tree_root is not None else None),
     ):
         if value is not None:
             payload[key] = value
@@ -245,6 +258,7 @@ def sign_heartbeat(
     last_seq: int,
     next_expected: int,
     expired: list[int],
+    tree_head: bytes | None = None,
 ) -> bytes:
     payload: dict[str, Any] = {
         "v": PROTOCOL_VERSION,
@@ -259,6 +273,8 @@ def sign_heartbeat(
     }
     if echo is not None:
         payload["echo"] = echo
+    if tree_head is not None:
+        payload["tree_head"] = b64encode(tree_head)
     return identity.signing.sign(Purpose.HEARTBEAT, encode_json(payload))
 
 
@@ -420,6 +436,12 @@ def _check_payload(payload: MessagePayload | ReceiptPayload | HeartbeatPayload) 
             raise WireError(f"a receipt covers 1 to {MAX_RECEIPT_ITEMS} messages")
         for item in payload.items:
             check_uuid(item.id, what="receipt item id")
+        if (payload.tree_size is None) != (payload.tree_root is None):
+            raise WireError("a receipt's tree_size and tree_root come together")
+        if payload.tree_size is not None and any(
+            i.leaf_index is None or not 0 <= i.leaf_index < payload.tree_size for i in payload.items
+        ):
+            raise WireError("receipt items must name leaf indexes inside the receipt's tree")
         if payload.kind == ReceiptKind.ACKNOWLEDGED and (
             payload.seq is None or payload.seq < 1 or len(payload.items) != 1
         ):

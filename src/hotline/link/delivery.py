@@ -2,8 +2,9 @@
 
 The worker sends the outbox to the peer lowest sequence first, in batches, with one request in
 flight, until each envelope has its DELIVERED receipt or expires. Retries back off exponentially
-with full jitter, capped (a minute by default) so that a peer that comes back is reached at once.
-A heartbeat (signed link test) goes both ways every ``heartbeat_interval_s``.
+with jitter, capped (a minute by default) so that a peer that comes back is reached at once.
+A heartbeat (signed link test) goes both ways every ``heartbeat_interval_s``; it carries our
+latest signed tree head and the sequence numbers we gave up on (so the peer's gaps are explained).
 """
 
 from __future__ import annotations
@@ -14,15 +15,16 @@ import logging
 import random
 import secrets
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import Connection
 
 from hotline.core.card import Card, Identity
-from hotline.core.encoding import to_us
+from hotline.core.encoding import b64decode, parse_time, to_us
 from hotline.core.envelope import (
     HeartbeatPayload,
     Kind,
@@ -31,6 +33,7 @@ from hotline.core.envelope import (
     seal,
     sign_heartbeat,
 )
+from hotline.core.treehead import verify_tree_head
 from hotline.errors import ErrorCode, HotlineError, ProtocolError
 from hotline.link.inbox import Received
 from hotline.link.transport_http import HttpTransport
@@ -47,6 +50,7 @@ from hotline.store.messages import (
     record_link_event,
     record_security_event,
 )
+from hotline.transcript.heads import current_own_head, record_peer_head
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,10 @@ RETRY_BASE_S = 0.25
 IDLE_POLL_S = 2.0
 #: A link with this many consecutive failures is DOWN; with one or more it is DEGRADED.
 DOWN_AFTER_FAILURES = 3
+#: A heartbeat made further than this from our clock is refused (replay or clock off).
+MAX_HEARTBEAT_SKEW_S = 300.0
+#: Heartbeat ids remembered to refuse replays within the skew window.
+SEEN_HEARTBEATS = 4096
 
 
 class LinkState(StrEnum):
@@ -80,7 +88,10 @@ ReceiveFn = Callable[[list[bytes], str, Callable[[Connection], None] | None], Aw
 
 
 def backoff_delay(failures: int, cap_s: float, rng: random.Random) -> float:
-    """Full-jitter exponential back-off: uniform in [0, min(cap, base * 2^failures)]."""
+    """Exponential back-off with "equal jitter": uniform in [c/2, c], c = min(cap, base * 2^n).
+
+    Half the delay is kept so a failing peer is not hammered; the random half spreads retries.
+    """
     ceiling = min(cap_s, RETRY_BASE_S * (2 ** min(failures, 30)))
     return rng.uniform(ceiling / 2, ceiling)
 
@@ -104,6 +115,7 @@ class PeerLink:
         self.heartbeat_interval_s = heartbeat_interval_s
         self.status = LinkStatus()
         self.wake = asyncio.Event()
+        self._seen_heartbeats: deque[str] = deque(maxlen=SEEN_HEARTBEATS)
         self._rng = random.Random(secrets.randbits(64))  # noqa: S311 (jitter, not secrets)
         self._transport = HttpTransport(peer.endpoints[0]) if peer.endpoints else None
 
@@ -232,9 +244,12 @@ class PeerLink:
     def make_heartbeat(
         self, now: datetime, *, nonce: str, echo: str | None, next_expected: int
     ) -> bytes:
-        with self.store.read() as conn:
+        # Expired messages the peer may still be waiting for: from what it told us it expects.
+        above = self.status.peer_next_expected or 1
+        with self.store.write() as conn:
             last_seq = next_out_seq(conn, self.peer.name) - 1
-            expired = expired_out_seqs(conn, self.peer.name, next_expected, limit=1024)
+            expired = expired_out_seqs(conn, self.peer.name, above, limit=1024)
+            head = current_own_head(conn, self.identity, now, max_age_s=0.0)
         heartbeat_id = new_id(now)
         statement = sign_heartbeat(
             self.identity,
@@ -246,6 +261,7 @@ class PeerLink:
             last_seq=last_seq,
             next_expected=next_expected,
             expired=expired,
+            tree_head=head.statement,
         )
         return seal(
             kind=Kind.HEARTBEAT,
@@ -256,15 +272,43 @@ class PeerLink:
             recipient_key=self.peer.encryption_key,
         )
 
-    def open_heartbeat(self, data: bytes) -> HeartbeatPayload:
+    def open_heartbeat(self, data: bytes, now: datetime) -> HeartbeatPayload:
+        """Open a heartbeat from the peer: authentic, recent, not seen before; keep its head."""
         opened = open_envelope(
             self.identity,
             data,
             lambda name: self.peer.signing_key if name == self.peer.name else None,
         )
-        if not isinstance(opened.payload, HeartbeatPayload):
+        payload = opened.payload
+        if not isinstance(payload, HeartbeatPayload):
             raise ProtocolError("expected a heartbeat envelope")
-        return opened.payload
+        created = parse_time(payload.created, what="heartbeat created")
+        if abs(now - created) > timedelta(seconds=MAX_HEARTBEAT_SKEW_S):
+            raise ProtocolError(
+                f"heartbeat made at {payload.created}, more than {MAX_HEARTBEAT_SKEW_S:.0f}s "
+                "from our clock (a replay, or a clock that is off)",
+                code=ErrorCode.REPLAY_CONFLICT,
+            )
+        if payload.id in self._seen_heartbeats:
+            raise ProtocolError(f"heartbeat {payload.id} replayed", code=ErrorCode.REPLAY_CONFLICT)
+        self._seen_heartbeats.append(payload.id)
+        if payload.tree_head is not None:
+            head = verify_tree_head(
+                b64decode(payload.tree_head, what="tree head", limit=64 * 1024),
+                self.peer.signing_key,
+                log=self.peer.name,
+            )
+            with self.store.write() as conn:
+                record_peer_head(
+                    conn,
+                    peer=self.peer.name,
+                    size=head.size,
+                    root=head.root,
+                    kind="tree-head",
+                    evidence=head.statement,
+                    now_us=to_us(now),
+                )
+        return payload
 
     async def heartbeat_once(self, next_expected: int) -> float:
         """Send a heartbeat, check the signed echo, record the round-trip time (ms)."""
@@ -276,7 +320,7 @@ class PeerLink:
         started = time.perf_counter()
         reply = await self._transport.send_heartbeat(envelope)
         rtt_ms = (time.perf_counter() - started) * 1000
-        payload = self.open_heartbeat(reply)
+        payload = self.open_heartbeat(reply, datetime.now(UTC))
         if payload.echo != nonce:
             raise ProtocolError("heartbeat reply does not echo our nonce")
         self.status.last_heartbeat_at = datetime.now(UTC)
@@ -312,6 +356,12 @@ class PeerLink:
                         backoff_delay(failures, self.retry_cap_s, self._rng),
                     )
                 )
+
+    async def fetch(self, path: str, params: dict[str, str | int]) -> bytes:
+        """GET from the peer's link API (transcript proofs)."""
+        if self._transport is None:
+            raise ProtocolError(f"peer {self.peer.name!r} has no endpoint")
+        return await self._transport.get(path, params)
 
     async def close(self) -> None:
         if self._transport is not None:

@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import msgspec
 from sqlalchemy import Connection, and_, insert, select
 
+from hotline import transcript
 from hotline.compose import validate_body
 from hotline.core.card import Card, Identity
-from hotline.core.encoding import parse_time, to_us
+from hotline.core.encoding import b64decode, parse_time, to_us
 from hotline.core.envelope import (
     Kind,
     MessagePayload,
@@ -35,6 +37,7 @@ from hotline.core.envelope import (
     sign_receipt,
 )
 from hotline.core.keys import SigningPublicKey
+from hotline.core.treehead import verify_tree_head
 from hotline.errors import ErrorCode, HotlineError, ProtocolError
 from hotline.store import Store
 from hotline.store.messages import (
@@ -48,6 +51,7 @@ from hotline.store.messages import (
     store_receipt,
 )
 from hotline.store.schema import messages, receipt_items, receipts
+from hotline.transcript.heads import record_peer_head
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +86,19 @@ class Received:
     next_expected: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class _Batch:
+    """What one call of ``receive`` accumulates while it opens envelopes one by one."""
+
+    result: Received
+    #: Transcript entries of accepted envelopes, in order; appended once, before receipts.
+    entries: list[transcript.NewEntry] = field(default_factory=list)
+    #: Per sender: receipt items (without leaf index yet) and their entry's position.
+    items: dict[str, list[tuple[ReceiptItem, int]]] = field(default_factory=dict)
+    #: Per sender: receipts signed earlier, to send again for duplicates.
+    old_receipts: dict[str, dict[str, bytes]] = field(default_factory=dict)
+
+
 def receive(
     store: Store,
     identity: Identity,
@@ -94,10 +111,13 @@ def receive(
 ) -> Received:
     """Open, check and commit a batch of envelopes; return outcomes and receipts to send back.
 
+    Each envelope is accepted or rejected whole (a savepoint each): a rejected one leaves only
+    its security event. Accepted envelopes go to the transcript before the DELIVERED receipt is
+    signed, and the receipt names each message's leaf index and the tree that includes it.
     ``also`` runs inside the same write transaction (the delivery worker records its attempt
     there, so that a reply costs one commit).
     """
-    result = Received()
+    batch = _Batch(Received())
 
     def sender_key(name: str) -> SigningPublicKey | None:
         return peers[name].signing_key if name in peers else None
@@ -106,27 +126,22 @@ def receive(
     with store.write() as conn:
         if also is not None:
             also(conn)
-        items_by_sender: dict[str, list[ReceiptItem]] = {}
-        old_receipts: dict[str, dict[str, bytes]] = {}
         for data in envelopes:
             try:
                 opened = open_envelope(identity, data, sender_key)
-                _accept_one(conn, identity, opened, now_us, result, items_by_sender, old_receipts)
-            except HotlineError as e:
-                envelope_id = _envelope_id_or_none(data)
-                sender = _sender_or_none(data)
-                record_security_event(
-                    conn,
-                    at_us=now_us,
-                    code=str(e.code),
-                    peer=sender,
-                    source=source,
-                    detail=f"envelope {envelope_id}: {e.detail}",
-                )
-                result.outcomes.append(Outcome(envelope_id, "rejected", str(e.code), e.detail))
-        for sender in items_by_sender:
-            result.next_expected[sender] = next_expected_seq(conn, sender)
-        for sender, items in items_by_sender.items():
+                with conn.begin_nested():
+                    _accept_one(conn, peers, opened, now_us, batch)
+            except Exception as e:
+                _reject(conn, data, e, now_us, source, batch.result)
+        appended = transcript.append(conn, batch.entries) if batch.entries else None
+        for sender, pending in batch.items.items():
+            batch.result.next_expected[sender] = next_expected_seq(conn, sender)
+            if appended is None:  # cannot happen: every receipt item has an entry
+                raise ProtocolError("receipt items without transcript entries")
+            items = [
+                msgspec.structs.replace(item, leaf_index=appended.first_index + position)
+                for item, position in pending
+            ]
             receipt_id = new_id(now)
             statement = sign_receipt(
                 identity,
@@ -135,6 +150,8 @@ def receive(
                 created=now,
                 kind=ReceiptKind.DELIVERED,
                 items=items,
+                tree_size=appended.size,
+                tree_root=appended.root,
             )
             store_receipt(
                 conn,
@@ -146,9 +163,10 @@ def receive(
                 at_us=now_us,
                 message_ids=[i.id for i in items],
             )
-            old_receipts.setdefault(sender, {})[receipt_id] = statement
-        for sender, statements in old_receipts.items():
-            result.receipts[sender] = [
+            transcript.append(conn, [transcript.NewEntry(statement, "receipt.out", receipt_id)])
+            batch.old_receipts.setdefault(sender, {})[receipt_id] = statement
+        for sender, statements in batch.old_receipts.items():
+            batch.result.receipts[sender] = [
                 seal(
                     kind=Kind.RECEIPT,
                     sender=identity.name,
@@ -159,7 +177,28 @@ def receive(
                 )
                 for receipt_id, statement in statements.items()
             ]
-    return result
+    return batch.result
+
+
+def _reject(
+    conn: Connection, data: bytes, error: Exception, now_us: int, source: str, result: Received
+) -> None:
+    envelope_id = _envelope_id_or_none(data)
+    if isinstance(error, HotlineError):
+        code, detail = str(error.code), error.detail
+    else:
+        # A bug of ours must not turn one bad envelope into a failed batch: log it, refuse it.
+        log.exception("unexpected error accepting envelope %s", envelope_id)
+        code, detail = ErrorCode.INTERNAL.value, f"internal error ({error.__class__.__name__})"
+    record_security_event(
+        conn,
+        at_us=now_us,
+        code=code,
+        peer=_sender_or_none(data),
+        source=source,
+        detail=f"envelope {envelope_id}: {detail}",
+    )
+    result.outcomes.append(Outcome(envelope_id, "rejected", code, detail))
 
 
 def _envelope_id_or_none(data: bytes) -> str | None:
@@ -177,18 +216,13 @@ def _sender_or_none(data: bytes) -> str | None:
 
 
 def _accept_one(
-    conn: Connection,
-    identity: Identity,
-    opened: Opened,
-    now_us: int,
-    result: Received,
-    items_by_sender: dict[str, list[ReceiptItem]],
-    old_receipts: dict[str, dict[str, bytes]],
+    conn: Connection, peers: Mapping[str, Card], opened: Opened, now_us: int, batch: _Batch
 ) -> None:
     payload = opened.payload
     sender = opened.header.sender
+    result = batch.result
     if isinstance(payload, ReceiptPayload) and payload.kind == ReceiptKind.DELIVERED:
-        _accept_delivered_receipt(conn, opened, payload, now_us, result)
+        _accept_delivered_receipt(conn, opened, payload, now_us, batch)
         return
     if not isinstance(payload, MessagePayload | ReceiptPayload):
         raise ProtocolError("heartbeats are not accepted on the envelope path")
@@ -211,7 +245,7 @@ def _accept_one(
             )
         old = _delivered_receipt_for(conn, payload.id)
         if old is not None:
-            old_receipts.setdefault(sender, {})[old[0]] = old[1]
+            batch.old_receipts.setdefault(sender, {})[old[0]] = old[1]
         result.outcomes.append(Outcome(payload.id, "duplicate"))
         return
 
@@ -239,6 +273,9 @@ def _accept_one(
         )
 
     if isinstance(payload, MessagePayload):
+        if payload.tree_head is not None:
+            _record_embedded_head(conn, peers[sender], payload.tree_head, now_us)
+        expires_us = to_us(parse_time(payload.expires, what="expires")) if payload.expires else None
         _insert_incoming(
             conn,
             opened,
@@ -251,6 +288,7 @@ def _accept_one(
             payload.body,
             payload.in_reply_to,
             now_us,
+            expires_us,
         )
         events: list[tuple[str, State, int, str]] = [(payload.id, State.DELIVERED, now_us, "")]
         if payload.in_reply_to is not None and _is_our_message_to(
@@ -263,14 +301,39 @@ def _accept_one(
         add_events(conn, events)
         result.delivered_ids.append(payload.id)
         _flag_catalog_problems(conn, payload, sender, now_us)
+        kind = "message.in"
     else:
         _accept_acknowledged_receipt(conn, opened, payload, seq, now_us, result)
-    items_by_sender.setdefault(sender, []).append(
-        ReceiptItem(
-            id=payload.id, seq=seq, envelope_hash=opened.envelope_hash, signed_hash=signed_hash
+        kind = "receipt.in"
+    batch.entries.append(transcript.NewEntry(opened.statement.raw, kind, payload.id))
+    batch.items.setdefault(sender, []).append(
+        (
+            ReceiptItem(
+                id=payload.id,
+                seq=seq,
+                envelope_hash=opened.envelope_hash,
+                signed_hash=signed_hash,
+            ),
+            len(batch.entries) - 1,
         )
     )
     result.outcomes.append(Outcome(payload.id, "accepted"))
+
+
+def _record_embedded_head(conn: Connection, peer: Card, encoded: str, now_us: int) -> None:
+    """A tree head a peer's message carries: verified, kept, checked for equivocation."""
+    head = verify_tree_head(
+        b64decode(encoded, what="tree head", limit=64 * 1024), peer.signing_key, log=peer.name
+    )
+    record_peer_head(
+        conn,
+        peer=peer.name,
+        size=head.size,
+        root=head.root,
+        kind="tree-head",
+        evidence=head.statement,
+        now_us=now_us,
+    )
 
 
 def _flag_catalog_problems(
@@ -387,12 +450,27 @@ def _check_items_are_ours(conn: Connection, opened: Opened, items: list[ReceiptI
 
 
 def _accept_delivered_receipt(
-    conn: Connection, opened: Opened, payload: ReceiptPayload, now_us: int, result: Received
+    conn: Connection, opened: Opened, payload: ReceiptPayload, now_us: int, batch: _Batch
 ) -> None:
+    result = batch.result
     if receipt_exists(conn, payload.id):
         result.outcomes.append(Outcome(payload.id, "duplicate"))
         return
     ids = _check_items_are_ours(conn, opened, payload.items)
+    if payload.tree_size is not None and payload.tree_root is not None:
+        try:
+            root = bytes.fromhex(payload.tree_root)
+        except ValueError as e:
+            raise ProtocolError("receipt tree_root is not hex") from e
+        record_peer_head(
+            conn,
+            peer=opened.header.sender,
+            size=payload.tree_size,
+            root=root,
+            kind="receipt",
+            evidence=opened.statement.raw,
+            now_us=now_us,
+        )
     store_receipt(
         conn,
         receipt_id=payload.id,
@@ -405,6 +483,7 @@ def _accept_delivered_receipt(
     )
     add_events(conn, [(i, State.DELIVERED, now_us, f"receipt {payload.id}") for i in ids])
     dequeue(conn, ids)
+    batch.entries.append(transcript.NewEntry(opened.statement.raw, "receipt.in", payload.id))
     result.updated_ids.extend(ids)
     result.outcomes.append(Outcome(payload.id, "receipt"))
 

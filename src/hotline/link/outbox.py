@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select
 
+from hotline import transcript
 from hotline.compose import body_to_json, validate_body
 from hotline.core.card import Card, Identity
 from hotline.core.encoding import encode_json, to_us
@@ -38,6 +39,7 @@ from hotline.store.messages import (
     store_receipt,
 )
 from hotline.store.schema import messages
+from hotline.transcript.heads import current_own_head
 
 #: A message's body must stay well inside the envelope limit once signed and sealed.
 MAX_BODY_BYTES = 256 * 1024
@@ -114,6 +116,7 @@ def _queue(conn: Connection, identity: Identity, draft: Draft, now: datetime) ->
     if draft.in_reply_to is not None:
         _check_answerable(conn, draft.in_reply_to, peer.name)
     seq = next_out_seq(conn, peer.name)
+    head = current_own_head(conn, identity, now)
     statement = sign_message(
         identity,
         to=peer.name,
@@ -125,7 +128,9 @@ def _queue(conn: Connection, identity: Identity, draft: Draft, now: datetime) ->
         body=body,
         expires=expires,
         in_reply_to=draft.in_reply_to,
+        tree_head=head.statement,
     )
+    transcript.append(conn, [transcript.NewEntry(statement, "message.out", message_id)])
     envelope = seal(
         kind=Kind.MESSAGE,
         sender=identity.name,
@@ -285,6 +290,7 @@ def acknowledge(
             statement=statement,
             envelope=envelope,
         )
+        transcript.append(conn, [transcript.NewEntry(statement, "receipt.out", receipt_id)])
         store_receipt(
             conn,
             receipt_id=receipt_id,

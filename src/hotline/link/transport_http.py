@@ -60,22 +60,38 @@ class HttpTransport:
             trust_env=False,
         )
 
-    async def _post(self, path: str, body: bytes, content_type: str) -> bytes:
+    async def _read_limited(self, response: httpx.Response, what: str) -> bytes:
+        """The body, refused as soon as it passes MAX_REPLY_BYTES (never buffered whole)."""
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > MAX_REPLY_BYTES:
+                raise TransportError(f"{what}: reply over {MAX_REPLY_BYTES} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _request(self, method: str, path: str, **kwargs: object) -> bytes:
+        what = f"{self.endpoint}{path}"
         try:
-            response = await self._client.post(
-                self.endpoint + path, content=body, headers={"content-type": content_type}
-            )
+            async with self._client.stream(method, what, **kwargs) as response:  # type: ignore[arg-type]
+                data = await self._read_limited(response, what)
+                status = response.status_code
         except httpx.HTTPError as e:
-            raise TransportError(f"{self.endpoint}{path}: {e.__class__.__name__}: {e}") from e
-        data = response.content
-        if len(data) > MAX_REPLY_BYTES:
-            raise TransportError(f"{self.endpoint}{path}: reply of {len(data)} bytes over limit")
-        if response.status_code != 200:
+            raise TransportError(f"{what}: {e.__class__.__name__}: {e}") from e
+        if status != 200:
             raise TransportError(
-                f"{self.endpoint}{path}: HTTP {response.status_code}: {data[:300]!r}",
-                code=ErrorCode.PEER_REFUSED,
+                f"{what}: HTTP {status}: {data[:300]!r}", code=ErrorCode.PEER_REFUSED
             )
         return data
+
+    async def _post(self, path: str, body: bytes, content_type: str) -> bytes:
+        return await self._request(
+            "POST", path, content=body, headers={"content-type": content_type}
+        )
+
+    async def get(self, path: str, params: dict[str, str | int]) -> bytes:
+        return await self._request("GET", path, params=params)
 
     async def send_batch(self, envelopes: list[bytes]) -> BatchReply:
         data = await self._post("/v1/envelopes", encode_batch(envelopes), BATCH_CONTENT_TYPE)

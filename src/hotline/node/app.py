@@ -19,7 +19,7 @@ from fastapi import Body, Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from hotline import __version__
+from hotline import __version__, transcript
 from hotline.compose.priority import Priority
 from hotline.core.encoding import b64encode
 from hotline.core.envelope import MAX_BATCH_BYTES, MAX_ENVELOPE_BYTES, decode_batch
@@ -151,6 +151,44 @@ def create_app(node: Node) -> FastAPI:
         source = request.client.host if request.client else "unknown"
         reply = node.answer_heartbeat(body, source)
         return Response(reply, media_type=ENVELOPE_CONTENT_TYPE)
+
+    # -- transcript (peers and witnesses fetch heads and proofs; RFC 9162 forms) ------------
+
+    @app.get("/v1/transcript/head", tags=["transcript"])
+    async def transcript_head() -> dict[str, Any]:
+        """This node's latest signed tree head (signing a fresh one if the log grew)."""
+        head = node.own_head(max_age_s=0.0)
+        return {"size": head.size, "root": head.root.hex(), "tree_head": b64encode(head.statement)}
+
+    @app.get("/v1/transcript/consistency", tags=["transcript"])
+    async def transcript_consistency(
+        first: Annotated[int, Query(ge=0)], second: Annotated[int, Query(ge=0)]
+    ) -> dict[str, Any]:
+        """The consistency proof between two sizes of this node's log (RFC 9162 §2.1.4)."""
+        with node.store.read() as conn:
+            proof = transcript.consistency_proof(conn, first, second)
+        return {"first": first, "second": second, "proof": [b64encode(h) for h in proof]}
+
+    @app.get("/v1/transcript/inclusion", tags=["transcript"])
+    async def transcript_inclusion(
+        index: Annotated[int, Query(ge=0)], size: Annotated[int, Query(ge=1)]
+    ) -> dict[str, Any]:
+        """The inclusion proof of leaf ``index`` in the tree of ``size`` (RFC 9162 §2.1.3)."""
+        with node.store.read() as conn:
+            proof = transcript.inclusion_proof(conn, index, size)
+        return {"index": index, "size": size, "proof": [b64encode(h) for h in proof]}
+
+    @app.get("/v1/transcript/leaves", tags=["transcript"])
+    async def transcript_leaves(ref: Annotated[str, Query(max_length=128)]) -> dict[str, Any]:
+        """Where this node logged the statement of message or receipt ``ref``."""
+        with node.store.read() as conn:
+            leaves = transcript.leaves_by_ref(conn, ref)
+        return {
+            "ref": ref,
+            "leaves": [
+                {"index": x.index, "kind": x.kind, "leaf_hash": x.leaf_hash.hex()} for x in leaves
+            ],
+        }
 
     # -- local operator API ----------------------------------------------------------------
 

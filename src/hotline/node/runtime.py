@@ -9,12 +9,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 from sqlalchemy import Connection
 
 from hotline.core.card import Card
-from hotline.core.encoding import to_us
+from hotline.core.encoding import b64decode, decode_json, to_us
 from hotline.core.envelope import HeartbeatPayload, read_header
-from hotline.errors import ErrorCode, NotFoundError, VerificationError
+from hotline.core.treehead import TreeHead
+from hotline.errors import ErrorCode, HotlineError, NotFoundError, VerificationError
 from hotline.link import inbox, outbox
 from hotline.link.delivery import PeerLink
 from hotline.link.inbox import Received
@@ -27,11 +29,33 @@ from hotline.store.messages import (
     record_security_event,
     stale_gaps,
 )
+from hotline.transcript.heads import (
+    OWN_HEAD_MAX_AGE_S,
+    check_consistency,
+    current_own_head,
+    mark_checked,
+    next_check,
+    raise_equivocation,
+)
 
 log = logging.getLogger(__name__)
 
 #: A skipped sequence number is reported lost after this many heartbeat intervals.
 GAP_GRACE_INTERVALS = 2.0
+#: How often each peer's new tree heads are proved consistent with the ones checked before.
+HEAD_CHECK_INTERVAL_S = 5.0
+
+
+def decode_proof_reply(data: bytes) -> list[bytes]:
+    """The ``proof`` list of a consistency reply, strictly parsed."""
+    reply = decode_json(data, _ProofReply, what="consistency proof reply", limit=64 * 1024)
+    return [b64decode(h, what="proof hash", size=32) for h in reply.proof]
+
+
+class _ProofReply(msgspec.Struct, forbid_unknown_fields=True):
+    first: int
+    second: int
+    proof: list[str]
 
 
 class Node:
@@ -126,7 +150,7 @@ class Node:
             link = self.links.get(sender)
             if link is None:
                 raise VerificationError(f"unknown sender {sender!r}", code=ErrorCode.UNKNOWN_SENDER)
-            payload = link.open_heartbeat(data)
+            payload = link.open_heartbeat(data, now)
         except Exception as e:
             code = getattr(e, "code", ErrorCode.MALFORMED)
             with self.store.write() as conn:
@@ -175,6 +199,70 @@ class Node:
                     source=None,
                     detail=f"peer sent up to seq {heartbeat.last_seq}; missing {unexplained[:20]}",
                 )
+
+    # -- transcript ------------------------------------------------------------------------
+
+    def own_head(self, *, max_age_s: float = OWN_HEAD_MAX_AGE_S) -> TreeHead:
+        with self.store.write() as conn:
+            return current_own_head(conn, self.identity, datetime.now(UTC), max_age_s=max_age_s)
+
+    async def check_peer_heads(self, peer: str) -> int:
+        """Prove every unchecked head of ``peer`` consistent with the last checked one.
+
+        Proofs come from the peer itself; a proof that fails (or a peer that cannot produce one
+        for heads it signed) is an equivocation alarm with both signed heads as evidence.
+        Returns how many heads were checked.
+        """
+        link = self.links[peer]
+        checked = 0
+        while True:
+            with self.store.read() as conn:
+                pair = next_check(conn, peer)
+            if pair is None:
+                return checked
+            baseline, candidate = pair
+            if baseline is None or baseline.size == candidate.size:
+                # The first head is taken on first use; an equal size with an equal root is
+                # stored once, so an equal size here means an equal root.
+                with self.store.write() as conn:
+                    mark_checked(conn, candidate.id, consistent=True)
+                checked += 1
+                continue
+            small, large = sorted((baseline, candidate), key=lambda h: h.size)
+            data = await link.fetch(
+                "/v1/transcript/consistency", {"first": small.size, "second": large.size}
+            )
+            proof = decode_proof_reply(data)
+            now_us = to_us(datetime.now(UTC))
+            try:
+                check_consistency(baseline, candidate, proof)
+            except VerificationError as e:
+                with self.store.write() as conn:
+                    mark_checked(conn, candidate.id, consistent=False)
+                    raise_equivocation(
+                        conn,
+                        peer=peer,
+                        now_us=now_us,
+                        detail=f"head of size {candidate.size} (#{candidate.id}, "
+                        f"{candidate.kind}) is not consistent with checked head of size "
+                        f"{baseline.size} (#{baseline.id}): {e.detail}",
+                    )
+                continue
+            with self.store.write() as conn:
+                mark_checked(conn, candidate.id, consistent=True)
+            checked += 1
+
+    async def _check_heads_forever(self, peer: str) -> None:
+        while True:
+            try:
+                await self.check_peer_heads(peer)
+            except asyncio.CancelledError:
+                raise
+            except HotlineError as e:
+                log.info("checking %s's tree heads: %s", peer, e)
+            except Exception:
+                log.exception("checking %s's tree heads", peer)
+            await asyncio.sleep(HEAD_CHECK_INTERVAL_S)
 
     # -- outbound --------------------------------------------------------------------------
 
@@ -267,6 +355,9 @@ class Node:
 
     def _start_link(self, link: PeerLink) -> None:
         name = link.peer.name
+        self._tasks.append(
+            asyncio.create_task(self._check_heads_forever(name), name=f"heads:{name}")
+        )
         self._tasks.append(asyncio.create_task(link.run_delivery(), name=f"deliver:{name}"))
         self._tasks.append(
             asyncio.create_task(
