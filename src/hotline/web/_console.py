@@ -189,6 +189,7 @@ class Console:
             node_name=self.node.name,
             path=request.url.path,
             now_ms=int(datetime.now(UTC).timestamp() * 1000),
+            marks=".".join(str(m) for m in self._marks()) if session else "",
             Permission=Permission,
             **ctx,
         )
@@ -574,19 +575,16 @@ class Console:
         session = self._require(request)
         token = request.cookies.get(SESSION_COOKIE, "")
 
+        # The page says which state it shows, so a change between rendering the page and
+        # opening this stream is not missed.
+        last = _parse_marks(request.query_params.get("since", "")) or self._marks()
+
         async def stream() -> AsyncIterator[str]:
-            last = self._marks()
+            nonlocal last
             yield "retry: 2000\n\n"
             while True:
+                # Take the event before reading the marks: a change in between sets it.
                 changed = self.node._changed
-                try:
-                    await asyncio.wait_for(changed.wait(), timeout=KEEPALIVE_S)
-                except TimeoutError:
-                    if self.registry.session(token, now=datetime.now(UTC)) is None:
-                        yield "event: logout\ndata: \n\n"
-                        return
-                    yield ": keep-alive\n\n"
-                    continue
                 marks = self._marks()
                 topics = []
                 if marks[0] != last[0]:
@@ -596,6 +594,13 @@ class Console:
                 last = marks
                 if topics:
                     yield f"event: change\ndata: {' '.join(topics)}\n\n"
+                try:
+                    await asyncio.wait_for(changed.wait(), timeout=KEEPALIVE_S)
+                except TimeoutError:
+                    if self.registry.session(token, now=datetime.now(UTC)) is None:
+                        yield "event: logout\ndata: \n\n"
+                        return
+                    yield ": keep-alive\n\n"
 
         del session
         return StreamingResponse(
@@ -603,6 +608,13 @@ class Console:
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
+
+
+def _parse_marks(text: str) -> tuple[int, int, int] | None:
+    parts = text.split(".")
+    if len(parts) != 3 or not all(p.isdigit() and len(p) < 19 for p in parts):
+        return None
+    return int(parts[0]), int(parts[1]), int(parts[2])
 
 
 def _summary(view: MessageView, limit: int = 80) -> str:

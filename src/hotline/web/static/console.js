@@ -46,7 +46,9 @@
     if (!indicator || !window.EventSource) {
       return;
     }
-    var source = new EventSource("/events");
+    // The page's own marks: a change made after it was rendered is sent at once.
+    var marks = document.body.getAttribute("data-marks") || "";
+    var source = new EventSource("/events?since=" + encodeURIComponent(marks));
     function show(on) {
       indicator.textContent = indicator.getAttribute(on ? "data-on" : "data-off");
       indicator.classList.toggle("off", !on);
