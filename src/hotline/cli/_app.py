@@ -25,7 +25,7 @@ err_console = Console(stderr=True)
 
 def _mount_groups() -> None:
     # Imported for their side effect of registering commands on ``app``.
-    from hotline.cli import deconflict, demo, node  # noqa: F401
+    from hotline.cli import audit, deconflict, demo, node  # noqa: F401
 
     app.add_typer(deconflict.app, name="deconflict")
     from hotline.cli import operator
@@ -43,7 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     _mount_groups()
     args = sys.argv[1:] if argv is None else argv
     try:
-        app(args=args, standalone_mode=False)
+        # Without standalone mode, click returns the code of a ``typer.Exit`` instead of raising.
+        returned = app(args=args, standalone_mode=False)
+        if isinstance(returned, int):
+            return returned
     except HotlineError as e:
         if "--json" in args:
             print(json.dumps({"error": e.to_dict()}), file=sys.stderr)

@@ -15,7 +15,7 @@ from sqlalchemy import Connection
 from hotline.core.card import Card
 from hotline.core.encoding import b64decode, decode_json, to_us
 from hotline.core.envelope import HeartbeatPayload, read_header
-from hotline.core.treehead import TreeHead
+from hotline.core.treehead import TreeHead, verify_tree_head
 from hotline.errors import ErrorCode, HotlineError, NotFoundError, VerificationError
 from hotline.link import inbox, outbox
 from hotline.link.delivery import PeerLink
@@ -36,6 +36,7 @@ from hotline.transcript.heads import (
     mark_checked,
     next_check,
     raise_equivocation,
+    record_peer_head,
 )
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,59 @@ class _ProofReply(msgspec.Struct, forbid_unknown_fields=True):
     first: int
     second: int
     proof: list[str]
+
+
+class _InclusionReply(msgspec.Struct, forbid_unknown_fields=True):
+    index: int
+    size: int
+    proof: list[str]
+
+
+class _LeafRef(msgspec.Struct, forbid_unknown_fields=True):
+    index: int
+    kind: str
+    leaf_hash: str
+
+
+class _LeavesReply(msgspec.Struct, forbid_unknown_fields=True):
+    ref: str
+    leaves: list[_LeafRef]
+
+
+class _HeadReply(msgspec.Struct, forbid_unknown_fields=True):
+    size: int
+    root: str
+    tree_head: str
+
+
+class HttpPeerLog:
+    """A peer's transcript through its link API (``hotline.transcript.crosscheck.PeerLog``)."""
+
+    def __init__(self, link: PeerLink) -> None:
+        self.link = link
+
+    async def leaf_indexes(self, ref: str) -> list[int]:
+        data = await self.link.fetch("/v1/transcript/leaves", {"ref": ref})
+        reply = decode_json(data, _LeavesReply, what="leaves reply", limit=256 * 1024)
+        return [leaf.index for leaf in reply.leaves]
+
+    async def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        data = await self.link.fetch("/v1/transcript/inclusion", {"index": index, "size": size})
+        reply = decode_json(data, _InclusionReply, what="inclusion reply", limit=64 * 1024)
+        if (reply.index, reply.size) != (index, size):
+            raise VerificationError(
+                "inclusion reply for another leaf or size", code=ErrorCode.BAD_PROOF
+            )
+        return [b64decode(h, what="proof hash", size=32) for h in reply.proof]
+
+    async def head(self) -> TreeHead:
+        data = await self.link.fetch("/v1/transcript/head", {})
+        reply = decode_json(data, _HeadReply, what="head reply", limit=64 * 1024)
+        return verify_tree_head(
+            b64decode(reply.tree_head, what="tree head", limit=64 * 1024),
+            self.link.peer.signing_key,
+            log=self.link.peer.name,
+        )
 
 
 class Node:
@@ -251,6 +305,22 @@ class Node:
             with self.store.write() as conn:
                 mark_checked(conn, candidate.id, consistent=True)
             checked += 1
+
+    async def refresh_peer_head(self, peer: str) -> TreeHead:
+        """Ask the peer for its current head, keep it, and prove it consistent."""
+        head = await HttpPeerLog(self.links[peer]).head()
+        with self.store.write() as conn:
+            record_peer_head(
+                conn,
+                peer=peer,
+                size=head.size,
+                root=head.root,
+                kind="tree-head",
+                evidence=head.statement,
+                now_us=to_us(datetime.now(UTC)),
+            )
+        await self.check_peer_heads(peer)
+        return head
 
     async def _check_heads_forever(self, peer: str) -> None:
         while True:

@@ -1,0 +1,115 @@
+"""The transcript across two real nodes: cross-check, and a node caught rewriting its log."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+
+import pytest
+
+from hotline import transcript
+from hotline.cli import main
+from hotline.core import merkle
+from hotline.node.home import NodeHome
+from hotline.store.messages import get_message
+from hotline.transcript._log import node_position
+from hotline.transcript.heads import peer_heads
+
+pytestmark = pytest.mark.integration
+
+
+def _wait(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def _state(home: NodeHome, message_id: str) -> str | None:
+    with home.store.read() as conn:
+        view = get_message(conn, message_id, home.config.name)
+    return None if view is None else view.state.value
+
+
+def _json(capsys, *args: str) -> tuple[int, dict]:
+    capsys.readouterr()
+    code = main([*args, "--json"])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def _converse(capsys, w: NodeHome, m: NodeHome) -> list[str]:
+    ids = []
+    for text in ("first", "second", "third"):
+        code, sent = _json(capsys, "send", "--dir", str(w.dir), "--to", "moscow", "--text", text)
+        assert code == 0
+        ids.append(sent["id"])
+    _wait(lambda: all(_state(w, i) == "delivered" for i in ids), 15, "delivery")
+    assert main(["ack", ids[0], "--dir", str(m.dir), "--operator", "ivanov"]) == 0
+    code, answer = _json(capsys, "reply", ids[0], "--dir", str(m.dir), "--text", "received")
+    _wait(lambda: _state(w, ids[0]) == "answered", 15, "the answer")
+    _wait(lambda: _state(m, answer["id"]) == "delivered", 15, "the answer's receipt")
+    return ids
+
+
+def test_both_logs_hold_every_statement_with_the_same_bytes(linked_nodes, capsys):
+    w, m = linked_nodes["washington"].home, linked_nodes["moscow"].home
+    _converse(capsys, w, m)
+    for home, peer in ((w, "moscow"), (m, "washington")):
+        code, report = _json(capsys, "audit", "check", "--dir", str(home.dir), "--peer", peer)
+        assert code == 0, report
+        assert report["problems"] == [] and report["equivocations"] == 0
+        # 3 messages + ack + answer, and DELIVERED receipts both ways
+        assert report["ok"] == report["items"] >= 7, report
+    # Each side keeps the other's signed heads, all proved consistent.
+    with w.store.read() as conn:
+        heads = peer_heads(conn, "moscow")
+    assert heads and all(h.checked == 1 for h in heads)
+
+
+def _rewrite_log(home: NodeHome) -> None:
+    """What a dishonest party could do to its own store: rebuild its log in another order
+    (same entries, first two swapped: same size, another root)."""
+    with home.store.read() as conn:
+        entries = [transcript.leaf(conn, i) for i in range(transcript.size(conn))]
+    home.close()
+    entries[0], entries[1] = entries[1], entries[0]
+    grown = merkle.append_leaves(0, [], [e.leaf_hash for e in entries])
+    db = sqlite3.connect(home.dir / "store.sqlite")
+    for table in ("transcript_leaves", "transcript_nodes"):
+        for action in ("update", "delete"):
+            db.execute(f"DROP TRIGGER IF EXISTS {table}_no_{action}")
+        db.execute(f"DELETE FROM {table}")
+    db.executemany(
+        "INSERT INTO transcript_leaves (idx, leaf_hash, kind, ref) VALUES (?, ?, ?, ?)",
+        [(i, e.leaf_hash, e.kind, e.ref) for i, e in enumerate(entries)],
+    )
+    db.executemany(
+        "INSERT INTO transcript_nodes (pos, hash) VALUES (?, ?)",
+        [(node_position(lv, ix), h) for lv, ix, h in grown.nodes if lv],
+    )
+    db.commit()
+    db.close()
+
+
+def test_a_node_that_rewrites_its_log_is_caught_by_its_peer(linked_nodes, capsys):
+    w_node, m_node = linked_nodes["washington"], linked_nodes["moscow"]
+    w, m = w_node.home, m_node.home
+    _converse(capsys, w, m)
+    code, _ = _json(capsys, "audit", "check", "--dir", str(w.dir), "--peer", "moscow")
+    assert code == 0
+
+    m_node.stop()
+    _rewrite_log(m)
+    m_node.start()
+    # The rewritten log shows as soon as moscow signs anything about it (here: a receipt).
+    code, sent = _json(capsys, "send", "--dir", str(w.dir), "--to", "moscow", "--text", "more")
+    _wait(lambda: _state(w, sent["id"]) == "delivered", 15, "delivery after the rewrite")
+
+    code, report = _json(capsys, "audit", "check", "--dir", str(w.dir), "--peer", "moscow")
+    assert report["equivocations"] >= 1, report
+    assert code == 4
+    code, events = _json(capsys, "events", "--dir", str(w.dir), "--code", "equivocation")
+    assert code == 0 and events, "the alarm is recorded as a security event"
