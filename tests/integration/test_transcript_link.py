@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import sqlite3
 import time
@@ -113,3 +114,72 @@ def test_a_node_that_rewrites_its_log_is_caught_by_its_peer(linked_nodes, capsys
     assert code == 4
     code, events = _json(capsys, "events", "--dir", str(w.dir), "--code", "equivocation")
     assert code == 0 and events, "the alarm is recorded as a security event"
+
+
+def _bundle_of(capsys, w: NodeHome, tmp_path) -> dict:
+    out = tmp_path / "bundle.json"
+    assert (
+        main(["audit", "export", "--dir", str(w.dir), "--peer", "moscow", "--out", str(out)]) == 0
+    )
+    return json.loads(out.read_bytes())
+
+
+def _verify(capsys, tmp_path, bundle: dict) -> tuple[int, str]:
+    path = tmp_path / "candidate.json"
+    path.write_text(json.dumps(bundle))
+    capsys.readouterr()
+    code = main(["audit", "verify", str(path), "--workers", "1", "--json"])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def test_audit_bundle_verifies_offline_and_every_tampering_is_named(linked_nodes, capsys, tmp_path):
+    w, m = linked_nodes["washington"].home, linked_nodes["moscow"].home
+    ids = _converse(capsys, w, m)
+    # Let washington learn moscow's latest head (the audit check refreshes and proves it).
+    assert main(["audit", "check", "--dir", str(w.dir), "--peer", "moscow"]) == 0
+    bundle = _bundle_of(capsys, w, tmp_path)
+
+    code, out = _verify(capsys, tmp_path, bundle)
+    assert code == 0, out
+    report = json.loads(out)
+    assert report["messages"] == 4  # three from washington, the answer from moscow
+    assert report["senders"] == {"washington": 3, "moscow": 1}
+    assert set(report["logs"]) == {"washington", "moscow"}
+    assert report["logs"]["moscow"]["entries"] > 0
+
+    # One byte changed in a statement.
+    key = next(iter(bundle["statements"]))
+    tampered = json.loads(json.dumps(bundle))
+    raw = bytearray(base64.b64decode(tampered["statements"][key]))
+    raw[len(raw) // 2] ^= 1
+    tampered["statements"][key] = base64.b64encode(bytes(raw)).decode()
+    code, out = _verify(capsys, tmp_path, tampered)
+    assert code == 4 and key in out
+
+    # A message dropped from the bundle and from both logs: its sequence number is missing.
+    dropped = json.loads(json.dumps(bundle))
+    victim = next(
+        k
+        for k, v in dropped["statements"].items()
+        if ids[1] in base64.b64decode(v).decode("utf-8", "replace")
+        and b'"type"' in base64.b64decode(v)
+    )
+    del dropped["statements"][victim]
+    for log in dropped["logs"].values():
+        log["entries"] = [e for e in log["entries"] if e["statement"] != victim]
+    code, out = _verify(capsys, tmp_path, dropped)
+    assert code == 4 and "missing" in out
+
+    # Two entries of washington's log swapped: their inclusion proofs no longer hold.
+    swapped = json.loads(json.dumps(bundle))
+    entries = swapped["logs"]["washington"]["entries"]
+    entries[0]["index"], entries[1]["index"] = entries[1]["index"], entries[0]["index"]
+    code, out = _verify(capsys, tmp_path, swapped)
+    assert code == 4 and "logs.washington.entries" in out
+
+    # moscow's last tree head replaced by washington's: not signed by moscow.
+    replaced = json.loads(json.dumps(bundle))
+    replaced["logs"]["moscow"]["heads"][-1] = replaced["logs"]["washington"]["heads"][-1]
+    code, out = _verify(capsys, tmp_path, replaced)
+    assert code == 4 and "logs.moscow.heads" in out

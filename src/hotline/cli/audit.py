@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -10,13 +14,20 @@ from rich.table import Table
 from sqlalchemy import desc, select
 
 from hotline import transcript
-from hotline.cli._app import app
+from hotline.cli._app import app, err_console
 from hotline.cli.node import DirOption, JsonOption, _print_json, console
-from hotline.core.encoding import from_us
-from hotline.errors import NotFoundError
+from hotline.core import merkle
+from hotline.core.encoding import b64encode, format_time, from_us
+from hotline.errors import HotlineError, InputError, NotFoundError
 from hotline.node.home import NodeHome
 from hotline.node.runtime import HttpPeerLog, Node
 from hotline.store.schema import security_events
+from hotline.transcript.bundle import (
+    MAX_BUNDLE_BYTES,
+    encode_bundle,
+    statement_key,
+    verify_bundle,
+)
 from hotline.transcript.crosscheck import (
     ItemCheck,
     check_ours,
@@ -24,7 +35,7 @@ from hotline.transcript.crosscheck import (
     exchanged_statements,
     latest_checked_head,
 )
-from hotline.transcript.heads import latest_own_head, peer_heads
+from hotline.transcript.heads import PeerHead, latest_own_head, own_heads_upto, peer_heads
 
 audit_app = typer.Typer(help="Verify the record of a link.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
@@ -174,3 +185,179 @@ def audit_check(
             )
     if bad or equivocations:
         raise typer.Exit(4)
+
+
+async def _export(home: NodeHome, peer: str) -> bytes:
+    node = Node(home)
+    if peer not in node.links:
+        raise NotFoundError(f"no peer named {peer!r}")
+    link = node.links[peer]
+    peer_log = HttpPeerLog(link)
+    try:
+        try:
+            await node.refresh_peer_head(peer)
+        except HotlineError as e:
+            err_console.print(
+                f"warning: could not reach {peer} ({e.detail}); exporting the "
+                "heads and proofs already held"
+            )
+        own_last = node.own_head(max_age_s=0.0)
+        with home.store.read() as conn:
+            items = exchanged_statements(conn, peer)
+            statements = {statement_key(s): b64encode(s) for _r, _k, s in items}
+            own_heads = own_heads_upto(conn, own_last.size)
+            own_log = {
+                "heads": [b64encode(h.statement) for h in own_heads],
+                "consistency": [
+                    {
+                        "first": a.size,
+                        "second": b.size,
+                        "proof": [
+                            b64encode(x) for x in transcript.consistency_proof(conn, a.size, b.size)
+                        ],
+                    }
+                    for a, b in itertools.pairwise(own_heads)
+                    if a.size < b.size
+                ],
+                "entries": [
+                    {
+                        "index": leaf.index,
+                        "kind": leaf.kind,
+                        "ref": ref,
+                        "statement": statement_key(statement),
+                        "proof": [
+                            b64encode(x)
+                            for x in transcript.inclusion_proof(conn, leaf.index, own_last.size)
+                        ],
+                    }
+                    for ref, _kind, statement in items
+                    for leaf in transcript.leaves_by_ref(conn, ref)
+                    if leaf.leaf_hash == merkle.leaf_hash(statement) and leaf.index < own_last.size
+                ],
+            }
+            their_heads = [
+                h
+                for h in peer_heads(conn, peer, limit=1_000_000)
+                if h.checked == 1 and h.kind == "tree-head"
+            ]
+        logs: dict[str, Any] = {home.config.name: own_log}
+        if their_heads:
+            logs[peer] = await _peer_log_section(peer_log, their_heads, items)
+        cards = {
+            home.config.name: b64encode(home.card(datetime.now(UTC)).statement),
+            peer: b64encode(node.peers[peer].statement),
+        }
+        return encode_bundle(
+            link=(home.config.name, peer),
+            exported_by=home.config.name,
+            exported_at=format_time(datetime.now(UTC)),
+            cards=cards,
+            statements=statements,
+            logs=logs,
+        )
+    finally:
+        await link.close()
+
+
+async def _peer_log_section(
+    peer_log: HttpPeerLog, heads: list[PeerHead], items: list[tuple[str, str, bytes]]
+) -> dict[str, Any]:
+    """The peer's heads we hold, with proofs fetched from the peer (checked before writing)."""
+    unique: dict[int, PeerHead] = {}
+    for head in sorted(heads, key=lambda h: h.size):
+        unique.setdefault(head.size, head)
+    chain = list(unique.values())
+    last = chain[-1]
+    consistency = []
+    for a, b in itertools.pairwise(chain):
+        proof = await peer_log.consistency_proof(a.size, b.size)
+        consistency.append(
+            {"first": a.size, "second": b.size, "proof": [b64encode(x) for x in proof]}
+        )
+    entries = []
+    for ref, _kind, statement in items:
+        for index in await peer_log.leaf_indexes(ref):
+            if index >= last.size:
+                continue
+            proof = await peer_log.inclusion_proof(index, last.size)
+            try:
+                merkle.verify_inclusion(
+                    leaf_hash=merkle.leaf_hash(statement),
+                    index=index,
+                    size=last.size,
+                    proof=proof,
+                    root=last.root,
+                )
+            except HotlineError:
+                continue  # another leaf of the same ref (or a bad one): cross-check reports it
+            entries.append(
+                {
+                    "index": index,
+                    "kind": _kind,
+                    "ref": ref,
+                    "statement": statement_key(statement),
+                    "proof": [b64encode(x) for x in proof],
+                }
+            )
+            break
+    return {
+        "heads": [b64encode(h.evidence) for h in chain],
+        "consistency": consistency,
+        "entries": entries,
+    }
+
+
+@audit_app.command("export")
+def audit_export(
+    dir: DirOption,
+    peer: Annotated[str, typer.Option(help="The peer whose link to export.")],
+    out: Annotated[Path, typer.Option(help="Where to write the bundle.")],
+) -> None:
+    """Write a self-contained audit bundle of the link with ``peer`` (docs/audit.md)."""
+    data = asyncio.run(_export(NodeHome(dir), peer))
+    out.write_bytes(data)
+    console.print(f"wrote {out} ({len(data):,} bytes)", highlight=False)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    bundle: Annotated[Path, typer.Argument(help="An audit bundle file.")],
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Processes for signatures.")] = (
+        os.cpu_count() or 1
+    ),
+    json_out: JsonOption = False,
+) -> None:
+    """Verify a bundle offline: every signature, inclusion and consistency proof.
+
+    Needs no node, no store and no key but those in the bundle. Exits 4 naming the first item
+    that fails.
+    """
+    try:
+        size = bundle.stat().st_size
+    except FileNotFoundError as e:
+        raise NotFoundError(f"no bundle file {bundle}") from e
+    if size > MAX_BUNDLE_BYTES:
+        raise InputError(f"{bundle}: {size} bytes is over the bundle limit")
+    report = verify_bundle(bundle.read_bytes(), workers=workers)
+    if json_out:
+        _print_json({"ok": True, **report.to_dict()})
+        return
+    console.print(
+        f"[green]VERIFIED[/] link {report.link[0]} <-> {report.link[1]}, exported by "
+        f"{report.exported_by}",
+        highlight=False,
+    )
+    console.print(
+        f"  {report.messages} messages, {report.receipts} receipts, "
+        f"{report.signature_checks} statements' signatures checked",
+        highlight=False,
+    )
+    console.print(f"  senders: {report.senders}", highlight=False)
+    console.print(f"  from {report.first} to {report.last}", highlight=False)
+    for name, log in report.logs.items():
+        console.print(
+            f"  {name}'s log: size {log.size}, {log.heads} signed heads, "
+            f"{log.entries} entries of this link proved, "
+            f"{len(log.unproved)} statements not in it",
+            highlight=False,
+        )

@@ -102,6 +102,12 @@ class HttpPeerLog:
             )
         return [b64decode(h, what="proof hash", size=32) for h in reply.proof]
 
+    async def consistency_proof(self, first: int, second: int) -> list[bytes]:
+        data = await self.link.fetch(
+            "/v1/transcript/consistency", {"first": first, "second": second}
+        )
+        return decode_proof_reply(data)
+
     async def head(self) -> TreeHead:
         data = await self.link.fetch("/v1/transcript/head", {})
         reply = decode_json(data, _HeadReply, what="head reply", limit=64 * 1024)

@@ -100,6 +100,16 @@ def latest_own_head(conn: Connection) -> TreeHead | None:
     return TreeHead("", int(row.size), bytes(row.root), from_us(row.at_us), bytes(row.statement))
 
 
+def own_heads_upto(conn: Connection, size: int) -> list[TreeHead]:
+    """Every head we signed up to ``size``, smallest first."""
+    rows = conn.execute(
+        select(own_tree_heads).where(own_tree_heads.c.size <= size).order_by(own_tree_heads.c.size)
+    )
+    return [
+        TreeHead("", int(r.size), bytes(r.root), from_us(r.at_us), bytes(r.statement)) for r in rows
+    ]
+
+
 def current_own_head(
     conn: Connection, identity: Identity, now: datetime, *, max_age_s: float = OWN_HEAD_MAX_AGE_S
 ) -> TreeHead:
@@ -259,6 +269,7 @@ __all__ = [
     "latest_own_head",
     "mark_checked",
     "next_check",
+    "own_heads_upto",
     "peer_heads",
     "raise_equivocation",
     "record_peer_head",

@@ -1,0 +1,365 @@
+"""Audit bundles: the whole record of one link, verifiable offline by anyone.
+
+A bundle (docs/audit.md) holds both nodes' cards, every signed statement exchanged on the link
+(messages and receipts, as signed by their authors, so no decryption key is needed), and for
+each node's log: its signed tree heads, consistency proofs between them, and an inclusion proof
+of every entry of the link against the last head. ``verify_bundle`` checks all of it with no node
+and no store; it is pure apart from optionally spreading signature checks over processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from hotline.core import merkle
+from hotline.core.card import Card, parse_card_statement
+from hotline.core.encoding import b64decode, decode_json, parse_time
+from hotline.core.keys import Purpose, SigningPublicKey, peek_statement, verify_statement
+from hotline.core.treehead import TreeHead, verify_tree_head
+from hotline.errors import ErrorCode, HotlineError, VerificationError, WireError
+
+BUNDLE_VERSION = 1
+#: Largest bundle accepted: about 200,000 statements with their proofs.
+MAX_BUNDLE_BYTES = 4 * 1024 * 1024 * 1024
+MAX_STATEMENTS = 2_000_000
+
+_PURPOSES = {p.value: p for p in (Purpose.MESSAGE, Purpose.RECEIPT)}
+
+
+class _Entry(msgspec.Struct, forbid_unknown_fields=True):
+    index: int
+    kind: str
+    ref: str
+    statement: str  # SHA-256 hex of the statement, a key of "statements"
+    proof: list[str]
+
+
+class _Consistency(msgspec.Struct, forbid_unknown_fields=True):
+    first: int
+    second: int
+    proof: list[str]
+
+
+class _Log(msgspec.Struct, forbid_unknown_fields=True):
+    heads: list[str]
+    consistency: list[_Consistency]
+    entries: list[_Entry]
+
+
+class _Bundle(msgspec.Struct, forbid_unknown_fields=True):
+    hotline_audit_bundle: int
+    link: list[str]
+    exported_by: str
+    exported_at: str
+    cards: dict[str, str]
+    statements: dict[str, str]
+    logs: dict[str, _Log]
+
+
+class BundleError(VerificationError):
+    """A bundle item that does not verify; ``item`` names it exactly."""
+
+    def __init__(self, item: str, detail: str) -> None:
+        super().__init__(f"{item}: {detail}", code=ErrorCode.BAD_PROOF, fields={"item": item})
+        self.item = item
+
+
+@dataclass(slots=True)
+class LogReport:
+    owner: str
+    size: int
+    heads: int
+    entries: int
+    unproved: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class BundleReport:
+    link: tuple[str, str]
+    exported_by: str
+    statements: int
+    messages: int
+    receipts: int
+    senders: dict[str, int]
+    first: datetime | None
+    last: datetime | None
+    logs: dict[str, LogReport]
+    signature_checks: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "link": list(self.link),
+            "exported_by": self.exported_by,
+            "statements": self.statements,
+            "messages": self.messages,
+            "receipts": self.receipts,
+            "senders": self.senders,
+            "first": self.first.isoformat() if self.first else None,
+            "last": self.last.isoformat() if self.last else None,
+            "logs": {
+                name: {
+                    "size": r.size,
+                    "heads": r.heads,
+                    "entries": r.entries,
+                    "not_in_this_log": len(r.unproved),
+                }
+                for name, r in self.logs.items()
+            },
+            "signature_checks": self.signature_checks,
+        }
+
+
+# -- writing ----------------------------------------------------------------------------------
+
+
+def statement_key(statement: bytes) -> str:
+    return hashlib.sha256(statement).hexdigest()
+
+
+def encode_bundle(
+    *,
+    link: tuple[str, str],
+    exported_by: str,
+    exported_at: str,
+    cards: dict[str, str],
+    statements: dict[str, str],
+    logs: dict[str, dict[str, Any]],
+) -> bytes:
+    return msgspec.json.encode(
+        {
+            "hotline_audit_bundle": BUNDLE_VERSION,
+            "link": list(link),
+            "exported_by": exported_by,
+            "exported_at": exported_at,
+            "cards": cards,
+            "statements": statements,
+            "logs": logs,
+        }
+    )
+
+
+# -- verifying --------------------------------------------------------------------------------
+
+
+def _author_check(args: tuple[str, bytes, dict[str, tuple[bytes, bytes]]]) -> str | None:
+    """Verify one statement against its author's key; return an error text or None.
+
+    Runs in worker processes, so it takes and returns plain values.
+    """
+    key, statement, keys = args
+    try:
+        label, _key_id, unverified = peek_statement(statement)
+        purpose = _PURPOSES.get(label)
+        if purpose is None:
+            return f"statement {key}: purpose {label!r} does not belong in a bundle"
+        author = msgspec.json.decode(unverified, type=dict).get("from")
+        if author not in keys:
+            return f"statement {key}: author {author!r} is not a party to the link"
+        ed, ml = keys[author]
+        verify_statement(statement, purpose, SigningPublicKey(ed25519=ed, mldsa65=ml))
+    except (HotlineError, msgspec.DecodeError) as e:
+        return f"statement {key}: {e}"
+    return None
+
+
+def _check_signatures(statements: dict[str, bytes], cards: dict[str, Card], workers: int) -> int:
+    keys = {n: (c.signing_key.ed25519, c.signing_key.mldsa65) for n, c in cards.items()}
+    jobs = [(k, s, keys) for k, s in statements.items()]
+    if workers > 1 and len(jobs) > 2000:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            errors = list(pool.map(_author_check, jobs, chunksize=500))
+    else:
+        errors = [_author_check(job) for job in jobs]
+    for error in errors:
+        if error is not None:
+            raise BundleError(error.split(":")[0], error)
+    return len(jobs)
+
+
+def _decode_hashes(values: Iterable[str], item: str) -> list[bytes]:
+    try:
+        return [b64decode(v, what=item, size=merkle.HASH_SIZE) for v in values]
+    except WireError as e:
+        raise BundleError(item, e.detail) from e
+
+
+def _check_log(
+    owner: str, log: _Log, card: Card, statements: dict[str, bytes]
+) -> tuple[LogReport, set[str]]:
+    """Heads signed by the owner, consistent one to the next; every entry included in the last."""
+    heads: list[TreeHead] = []
+    for i, encoded in enumerate(log.heads):
+        item = f"logs.{owner}.heads[{i}]"
+        try:
+            heads.append(
+                verify_tree_head(b64decode(encoded, what=item), card.signing_key, log=owner)
+            )
+        except HotlineError as e:
+            raise BundleError(item, e.detail) from e
+    if not heads:
+        raise BundleError(f"logs.{owner}.heads", "no signed tree head")
+    for i in range(1, len(heads)):
+        if heads[i].size < heads[i - 1].size:
+            raise BundleError(f"logs.{owner}.heads[{i}]", "heads out of order (log shrank)")
+    proofs = {(c.first, c.second): c for c in log.consistency}
+    for i in range(1, len(heads)):
+        old, new = heads[i - 1], heads[i]
+        item = f"logs.{owner}.consistency[{old.size}->{new.size}]"
+        if old.size == new.size:
+            if old.root != new.root:
+                raise BundleError(item, "two heads of one size with different roots")
+            continue
+        found = proofs.get((old.size, new.size))
+        if found is None:
+            raise BundleError(item, "missing consistency proof")
+        try:
+            merkle.verify_consistency(
+                old_size=old.size,
+                new_size=new.size,
+                old_root=old.root,
+                new_root=new.root,
+                proof=_decode_hashes(found.proof, item),
+            )
+        except HotlineError as e:
+            raise BundleError(item, e.detail) from e
+    last = heads[-1]
+    included: set[str] = set()
+    seen_indexes: set[int] = set()
+    for entry in log.entries:
+        item = f"logs.{owner}.entries[{entry.index}] ({entry.kind} {entry.ref})"
+        if entry.index in seen_indexes:
+            raise BundleError(item, "index listed twice")
+        seen_indexes.add(entry.index)
+        statement = statements.get(entry.statement)
+        if statement is None:
+            raise BundleError(item, "names a statement the bundle does not hold")
+        try:
+            merkle.verify_inclusion(
+                leaf_hash=merkle.leaf_hash(statement),
+                index=entry.index,
+                size=last.size,
+                proof=_decode_hashes(entry.proof, item),
+                root=last.root,
+            )
+        except HotlineError as e:
+            raise BundleError(item, e.detail) from e
+        included.add(entry.statement)
+    return LogReport(owner, last.size, len(heads), len(log.entries)), included
+
+
+def verify_bundle(data: bytes, *, workers: int = 1) -> BundleReport:
+    """Check every signature, inclusion proof and consistency proof; return a summary.
+
+    Steps: 1. strict structure and limits; 2. both cards self-signed; 3. every statement signed
+    by its author (a party to the link) for a message or receipt purpose; 4. each log's heads
+    signed by its owner and consistent one to the next; 5. every listed entry included in the
+    log's last head; 6. which statements each log holds (both sides agree on their bytes); 7. each
+    direction's sequence numbers are complete.
+    Raises ``BundleError`` naming the first item that fails.
+    """
+    if len(data) > MAX_BUNDLE_BYTES:  # 1
+        raise WireError(f"bundle of {len(data)} bytes over limit", code=ErrorCode.TOO_LARGE)
+    bundle = decode_json(data, _Bundle, what="audit bundle", limit=MAX_BUNDLE_BYTES)
+    if bundle.hotline_audit_bundle != BUNDLE_VERSION:
+        raise WireError(f"bundle version {bundle.hotline_audit_bundle}", code=ErrorCode.BAD_VERSION)
+    if len(bundle.link) != 2 or set(bundle.cards) != set(bundle.link):
+        raise BundleError("link", "a bundle covers one link: two parties, a card for each")
+    if len(bundle.statements) > MAX_STATEMENTS:
+        raise WireError("too many statements", code=ErrorCode.TOO_LARGE)
+    cards: dict[str, Card] = {}
+    for name, encoded in bundle.cards.items():  # 2
+        try:
+            card = parse_card_statement(b64decode(encoded, what=f"cards.{name}"))
+        except HotlineError as e:
+            raise BundleError(f"cards.{name}", e.detail) from e
+        if card.name != name:
+            raise BundleError(f"cards.{name}", f"card is for {card.name!r}")
+        cards[name] = card
+    statements: dict[str, bytes] = {}
+    for key, encoded in bundle.statements.items():
+        raw = b64decode(encoded, what=f"statements.{key}", limit=1 << 20)
+        if statement_key(raw) != key:
+            raise BundleError(f"statements.{key}", "content does not match its hash")
+        statements[key] = raw
+    checks = _check_signatures(statements, cards, workers)  # 3
+    reports: dict[str, LogReport] = {}
+    in_log: dict[str, set[str]] = {}
+    for owner, log in bundle.logs.items():  # 4, 5
+        if owner not in cards:
+            raise BundleError(f"logs.{owner}", "log of a node that is not a party to the link")
+        reports[owner], in_log[owner] = _check_log(owner, log, cards[owner], statements)
+    for owner, report in reports.items():  # 6
+        report.unproved = sorted(set(statements) - in_log[owner])
+    _check_sequences(statements)  # 7
+    return _summary(bundle, statements, reports, checks)
+
+
+def _check_sequences(statements: dict[str, bytes]) -> None:
+    """Each direction's sequence numbers run 1..N with none missing and none used twice: a
+    message dropped from the bundle (from every log at once) still leaves its number's gap."""
+    seen: dict[tuple[str, str], dict[int, str]] = {}
+    for key, raw in statements.items():
+        _label, _kid, payload = peek_statement(raw)
+        fields = msgspec.json.decode(payload, type=dict)
+        seq = fields.get("seq")
+        if not isinstance(seq, int):
+            continue  # DELIVERED receipts are not sequenced
+        numbers = seen.setdefault((str(fields.get("from")), str(fields.get("to"))), {})
+        if seq in numbers:
+            raise BundleError(f"statements.{key}", f"sequence number {seq} used twice")
+        numbers[seq] = key
+    for (sender, recipient), numbers in seen.items():
+        missing = sorted(set(range(1, max(numbers) + 1)) - set(numbers))
+        if missing:
+            raise BundleError(
+                f"sequence {sender}->{recipient}",
+                f"numbers {missing[:10]} missing: statements were dropped from the bundle",
+            )
+
+
+def _summary(
+    bundle: _Bundle, statements: dict[str, bytes], reports: dict[str, LogReport], checks: int
+) -> BundleReport:
+    senders: dict[str, int] = {}
+    times: list[datetime] = []
+    messages = receipts = 0
+    for raw in statements.values():
+        label, _kid, payload = peek_statement(raw)
+        fields = msgspec.json.decode(payload, type=dict)
+        if label == Purpose.MESSAGE.value:
+            messages += 1
+            senders[fields["from"]] = senders.get(fields["from"], 0) + 1
+        else:
+            receipts += 1
+        with contextlib.suppress(HotlineError):
+            times.append(parse_time(str(fields.get("created", "")), what="created"))
+    return BundleReport(
+        link=(bundle.link[0], bundle.link[1]),
+        exported_by=bundle.exported_by,
+        statements=len(statements),
+        messages=messages,
+        receipts=receipts,
+        senders=senders,
+        first=min(times) if times else None,
+        last=max(times) if times else None,
+        logs=reports,
+        signature_checks=checks,
+    )
+
+
+__all__ = [
+    "BUNDLE_VERSION",
+    "BundleError",
+    "BundleReport",
+    "encode_bundle",
+    "statement_key",
+    "verify_bundle",
+]
