@@ -21,6 +21,7 @@ side pays a client round trip. The pairs of both must be identical or the run fa
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import resource
@@ -36,7 +37,7 @@ from typing import Any
 import numpy as np
 import shapely
 
-from hotline.deconfliction import OWN, Engine, Registry, Shape, ShapeKind, Volume, format_time
+from hotline.deconfliction import OWN, Engine, Registry, Shape, Volume, format_time
 from hotline.deconfliction._geo import buffered_footprints
 from hotline.deconfliction._store import WRITE_BATCH, _row, volumes_table
 from hotline.deconfliction._volume import POLYGON_SHAPE
@@ -93,9 +94,7 @@ def make_volumes(n: int, rng: np.random.Generator, prefix: str) -> list[Volume]:
     for j, i in enumerate(circles.tolist()):
         footprints[i] = fps[j]
         errors[i] = errs[j]
-        shapes[i] = Shape(
-            ShapeKind.CIRCLE, ((float(cx[i]), float(cy[i])),), radius_m=float(radius[j])
-        )
+        shapes[i] = Shape.circle((float(cx[i]), float(cy[i])), float(radius[j]))
 
     corridors = np.flatnonzero(kind == 2)
     half = np.minimum(rng.uniform(250.0, 5000.0, len(corridors)), across_km[corridors] * 250.0)
@@ -117,11 +116,7 @@ def make_volumes(n: int, rng: np.random.Generator, prefix: str) -> list[Volume]:
     for j, i in enumerate(corridors.tolist()):
         footprints[i] = fps[j]
         errors[i] = errs[j]
-        shapes[i] = Shape(
-            ShapeKind.CORRIDOR,
-            tuple((float(x), float(y)) for x, y in lines[j]),
-            half_width_m=float(half[j]),
-        )
+        shapes[i] = Shape.corridor([(float(x), float(y)) for x, y in lines[j]], float(half[j]))
 
     invalid = int((~shapely.is_valid(footprints)).sum())
     if invalid:
@@ -188,6 +183,7 @@ def bench_hotline(
     engine.add(active, rebuild=False)
     engine.rebuild()
     r["index_s"] = time.perf_counter() - t
+    gc.freeze()  # as Registry.load does: the collector leaves the long-lived volumes alone
     runs = []
     for _ in range(3):
         t = time.perf_counter()

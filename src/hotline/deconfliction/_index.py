@@ -177,7 +177,7 @@ class _Grid:
         del order, entries
         # The boxes again in entry order, as float32 relative to the origin and rounded outwards:
         # a cell's candidates are then read in sequence and filtered (a superset: never misses).
-        self.ebox = self.box32(box[self.entries])
+        self.ebox = self.box32(box[: int(slots.max()) + 1 if len(slots) else 0])[self.entries]
         first = np.ones(len(keys), dtype=bool)
         first[1:] = keys[1:] != keys[:-1]
         starts = np.flatnonzero(first)
@@ -186,12 +186,11 @@ class _Grid:
 
     def box32(self, box: Arr) -> Arr:
         """Packed boxes relative to the origin in float32, lower corners down, upper ones up."""
-        origin = np.concatenate([self.origin, self.origin])
-        rel = box - origin
-        out: Arr = rel.astype(np.float32)
-        lo, hi = out[:, :4], out[:, 4:]
-        np.copyto(lo, np.nextafter(lo, np.float32(-np.inf)), where=lo.astype(F8) > rel[:, :4])
-        np.copyto(hi, np.nextafter(hi, np.float32(np.inf)), where=hi.astype(F8) < rel[:, 4:])
+        out: Arr = np.empty(box.shape, np.float32)
+        for d in range(8):
+            # One float32 step outwards from the rounded value covers any rounding direction.
+            v = (box[:, d] - self.origin[d % 4]).astype(np.float32)
+            out[:, d] = np.nextafter(v, np.float32(-np.inf if d < 4 else np.inf))
         return out
 
     def cells(self, points: Arr) -> Arr:
@@ -313,12 +312,22 @@ class VolumeIndex:
         geoms[:] = [v.footprint for v in vols]
         bounds = shapely.bounds(geoms).reshape(-1, 4)
         box = pack_boxes(vols, bounds)
-        disc = Discs.of(geoms, bounds).packed()
+        disc = self._discs(geoms, bounds)
         slots = self._cols.append(box, disc, geoms)
         self._volumes.extend(vols)
         self._slot.update(zip(keys, slots.tolist(), strict=True))
         if rebuild and self._cols.n - self._built_n > PENDING_MAX:
             self.rebuild()
+
+    def _discs(self, geoms: Arr, bounds: Arr) -> Arr:
+        """Packed discs of many footprints, on the worker threads."""
+        step = 25_000
+        if self.workers == 1 or len(geoms) <= step:
+            return Discs.of(geoms, bounds).packed()
+        parts = [slice(i, i + step) for i in range(0, len(geoms), step)]
+        with ThreadPoolExecutor(self.workers) as pool:
+            done = list(pool.map(lambda p: Discs.of(geoms[p], bounds[p]).packed(), parts))
+        return np.concatenate(done)
 
     def remove(self, key: tuple[str, str]) -> bool:
         """Remove the volume with ``key``; False when there was none."""
@@ -395,23 +404,36 @@ class VolumeIndex:
             return np.empty(0, I8), np.empty(0, I8)
         geoms = np.empty(len(queries), object)
         geoms[:] = [v.footprint for v in queries]
-        shapely.prepare(geoms)
         bounds = shapely.bounds(geoms).reshape(-1, 4)
         box = pack_boxes(queries, bounds)
-        disc = Discs.of(geoms, bounds).packed()
-        return self.pairs_boxes(box, geoms, disc, self.self_slots(queries))
+        return self.pairs_boxes(box, geoms, None, self.self_slots(queries), bounds=bounds)
 
     def pairs_boxes(
-        self, box: Arr, geoms: Arr | None, disc: Arr | None, self_slots: Arr
+        self,
+        box: Arr,
+        geoms: Arr | None,
+        disc: Arr | None,
+        self_slots: Arr,
+        *,
+        bounds: Arr | None = None,
     ) -> tuple[Arr, Arr]:
-        """Pairs of packed query boxes and indexed slots; exact when footprints are given."""
+        """Pairs of packed query boxes and indexed slots; exact when footprints are given.
+
+        With footprints and their ``bounds`` but no ``disc``, each worker prepares its chunk's
+        footprints and computes their discs itself.
+        """
         if self._cols.n - self._built_n > PENDING_MAX // 4 and len(box) > 64:
             self.rebuild()  # a batch pays for the rebuild; single queries scan pending ones
         n = len(box)
         chunks = [np.arange(i, min(i + CHUNK, n), dtype=I8) for i in range(0, n, CHUNK)]
 
         def run(idx: Arr) -> tuple[Arr, Arr]:
-            return self._pairs_chunk(box, geoms, disc, self_slots, idx)
+            chunk_disc = disc
+            if geoms is not None and disc is None and bounds is not None:
+                shapely.prepare(geoms[idx])
+                chunk_disc = np.zeros((n, 4))
+                chunk_disc[idx] = Discs.of(geoms[idx], bounds[idx]).packed()
+            return self._pairs_chunk(box, geoms, chunk_disc, self_slots, idx)
 
         if self.workers > 1 and len(chunks) > 1:
             with ThreadPoolExecutor(self.workers) as pool:

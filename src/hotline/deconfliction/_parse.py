@@ -205,14 +205,14 @@ def _parse_feature(f: object, index: int, owner: str | None) -> Volume:
         if "radius_m" not in props:
             raise _bad(fid, "radius_m", "a Point needs radius_m (a circle)")
         centre, r, footprint, err = circle_footprint(coords, props["radius_m"], fid)
-        shape = Shape(ShapeKind.CIRCLE, (centre,), radius_m=r)
+        shape = Shape.circle(centre, r)
     elif gtype == "LineString":
         if "radius_m" in props:
             raise _bad(fid, "radius_m", "radius_m is for a Point (a circle)")
         if "half_width_m" not in props:
             raise _bad(fid, "half_width_m", "a LineString needs half_width_m (a corridor)")
         line, w, footprint, err = corridor_footprint(coords, props["half_width_m"], fid)
-        shape = Shape(ShapeKind.CORRIDOR, tuple(line), half_width_m=w)
+        shape = Shape.corridor(line, w)
     else:
         raise _bad(
             fid,
@@ -346,7 +346,7 @@ def _parse_one_volume4d(item: object, index: int, owner: str | None) -> Volume:
         if radius.get("units") != "M":
             raise _bad(fid, "outline_circle.radius.units", "radius units must be M")
         ctr, r, footprint, err = circle_footprint(centre, radius.get("value"), fid)
-        shape = Shape(ShapeKind.CIRCLE, (ctr,), radius_m=r)
+        shape = Shape.circle(ctr, r)
     else:
         p = _keys(v3["outline_polygon"], frozenset({"vertices"}), fid, "outline_polygon")
         vertices = p.get("vertices")

@@ -11,6 +11,7 @@ change, removal included, so that a planner's view can be checked for staleness.
 from __future__ import annotations
 
 import builtins
+import gc
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,7 +32,6 @@ from sqlalchemy import (
     Text,
     and_,
     select,
-    text,
     update,
 )
 from sqlalchemy import (
@@ -118,7 +118,7 @@ def _row(v: Volume, now_us: int) -> dict[str, Any]:
         "id": v.id,
         "version": v.version,
         "kind": str(v.shape.kind),
-        "geometry": json.dumps(v.geometry, separators=(",", ":")),
+        "geometry": v.shape.geometry_json or json.dumps(v.geometry, separators=(",", ":")),
         "radius_m": v.shape.radius_m,
         "half_width_m": v.shape.half_width_m,
         "max_error_m": v.max_error_m,
@@ -180,15 +180,24 @@ class Registry:
     def load(self, now_us: int) -> int:
         """Rebuild the engine from the store: volumes neither removed nor ended at ``now_us``."""
         engine = Engine(workers=self.engine.workers)
+        # The driver's own cursor: a million rows through SQLAlchemy's result layer cost seconds.
+        mark = "?" if self.db.dialect.paramstyle == "qmark" else "%s"
         try:
             with self.db.connect() as conn:
-                result = conn.execute(_LOAD, {"now": now_us})
-                while rows := result.fetchmany(READ_BATCH):
-                    engine.add(_volumes_from_rows(rows), rebuild=False)
-        except SQLAlchemyError as e:
+                cursor = conn.connection.cursor()
+                try:
+                    cursor.execute(_LOAD_SQL.replace(":now", mark), (now_us,))
+                    while rows := cursor.fetchmany(READ_BATCH):
+                        engine.add(_volumes_from_rows(rows), rebuild=False)
+                finally:
+                    cursor.close()
+        except (SQLAlchemyError, self.db.dialect.loaded_dbapi.Error) as e:
             raise StorageError(f"loading volumes failed: {e}") from e
         engine.rebuild()
         self.engine = engine
+        # A million long-lived volumes: keep the cyclic garbage collector from walking them all
+        # again and again (its full passes would stall queries for tens of milliseconds).
+        gc.freeze()
         return len(engine)
 
     def list(self, *, owner: str | None = None) -> list[Volume]:
@@ -344,7 +353,7 @@ def assess_notification(
 
 
 # Only what the engine needs; a polygon's GeoJSON is not read back (the footprint is the polygon).
-_LOAD = text(
+_LOAD_SQL = (
     "SELECT owner, id, version, kind, "
     "CASE WHEN kind = 'polygon' THEN NULL ELSE geometry END AS geometry, "
     "radius_m, half_width_m, max_error_m, footprint, altitude_lower, altitude_upper, "
@@ -356,11 +365,7 @@ _LOAD = text(
 def _shape(kind: str, geometry: str | None, radius: float | None, half: float | None) -> Shape:
     if kind == ShapeKind.POLYGON:
         return POLYGON_SHAPE
-    coords = json.loads(geometry or "{}").get("coordinates")
-    if kind == ShapeKind.CIRCLE:
-        return Shape(ShapeKind.CIRCLE, ((float(coords[0]), float(coords[1])),), radius_m=radius)
-    points = tuple((float(p[0]), float(p[1])) for p in coords)
-    return Shape(ShapeKind.CORRIDOR, points, half_width_m=half)
+    return Shape(ShapeKind(kind), geometry or "", radius_m=radius, half_width_m=half)
 
 
 def _volumes_from_rows(rows: Sequence[Any]) -> list[Volume]:

@@ -13,7 +13,9 @@ Semantics (docs/deconfliction.md):
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -65,14 +67,37 @@ class Shape:
     """How the footprint was given, kept so that export gives back what was entered.
 
     A polygon needs nothing more (its footprint is the polygon as given); a circle keeps its
-    centre and radius, a corridor its centre line and half-width.
+    centre and radius, a corridor its centre line and half-width. The GeoJSON geometry of a
+    circle or corridor is kept as compact JSON text (read back only on export: a million
+    volumes load without parsing it).
     """
 
     kind: ShapeKind
-    #: Circle: ``(centre,)``; corridor: the centre line; polygon: empty.
-    points: tuple[tuple[float, float], ...] = ()
+    #: GeoJSON geometry of a circle (Point) or corridor (LineString) as JSON text; "" for polygons.
+    geometry_json: str = ""
     radius_m: float | None = None
     half_width_m: float | None = None
+
+    @staticmethod
+    def circle(centre: tuple[float, float], radius_m: float) -> Shape:
+        geo = {"type": "Point", "coordinates": list(centre)}
+        return Shape(ShapeKind.CIRCLE, json.dumps(geo, separators=(",", ":")), radius_m=radius_m)
+
+    @staticmethod
+    def corridor(line: Sequence[tuple[float, float]], half_width_m: float) -> Shape:
+        geo = {"type": "LineString", "coordinates": [list(p) for p in line]}
+        text = json.dumps(geo, separators=(",", ":"))
+        return Shape(ShapeKind.CORRIDOR, text, half_width_m=half_width_m)
+
+    @property
+    def points(self) -> tuple[tuple[float, float], ...]:
+        """Circle: ``(centre,)``; corridor: the centre line; polygon: empty."""
+        if not self.geometry_json:
+            return ()
+        coords = json.loads(self.geometry_json)["coordinates"]
+        if self.kind == ShapeKind.CIRCLE:
+            coords = [coords]
+        return tuple((float(p[0]), float(p[1])) for p in coords)
 
 
 #: The one Shape every polygon volume shares (saves memory with a million volumes).
@@ -138,10 +163,9 @@ class Volume:
     @property
     def geometry(self) -> dict[str, Any]:
         """The GeoJSON geometry as entered (without any third coordinate)."""
-        if self.shape.kind == ShapeKind.CIRCLE:
-            return {"type": "Point", "coordinates": list(self.shape.points[0])}
-        if self.shape.kind == ShapeKind.CORRIDOR:
-            return {"type": "LineString", "coordinates": [list(p) for p in self.shape.points]}
+        if self.shape.geometry_json:
+            geometry: dict[str, Any] = json.loads(self.shape.geometry_json)
+            return geometry
         geo = mapping(self.footprint)
         if geo["type"] == "Polygon":
             coords: Any = [[list(p) for p in ring] for ring in geo["coordinates"]]
