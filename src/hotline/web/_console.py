@@ -12,6 +12,8 @@ import asyncio
 import json
 import logging
 import secrets
+import signal
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from importlib import resources
@@ -53,6 +55,12 @@ log = logging.getLogger(__name__)
 #: A comment line is sent on the live stream this often, so proxies and browsers keep it open
 #: and a closed tab is noticed.
 KEEPALIVE_S: Final = 15.0
+#: A live stream ends after this long and the browser opens a new one at once, resuming from
+#: the last event it saw. A node that shuts down waits for open responses to finish, so this
+#: bounds how long an open console can hold up a graceful restart.
+STREAM_LIFETIME_S: Final = 25.0
+#: How soon the browser reconnects after a stream ends or breaks.
+RECONNECT_MS: Final = 500
 #: Most form fields one request may carry.
 MAX_FORM_FIELDS: Final = 500
 STATIC_DIR: Final = Path(str(resources.files("hotline.web").joinpath("static")))
@@ -103,6 +111,9 @@ class Console:
         )
         self.env.filters["time"] = fmt_time
         self.env.filters["iso"] = fmt_iso
+        #: Set when the process is asked to stop: live streams end so the server can exit.
+        self.closing = False
+        self._signals_hooked = False
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -566,6 +577,34 @@ class Console:
 
     # -- live updates ----------------------------------------------------------------------
 
+    def _end_streams_on_shutdown(self) -> None:
+        """Chain SIGINT/SIGTERM so that open live streams end when the server is stopped.
+
+        The server stops gracefully only once every response has finished, and a live stream
+        never finishes by itself. The handler the server installed is still called.
+        """
+        if self._signals_hooked or threading.current_thread() is not threading.main_thread():
+            return
+        self._signals_hooked = True
+        loop = asyncio.get_running_loop()
+
+        def begin_close() -> None:
+            self.closing = True
+            self.node.notify_changed()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous = signal.getsignal(sig)
+
+            def handler(signum: int, frame: Any, previous: Any = previous) -> None:
+                loop.call_soon_threadsafe(begin_close)
+                if callable(previous):
+                    previous(signum, frame)
+                elif previous == signal.SIG_DFL:  # what would have happened without us
+                    signal.signal(signum, signal.SIG_DFL)
+                    signal.raise_signal(signum)
+
+            signal.signal(sig, handler)
+
     def _marks(self) -> tuple[int, int, int]:
         with self.node.store.read() as conn:
             return q.change_marks(conn)
@@ -575,14 +614,22 @@ class Console:
         session = self._require(request)
         token = request.cookies.get(SESSION_COOKIE, "")
 
-        # The page says which state it shows, so a change between rendering the page and
-        # opening this stream is not missed.
-        last = _parse_marks(request.query_params.get("since", "")) or self._marks()
+        # Where to start: the id of the last event the browser saw (it resends it when it
+        # reconnects), else the marks of the state the page shows, so that a change between
+        # rendering the page and opening this stream is not missed.
+        last = (
+            _parse_marks(request.headers.get("last-event-id", ""))
+            or _parse_marks(request.query_params.get("since", ""))
+            or self._marks()
+        )
+        loop = asyncio.get_running_loop()
+        ends_at = loop.time() + STREAM_LIFETIME_S
+        self._end_streams_on_shutdown()
 
         async def stream() -> AsyncIterator[str]:
             nonlocal last
-            yield "retry: 2000\n\n"
-            while True:
+            yield f"retry: {RECONNECT_MS}\n\n"
+            while loop.time() < ends_at and not self.closing:
                 # Take the event before reading the marks: a change in between sets it.
                 changed = self.node._changed
                 marks = self._marks()
@@ -593,9 +640,12 @@ class Console:
                     topics.append("links")
                 last = marks
                 if topics:
-                    yield f"event: change\ndata: {' '.join(topics)}\n\n"
+                    mark = ".".join(str(m) for m in marks)
+                    yield f"id: {mark}\nevent: change\ndata: {' '.join(topics)}\n\n"
                 try:
-                    await asyncio.wait_for(changed.wait(), timeout=KEEPALIVE_S)
+                    await asyncio.wait_for(
+                        changed.wait(), timeout=max(0.0, min(KEEPALIVE_S, ends_at - loop.time()))
+                    )
                 except TimeoutError:
                     if self.registry.session(token, now=datetime.now(UTC)) is None:
                         yield "event: logout\ndata: \n\n"

@@ -54,11 +54,20 @@
       indicator.classList.toggle("off", !on);
       document.body.setAttribute("data-live-connected", on ? "yes" : "no");
     }
+    // A stream ends every half minute and reopens at once (the node bounds them); only a
+    // connection that stays lost is shown as lost.
+    var lost = null;
     source.addEventListener("open", function () {
+      window.clearTimeout(lost);
+      lost = null;
       show(true);
     });
     source.addEventListener("error", function () {
-      show(false);
+      if (lost === null) {
+        lost = window.setTimeout(function () {
+          show(false);
+        }, 3000);
+      }
     });
     source.addEventListener("change", function (event) {
       String(event.data).split(" ").forEach(refresh);
