@@ -474,6 +474,15 @@ def _arrival_us(conn: Connection, message_id: str) -> int:
 # -- operator actions (the CLI) --------------------------------------------------------------
 
 
+def _validated(msg_type: str, body: dict[str, Any]) -> None:
+    """The catalog's check, with the bad fields named in the detail a person reads."""
+    try:
+        validate_body(msg_type, body)
+    except InputError as e:
+        named = "; ".join(f"{k}: {v}" for k, v in e.fields.items())
+        raise InputError(f"{e.detail} ({named})", code=e.code, fields=e.fields) from e
+
+
 def referral_body(
     bundle: dict[str, Any],
     *,
@@ -516,7 +525,7 @@ def prepare_referral(
     body = referral_body(
         checked.bundle, narrative=narrative, actions=actions, deadline=deadline, tlp=tlp
     )
-    validate_body(REFERRAL_TYPE, body)
+    _validated(REFERRAL_TYPE, body)
     return body
 
 
@@ -570,12 +579,18 @@ def update_case(
     with store.read() as conn:
         case = get_case(conn, case_id)
     check_transition(case.state, state, our_side(case.direction))
+    if state is CaseState.DECLINED and not reason:
+        raise InputError(
+            "declining a case needs a reason (--reason)", fields={"reason": "required"}
+        )
+    if state is not CaseState.DECLINED and reason is not None:
+        raise InputError("only a decline carries a reason; use a note", fields={"reason": "unused"})
     body: dict[str, Any] = {"case_id": case_id, "state": state.value}
     if note is not None:
         body["note"] = note
     if reason is not None:
         body["reason"] = reason
-    validate_body(UPDATE_TYPE, body)
+    _validated(UPDATE_TYPE, body)
     peer = cards.get(case.peer)
     if peer is None:
         raise NotFoundError(f"no peer named {case.peer!r}")
