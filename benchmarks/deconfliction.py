@@ -38,7 +38,7 @@ import numpy as np
 import shapely
 
 from hotline.deconfliction import OWN, Engine, Registry, Shape, Volume, format_time
-from hotline.deconfliction._geo import buffered_footprints
+from hotline.deconfliction._geo import buffered_footprints, circle_footprints
 from hotline.deconfliction._store import WRITE_BATCH, _row, volumes_table
 from hotline.deconfliction._volume import POLYGON_SHAPE
 from hotline.store.db import create_store_engine, migrate, sqlite_url
@@ -89,8 +89,7 @@ def make_volumes(n: int, rng: np.random.Generator, prefix: str) -> list[Volume]:
 
     circles = np.flatnonzero(kind == 1)
     radius = across_km[circles] * 500.0
-    lines = [np.array([[cx[i], cy[i]]]) for i in circles.tolist()]
-    fps, errs, _ = buffered_footprints(lines, radius)
+    fps, errs, _ = circle_footprints(np.column_stack((cx[circles], cy[circles])), radius)
     for j, i in enumerate(circles.tolist()):
         footprints[i] = fps[j]
         errors[i] = errs[j]

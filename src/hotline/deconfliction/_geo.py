@@ -206,7 +206,9 @@ def buffered_footprints(
     # Local-plane against geodesic distance over the buffer (second order in d / R), and the
     # chord of each arc segment.
     curvature = 1e-6 + 2.0 * (d / _MEAN_RADIUS) ** 2
-    d_buf = d / s_min * (1.0 + curvature) / math.cos(math.pi / (4 * QUAD_SEGS))
+    # GEOS divides a join's arc into round(angle / quantum) steps, so a step can reach 1.5
+    # quanta: the chord of 1.5 * pi / (2q) bounds how far any arc falls short of the buffer.
+    d_buf = d / s_min * (1.0 + curvature) / math.cos(3 * math.pi / (8 * QUAD_SEGS))
     local = np.column_stack(
         ((coords[:, 0] - lon0[owner]) * kx[owner], (coords[:, 1] - lat0[owner]) * ky[owner])
     )
@@ -240,14 +242,81 @@ def buffered_footprints(
     return list(polys), errors, problems
 
 
+#: Vertices of a circle's polygon (as for a buffered arc: 4 * QUAD_SEGS).
+CIRCLE_VERTICES = 4 * QUAD_SEGS
+#: Margin for the straight lon/lat edges of a circle's polygon bending inwards against the
+#: ellipsoid's geometry (second order in the edge length; at most about 3e-4 at 500 km and 80
+#: degrees of latitude, so 1e-3 is safe for every circle we accept).
+CIRCLE_EDGE_MARGIN = 1e-3
+
+
+def circle_footprints(
+    centres: np.ndarray[Any, np.dtype[np.float64]], radii: np.ndarray[Any, np.dtype[np.float64]]
+) -> tuple[list[Any], np.ndarray[Any, np.dtype[np.float64]], list[str]]:
+    """Polygons around many circles, vertices on the WGS84 ellipsoid (pyproj's Geod).
+
+    Vertices lie at geodesic distance ``r / cos(pi / n) * (1 + CIRCLE_EDGE_MARGIN)`` from the
+    centre, so the polygon contains the circle; its outward error is that distance minus ``r``
+    (0.58% of the radius). Returns polygons, errors in metres, and refusal reasons ("" if none).
+    """
+    n = len(radii)
+    k = CIRCLE_VERTICES
+    reach = radii / math.cos(math.pi / k) * (1 + CIRCLE_EDGE_MARGIN)
+    az = np.tile(np.linspace(0.0, 360.0, k, endpoint=False), n)
+    c_lon, c_lat = np.repeat(centres[:, 0], k), np.repeat(centres[:, 1], k)
+    for _ in range(2):
+        lon, lat, _ = _GEOD.fwd(c_lon, c_lat, az, np.repeat(reach, k))
+        lon = np.asarray(lon).reshape(n, k)
+        lat = np.asarray(lat).reshape(n, k)
+        # Straight lon/lat edges bend towards the centre, more so near the poles: measure the
+        # closest of three points per edge and push the vertices out until all are outside.
+        nxt_lon, nxt_lat = np.roll(lon, -1, axis=1), np.roll(lat, -1, axis=1)
+        closest = np.full(n, np.inf)
+        for f in (0.25, 0.5, 0.75):
+            _, _, dist = _GEOD.inv(
+                c_lon,
+                c_lat,
+                (lon + f * (nxt_lon - lon)).ravel(),
+                (lat + f * (nxt_lat - lat)).ravel(),
+            )
+            closest = np.minimum(closest, np.asarray(dist).reshape(n, k).min(axis=1))
+        short = closest < radii * (1 + 1e-4)
+        if not short.any():
+            break
+        reach = np.where(short, reach * radii * (1 + 2e-4) / np.minimum(closest, radii), reach)
+    ring = np.concatenate(
+        [np.stack([lon, lat], axis=2), np.stack([lon[:, :1], lat[:, :1]], axis=2)], axis=1
+    )
+    problems = [""] * n
+    # A pole within reach (or near it) or an antimeridian crossing: refused, as for polygons.
+    _, _, to_north = _GEOD.inv(centres[:, 0], centres[:, 1], centres[:, 0], np.full(n, 90.0))
+    _, _, to_south = _GEOD.inv(centres[:, 0], centres[:, 1], centres[:, 0], np.full(n, -90.0))
+    pole_room = np.radians(POLE_MARGIN_DEG) * 6_300_000.0
+    pole = (np.minimum(to_north, to_south) <= reach + pole_room) | (
+        np.abs(lat) >= 90 - POLE_MARGIN_DEG
+    ).any(axis=1)
+    anti = (np.abs(np.diff(lon, axis=1)) > 180.0).any(axis=1) | (np.abs(lon) >= 180.0).any(axis=1)
+    for i in np.flatnonzero(pole | anti).tolist():
+        problems[i] = (
+            "the circle reaches within a degree of a pole or contains it: refused"
+            if pole[i]
+            else "the circle reaches or crosses the antimeridian: refused"
+        )
+    polys = list(shapely.polygons(ring))
+    return polys, reach - radii, problems
+
+
 def circle_footprint(
     centre: object, radius_m: object, feature: str
 ) -> tuple[tuple[float, float], float, Polygon, float]:
     """Check a circle's centre and radius; return them, its polygon and the polygon's error."""
     c = _position(centre, feature, "geometry.coordinates")
     r = _metres(radius_m, MAX_RADIUS_M, feature, "radius_m")
-    poly, err = buffered_footprint([c], r, feature, "radius_m")
-    return c, r, poly, err
+    polys, errors, problems = circle_footprints(np.array([c]), np.array([r]))
+    if problems[0]:
+        raise _bad(feature, "radius_m", problems[0])
+    _check_valid(polys[0], feature, "radius_m")
+    return c, r, polys[0], float(errors[0])
 
 
 def corridor_footprint(
