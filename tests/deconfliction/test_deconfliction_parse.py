@@ -117,6 +117,8 @@ def test_lower_above_upper_and_times() -> None:
     refused(collection(f), "time_start")
     f["properties"]["time_start"] = "yesterday"
     refused(collection(f), "time_start")
+    f["properties"]["time_start"] = "2300-01-01T00:00:00Z"
+    assert "2255" in refused(collection(f), "time_start").detail
 
 
 def test_unknown_and_missing_properties() -> None:

@@ -40,6 +40,9 @@ MAX_FEATURES = 2_000_000
 #: Altitudes beyond this many metres (either sign) are refused as nonsense.
 MAX_ABS_ALTITUDE_M = 1_000_000.0
 
+#: Times from 1970 up to 2^53 microseconds (2255): exact as float64 in the index's boxes.
+MAX_TIME_US = 2**53
+
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})$")
 _FEATURE_KEYS = frozenset({"type", "id", "geometry", "properties", "bbox"})
 _COLLECTION_KEYS = frozenset({"type", "features", "bbox"})
@@ -65,7 +68,10 @@ def parse_time(value: object, feature: str, field: str) -> int:
         t = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
     except ValueError as e:
         raise _bad(feature, field, f"{field} is not a valid date-time: {e}") from e
-    return to_us(t)
+    us = to_us(t)
+    if not 0 <= us < MAX_TIME_US:
+        raise _bad(feature, field, f"{field} must be between 1970 and 2255 (UTC), got {value!r}")
+    return us
 
 
 def _altitude(value: object, feature: str, field: str) -> float:
