@@ -15,6 +15,7 @@ from hotline.core import merkle
 from hotline.node.home import NodeHome
 from hotline.store.messages import get_message
 from hotline.transcript._log import node_position
+from hotline.transcript.bundle import sign_bundle
 from hotline.transcript.heads import peer_heads
 
 pytestmark = pytest.mark.integration
@@ -116,17 +117,26 @@ def test_a_node_that_rewrites_its_log_is_caught_by_its_peer(linked_nodes, capsys
     assert code == 0 and events, "the alarm is recorded as a security event"
 
 
-def _bundle_of(capsys, w: NodeHome, tmp_path) -> dict:
+def _bundle_of(capsys, w: NodeHome, tmp_path) -> tuple[dict, bytes]:
     out = tmp_path / "bundle.json"
-    assert (
-        main(["audit", "export", "--dir", str(w.dir), "--peer", "moscow", "--out", str(out)]) == 0
-    )
-    return json.loads(out.read_bytes())
+    args = ["audit", "export", "--dir", str(w.dir), "--peer", "moscow", "--out", str(out)]
+    assert main(args) == 0
+    body, signature, _ = out.read_bytes().split(b"\n")
+    return json.loads(body), signature
 
 
-def _verify(capsys, tmp_path, bundle: dict) -> tuple[int, str]:
+def _verify(capsys, tmp_path, bundle: dict, signature: bytes | None = None) -> tuple[int, str]:
+    """Verify ``bundle`` re-signed by washington (the tampering tests forge as the exporter
+    would, to reach the checks behind the exporter's signature), or with ``signature``."""
     path = tmp_path / "candidate.json"
-    path.write_text(json.dumps(bundle))
+    body = json.dumps(bundle, separators=(",", ":")).encode()
+    if signature is None:
+        home = NodeHome(tmp_path / "washington")
+        data = sign_bundle(home.identity, body, bundle["exported_at"])
+        home.close()
+    else:
+        data = body + b"\n" + signature + b"\n"
+    path.write_bytes(data)
     capsys.readouterr()
     code = main(["audit", "verify", str(path), "--workers", "1", "--json"])
     captured = capsys.readouterr()
@@ -138,11 +148,21 @@ def test_audit_bundle_verifies_offline_and_every_tampering_is_named(linked_nodes
     ids = _converse(capsys, w, m)
     # Let washington learn moscow's latest head (the audit check refreshes and proves it).
     assert main(["audit", "check", "--dir", str(w.dir), "--peer", "moscow"]) == 0
-    bundle = _bundle_of(capsys, w, tmp_path)
+    bundle, signature = _bundle_of(capsys, w, tmp_path)
 
     code, out = _verify(capsys, tmp_path, bundle)
     assert code == 0, out
     report = json.loads(out)
+    # Any change to the exported bytes breaks the exporter's signature.
+    edited = json.loads(json.dumps(bundle))
+    edited["exported_at"] = edited["exported_at"].replace("20", "21", 1)
+    code, out = _verify(capsys, tmp_path, edited, signature)
+    assert code == 4 and "signature" in out
+    # An entry renamed to another message id is refused.
+    renamed = json.loads(json.dumps(bundle))
+    renamed["logs"]["washington"]["entries"][0]["ref"] = ids[2]
+    code, out = _verify(capsys, tmp_path, renamed)
+    assert code == 4 and "ref" in out
     assert report["messages"] == 4  # three from washington, the answer from moscow
     assert report["senders"] == {"washington": 3, "moscow": 1}
     assert set(report["logs"]) == {"washington", "moscow"}

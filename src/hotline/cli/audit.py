@@ -25,6 +25,7 @@ from hotline.store.schema import security_events
 from hotline.transcript.bundle import (
     MAX_BUNDLE_BYTES,
     encode_bundle,
+    sign_bundle,
     statement_key,
     verify_bundle,
 )
@@ -247,16 +248,24 @@ async def _export(home: NodeHome, peer: str) -> bytes:
             home.config.name: b64encode(home.card(datetime.now(UTC)).statement),
             peer: b64encode(node.peers[peer].statement),
         }
-        return encode_bundle(
+        exported_at = format_time(datetime.now(UTC))
+        body = encode_bundle(
             link=(home.config.name, peer),
             exported_by=home.config.name,
-            exported_at=format_time(datetime.now(UTC)),
+            exported_at=exported_at,
             cards=cards,
             statements=statements,
             logs=logs,
         )
+        return sign_bundle(home.identity, body, exported_at)
     finally:
         await link.close()
+
+
+def _their_kind(ours: str) -> str:
+    """What the peer's log calls an entry we call ``ours``: our message.out is its message.in."""
+    noun, _, direction = ours.partition(".")
+    return f"{noun}.{'in' if direction == 'out' else 'out'}"
 
 
 async def _peer_log_section(
@@ -293,7 +302,7 @@ async def _peer_log_section(
             entries.append(
                 {
                     "index": index,
-                    "kind": _kind,
+                    "kind": _their_kind(_kind),
                     "ref": ref,
                     "statement": statement_key(statement),
                     "proof": [b64encode(x) for x in proof],

@@ -57,6 +57,7 @@ class Purpose(StrEnum):
     TREE_HEAD = "tree-head"
     COSIGNATURE = "cosignature"
     TRANSLATION = "translation"
+    AUDIT_BUNDLE = "audit-bundle"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,8 @@
 """Audit bundles: the whole record of one link, verifiable offline by anyone.
 
-A bundle (docs/audit.md) holds both nodes' cards, every signed statement exchanged on the link
+A bundle file (docs/audit.md) is two lines: the bundle JSON, then the exporter's signed statement
+(purpose ``audit-bundle``) of the SHA-256 of the first line's exact bytes, so no byte of it can
+change unnoticed. The bundle holds both nodes' cards, every signed statement exchanged on the link
 (messages and receipts, as signed by their authors, so no decryption key is needed), and for
 each node's log: its signed tree heads, consistency proofs between them, and an inclusion proof
 of every entry of the link against the last head. ``verify_bundle`` checks all of it with no node
@@ -20,8 +22,8 @@ from typing import Any
 import msgspec
 
 from hotline.core import merkle
-from hotline.core.card import Card, parse_card_statement
-from hotline.core.encoding import b64decode, decode_json, parse_time
+from hotline.core.card import Card, Identity, parse_card_statement
+from hotline.core.encoding import b64decode, b64encode, decode_json, parse_time
 from hotline.core.keys import Purpose, SigningPublicKey, peek_statement, verify_statement
 from hotline.core.treehead import TreeHead, verify_tree_head
 from hotline.errors import ErrorCode, HotlineError, VerificationError, WireError
@@ -117,7 +119,28 @@ class BundleReport:
         }
 
 
+class _ExportPayload(msgspec.Struct, forbid_unknown_fields=True):
+    v: int
+    bundle_sha256: str
+    exported_by: str
+    exported_at: str
+
+
 # -- writing ----------------------------------------------------------------------------------
+
+
+def sign_bundle(identity: Identity, body: bytes, exported_at: str) -> bytes:
+    """The bundle file: the body, a newline, the exporter's signature statement, a newline."""
+    payload = msgspec.json.encode(
+        {
+            "v": BUNDLE_VERSION,
+            "bundle_sha256": hashlib.sha256(body).hexdigest(),
+            "exported_by": identity.name,
+            "exported_at": exported_at,
+        }
+    )
+    statement = identity.signing.sign(Purpose.AUDIT_BUNDLE, payload)
+    return body + b"\n" + b64encode(statement).encode("ascii") + b"\n"
 
 
 def statement_key(statement: bytes) -> str:
@@ -241,6 +264,7 @@ def _check_log(
         statement = statements.get(entry.statement)
         if statement is None:
             raise BundleError(item, "names a statement the bundle does not hold")
+        _check_entry_names(owner, entry, statement)
         try:
             merkle.verify_inclusion(
                 leaf_hash=merkle.leaf_hash(statement),
@@ -258,7 +282,8 @@ def _check_log(
 def verify_bundle(data: bytes, *, workers: int = 1) -> BundleReport:
     """Check every signature, inclusion proof and consistency proof; return a summary.
 
-    Steps: 1. strict structure and limits; 2. both cards self-signed; 3. every statement signed
+    Steps: 1. strict structure and limits; 2. both cards self-signed, and the exporter's signature
+    over the bundle's exact bytes; 3. every statement signed
     by its author (a party to the link) for a message or receipt purpose; 4. each log's heads
     signed by its owner and consistent one to the next; 5. every listed entry included in the
     log's last head; 6. which statements each log holds (both sides agree on their bytes); 7. each
@@ -267,7 +292,10 @@ def verify_bundle(data: bytes, *, workers: int = 1) -> BundleReport:
     """
     if len(data) > MAX_BUNDLE_BYTES:  # 1
         raise WireError(f"bundle of {len(data)} bytes over limit", code=ErrorCode.TOO_LARGE)
-    bundle = decode_json(data, _Bundle, what="audit bundle", limit=MAX_BUNDLE_BYTES)
+    body, newline, signature_line = data.partition(b"\n")
+    if not newline or not signature_line.endswith(b"\n") or b"\n" in signature_line[:-1]:
+        raise BundleError("file", "a bundle file is two lines: the bundle, then its signature")
+    bundle = decode_json(body, _Bundle, what="audit bundle", limit=MAX_BUNDLE_BYTES)
     if bundle.hotline_audit_bundle != BUNDLE_VERSION:
         raise WireError(f"bundle version {bundle.hotline_audit_bundle}", code=ErrorCode.BAD_VERSION)
     if len(bundle.link) != 2 or set(bundle.cards) != set(bundle.link):
@@ -283,6 +311,7 @@ def verify_bundle(data: bytes, *, workers: int = 1) -> BundleReport:
         if card.name != name:
             raise BundleError(f"cards.{name}", f"card is for {card.name!r}")
         cards[name] = card
+    _check_export_signature(bundle, body, signature_line[:-1], cards)
     statements: dict[str, bytes] = {}
     for key, encoded in bundle.statements.items():
         raw = b64decode(encoded, what=f"statements.{key}", limit=1 << 20)
@@ -300,6 +329,39 @@ def verify_bundle(data: bytes, *, workers: int = 1) -> BundleReport:
         report.unproved = sorted(set(statements) - in_log[owner])
     _check_sequences(statements)  # 7
     return _summary(bundle, statements, reports, checks)
+
+
+def _check_export_signature(
+    bundle: _Bundle, body: bytes, encoded: bytes, cards: dict[str, Card]
+) -> None:
+    item = "signature"
+    if bundle.exported_by not in cards:
+        raise BundleError("exported_by", f"{bundle.exported_by!r} is not a party to the link")
+    try:
+        statement = b64decode(encoded.decode("ascii"), what=item, limit=64 * 1024)
+        checked = verify_statement(
+            statement, Purpose.AUDIT_BUNDLE, cards[bundle.exported_by].signing_key
+        )
+        payload = decode_json(checked.payload, _ExportPayload, what=item)
+    except (HotlineError, UnicodeDecodeError) as e:
+        raise BundleError(item, str(e)) from e
+    if payload.bundle_sha256 != hashlib.sha256(body).hexdigest():
+        raise BundleError(item, "the bundle's bytes differ from what the exporter signed")
+    if (payload.exported_by, payload.exported_at) != (bundle.exported_by, bundle.exported_at):
+        raise BundleError(item, "signed exporter or time differ from the bundle's")
+
+
+def _check_entry_names(owner: str, entry: _Entry, statement: bytes) -> None:
+    """An entry's kind and ref must say what its statement says (they are not hashed)."""
+    item = f"logs.{owner}.entries[{entry.index}]"
+    label, _kid, payload = peek_statement(statement)
+    fields = msgspec.json.decode(payload, type=dict)
+    if fields.get("id") != entry.ref:
+        raise BundleError(item, f"ref {entry.ref!r} is not the statement's id")
+    direction = "out" if fields.get("from") == owner else "in"
+    noun = "message" if label == Purpose.MESSAGE.value else "receipt"
+    if entry.kind != f"{noun}.{direction}":
+        raise BundleError(item, f"kind {entry.kind!r}; the statement is a {noun}.{direction}")
 
 
 def _check_sequences(statements: dict[str, bytes]) -> None:
@@ -360,6 +422,7 @@ __all__ = [
     "BundleError",
     "BundleReport",
     "encode_bundle",
+    "sign_bundle",
     "statement_key",
     "verify_bundle",
 ]
