@@ -18,6 +18,7 @@ from hotline.operators._registry import (
     SESSION_IDLE,
     SESSION_LIFETIME,
     Action,
+    ForbiddenError,
     NewOperator,
     Operator,
     OperatorRegistry,
@@ -28,7 +29,12 @@ from hotline.operators._registry import (
     check_operator_name,
     check_password,
 )
-from hotline.operators._schema import operator_actions, operator_sessions, operators
+from hotline.operators._schema import (
+    operator_actions,
+    operator_sessions,
+    operators,
+    release_requests,
+)
 
 __all__ = [
     "LANGUAGES",
@@ -39,6 +45,7 @@ __all__ = [
     "SESSION_IDLE",
     "SESSION_LIFETIME",
     "Action",
+    "ForbiddenError",
     "NewOperator",
     "Operator",
     "OperatorRegistry",
@@ -51,4 +58,5 @@ __all__ = [
     "operator_actions",
     "operator_sessions",
     "operators",
+    "release_requests",
 ]

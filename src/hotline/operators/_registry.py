@@ -62,6 +62,13 @@ _NAME = re.compile(r"[a-z][a-z0-9._-]{1,31}")
 _CODE = re.compile(r"[0-9]{6}")
 
 
+class ForbiddenError(AuthError):
+    """A logged-in operator asked for something their role (or the two-person rule) forbids."""
+
+    default_code = ErrorCode.FORBIDDEN
+    http_status = 403
+
+
 class Role(StrEnum):
     OPERATOR = "operator"
     RELEASER = "releaser"
@@ -521,6 +528,7 @@ __all__ = [
     "SESSION_IDLE",
     "SESSION_LIFETIME",
     "Action",
+    "ForbiddenError",
     "NewOperator",
     "Operator",
     "OperatorRegistry",

@@ -56,4 +56,25 @@ operator_actions = Table(
 )
 Index("ix_operator_actions_operator", operator_actions.c.operator, operator_actions.c.id)
 
-__all__ = ["operator_actions", "operator_sessions", "operators"]
+# Messages waiting for a second person (two-person release), and what became of them. The body
+# is kept exactly as composed; ``message_ids`` (JSON list) are the messages queued on release.
+release_requests = Table(
+    "release_requests",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("author", String(32), nullable=False),
+    Column("msg_type", String(64), nullable=False),
+    Column("priority", String(16), nullable=False),
+    Column("recipients", Text, nullable=False),  # JSON list of peer names
+    Column("body", Text, nullable=False),  # JSON object
+    Column("in_reply_to", String(36), nullable=True),
+    Column("state", String(16), nullable=False),  # pending | releasing | released | rejected
+    Column("created_at_us", BigInteger, nullable=False),
+    Column("decided_by", String(32), nullable=True),
+    Column("decided_at_us", BigInteger, nullable=True),
+    Column("reason", Text, nullable=False, default=""),
+    Column("message_ids", Text, nullable=False, default="[]"),
+)
+Index("ix_release_requests_state", release_requests.c.state, release_requests.c.created_at_us)
+
+__all__ = ["operator_actions", "operator_sessions", "operators", "release_requests"]

@@ -32,9 +32,16 @@ from starlette.staticfiles import StaticFiles
 from hotline.compose import MESSAGE_TYPES, render, text_hash
 from hotline.compose.priority import Priority
 from hotline.core.encoding import from_us
-from hotline.errors import AuthError, ErrorCode, HotlineError, InputError
+from hotline.errors import AuthError, HotlineError, InputError
 from hotline.node.runtime import Node
-from hotline.operators import LANGUAGES, OperatorRegistry, Permission, Session
+from hotline.operators import (
+    LANGUAGES,
+    ForbiddenError,
+    OperatorRegistry,
+    Permission,
+    Session,
+)
+from hotline.operators.release import ReleaseQueue, ReleaseRequest, needs_release
 from hotline.store.messages import MessageView
 from hotline.web import _queries as q
 from hotline.web._compose import COMPOSABLE, body_from_form, field_errors, form_fields
@@ -45,7 +52,6 @@ from hotline.web._security import (
     LOGIN_COOKIE,
     MAX_FORM_BYTES,
     SESSION_COOKIE,
-    RefusedError,
     check_same_origin,
     check_token,
 )
@@ -102,6 +108,7 @@ class Console:
     def __init__(self, node: Node) -> None:
         self.node = node
         self.registry = OperatorRegistry(node.store, issuer=f"hotline {node.name}")
+        self.releases = ReleaseQueue(node.store)
         self.env = Environment(
             loader=PackageLoader("hotline.web", "templates"),
             autoescape=True,  # every value is escaped; peer text never becomes markup
@@ -136,6 +143,10 @@ class Console:
             ("/compose", self.compose_page, ["GET"]),
             ("/compose", self.compose_send, ["POST"]),
             ("/compose/preview", self.compose_preview, ["POST"]),
+            ("/releases", self.releases_page, ["GET"]),
+            ("/releases/live", self.releases_live, ["GET"]),
+            ("/releases/{request_id}/approve", self.release_approve, ["POST"]),
+            ("/releases/{request_id}/reject", self.release_reject, ["POST"]),
             ("/events", self.events, ["GET"]),
         ]
 
@@ -215,9 +226,7 @@ class Console:
         if session is None:
             raise Redirect("/login")
         if not session.operator.can(permission):
-            raise RefusedError(
-                f"{session.operator.role} may not {permission.value}", code=ErrorCode.FORBIDDEN
-            )
+            raise ForbiddenError(f"{session.operator.role} may not {permission.value}")
         return session
 
     async def _form(self, request: Request) -> MultiDict:
@@ -251,9 +260,7 @@ class Console:
         form = await self._form(request)
         check_token(session.csrf, form.get(CSRF_FIELD))
         if not session.operator.can(permission):
-            raise RefusedError(
-                f"{session.operator.role} may not {permission.value}", code=ErrorCode.FORBIDDEN
-            )
+            raise ForbiddenError(f"{session.operator.role} may not {permission.value}")
         return session, form
 
     def _record(
@@ -554,6 +561,25 @@ class Console:
             )
             ctx["in_reply_to"] = in_reply_to or ""
             return self._page("compose.html", request, session, status=422, **ctx)
+        if needs_release(priority):
+            queued = self.releases.submit(
+                session.operator,
+                msg_type=msg_type,
+                priority=priority,
+                recipients=recipients,
+                body=body,
+                in_reply_to=in_reply_to,
+                now=datetime.now(UTC),
+            )
+            self._record(
+                session,
+                request,
+                "submit_for_release",
+                target=queued.id,
+                detail=f"type={msg_type} priority={priority} to={','.join(recipients)}",
+            )
+            self.node.notify_changed()
+            return RedirectResponse(f"/releases#r-{queued.id}", status_code=303)
         ids = self.node.send_many(
             [
                 {
@@ -574,6 +600,74 @@ class Console:
             detail=f"type={msg_type} priority={priority} to={','.join(recipients)}",
         )
         return RedirectResponse("/outbox?" + urlencode({"sent": ids[0]}), status_code=303)
+
+    # -- release queue ---------------------------------------------------------------------
+
+    def _release_text(self, r: ReleaseRequest, lang: str) -> str:
+        try:
+            return render(r.msg_type, r.body, lang, "UTC")
+        except HotlineError:
+            return json.dumps(r.body, ensure_ascii=False, indent=2)
+
+    def _releases_ctx(self, session: Session) -> dict[str, Any]:
+        lang = session.operator.lang
+        pending = self.releases.pending()
+        return {
+            "pending": pending,
+            "recent": self.releases.recent(),
+            "texts": {r.id: self._release_text(r, lang) for r in pending},
+        }
+
+    async def releases_page(self, request: Request) -> Response:
+        session = self._require(request)
+        return self._page("releases.html", request, session, **self._releases_ctx(session))
+
+    async def releases_live(self, request: Request) -> Response:
+        session = self._require(request)
+        return self._page("_releases.html", request, session, **self._releases_ctx(session))
+
+    def _send_release(self, r: ReleaseRequest) -> list[str]:
+        # The link does not sign author and releaser into the message yet (see
+        # hotline.operators.release); they are in the release record and the action log.
+        return self.node.send_many(
+            [
+                {
+                    "to": peer,
+                    "msg_type": r.msg_type,
+                    "priority": r.priority,
+                    "body": r.body,
+                    "in_reply_to": r.in_reply_to,
+                }
+                for peer in r.recipients
+            ]
+        )
+
+    async def release_approve(self, request: Request) -> Response:
+        session, _ = await self._post(request, Permission.RELEASE)
+        request_id = request.path_params["request_id"]
+        done = self.releases.approve(
+            request_id, session.operator, now=datetime.now(UTC), send=self._send_release
+        )
+        self._record(
+            session,
+            request,
+            "release",
+            target=request_id,
+            detail=f"author={done.author} messages={','.join(done.message_ids)}",
+        )
+        self.node.notify_changed()
+        return RedirectResponse("/releases", status_code=303)
+
+    async def release_reject(self, request: Request) -> Response:
+        session, form = await self._post(request, Permission.RELEASE)
+        request_id = request.path_params["request_id"]
+        reason = str(form.get("reason", ""))
+        done = self.releases.reject(request_id, session.operator, reason, now=datetime.now(UTC))
+        self._record(
+            session, request, "reject_release", target=request_id, detail=done.reason[:500]
+        )
+        self.node.notify_changed()
+        return RedirectResponse("/releases", status_code=303)
 
     # -- live updates ----------------------------------------------------------------------
 
@@ -605,7 +699,7 @@ class Console:
 
             signal.signal(sig, handler)
 
-    def _marks(self) -> tuple[int, int, int]:
+    def _marks(self) -> tuple[int, int, int, int]:
         with self.node.store.read() as conn:
             return q.change_marks(conn)
 
@@ -636,8 +730,10 @@ class Console:
                 topics = []
                 if marks[0] != last[0]:
                     topics.append("messages")
-                if marks[1:] != last[1:]:
+                if marks[1:3] != last[1:3]:
                     topics.append("links")
+                if marks[3] != last[3]:
+                    topics.append("releases")
                 last = marks
                 if topics:
                     mark = ".".join(str(m) for m in marks)
@@ -660,11 +756,11 @@ class Console:
         )
 
 
-def _parse_marks(text: str) -> tuple[int, int, int] | None:
+def _parse_marks(text: str) -> tuple[int, int, int, int] | None:
     parts = text.split(".")
-    if len(parts) != 3 or not all(p.isdigit() and len(p) < 19 for p in parts):
+    if len(parts) != 4 or not all(p.isdigit() and len(p) < 19 for p in parts):
         return None
-    return int(parts[0]), int(parts[1]), int(parts[2])
+    return int(parts[0]), int(parts[1]), int(parts[2]), int(parts[3])
 
 
 def _summary(view: MessageView, limit: int = 80) -> str:

@@ -15,6 +15,7 @@ from typing import Any, Final
 from sqlalchemy import Connection, and_, desc, exists, func, not_, select
 
 from hotline.compose.priority import DEFAULT_ACK_DEADLINES, Priority
+from hotline.operators import operator_actions
 from hotline.store.messages import Event, MessageView, list_messages
 from hotline.store.schema import link_events, message_events, messages, security_events
 
@@ -161,12 +162,16 @@ def recent_security_events(conn: Connection) -> list[SecurityEvent]:
     return [SecurityEvent(r.at_us, r.code, r.peer, r.source, r.detail) for r in rows]
 
 
-def change_marks(conn: Connection) -> tuple[int, int, int]:
-    """Highest row ids of message, link and security events: they grow with every change."""
+def change_marks(conn: Connection) -> tuple[int, int, int, int]:
+    """Highest row ids of message, link and security events and of the operators' actions.
+
+    Each grows with every change of its part; the live stream compares them.
+    """
     msg = conn.execute(select(func.max(message_events.c.id))).scalar() or 0
     sec = conn.execute(select(func.max(security_events.c.id))).scalar() or 0
     link = conn.execute(select(func.max(link_events.c.id))).scalar() or 0
-    return int(msg), int(link), int(sec)
+    actions = conn.execute(select(func.max(operator_actions.c.id))).scalar() or 0
+    return int(msg), int(link), int(sec), int(actions)
 
 
 __all__ = [

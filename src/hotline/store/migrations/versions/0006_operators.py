@@ -1,4 +1,4 @@
-"""The local operator registry: accounts, console sessions and the operators' action log.
+"""The local operator registry: accounts, sessions, the action log and the release queue.
 
 Revision ID: 0006
 Revises: 0001
@@ -50,8 +50,25 @@ def upgrade() -> None:
         sa.Column("source", sa.String(128), nullable=False),
     )
     op.create_index("ix_operator_actions_operator", "operator_actions", ["operator", "id"])
+    op.create_table(
+        "release_requests",
+        sa.Column("id", sa.String(36), primary_key=True),
+        sa.Column("author", sa.String(32), nullable=False),
+        sa.Column("msg_type", sa.String(64), nullable=False),
+        sa.Column("priority", sa.String(16), nullable=False),
+        sa.Column("recipients", sa.Text, nullable=False),
+        sa.Column("body", sa.Text, nullable=False),
+        sa.Column("in_reply_to", sa.String(36), nullable=True),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("created_at_us", sa.BigInteger, nullable=False),
+        sa.Column("decided_by", sa.String(32), nullable=True),
+        sa.Column("decided_at_us", sa.BigInteger, nullable=True),
+        sa.Column("reason", sa.Text, nullable=False),
+        sa.Column("message_ids", sa.Text, nullable=False),
+    )
+    op.create_index("ix_release_requests_state", "release_requests", ["state", "created_at_us"])
 
 
 def downgrade() -> None:
-    for table in ("operator_actions", "operator_sessions", "operators"):
+    for table in ("release_requests", "operator_actions", "operator_sessions", "operators"):
         op.drop_table(table)
