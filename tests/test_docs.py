@@ -59,3 +59,9 @@ def test_cli_help_lists_every_command(capsys):
     ):
         assert re.search(rf"\b{command}\b", out), command
     assert app.info.help
+
+
+def test_every_error_code_is_in_docs_errors():
+    errors = (ROOT / "docs" / "errors.md").read_text()
+    for code in ErrorCode:
+        assert f"`{code.value}`" in errors, code
