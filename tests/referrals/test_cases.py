@@ -11,7 +11,7 @@ from sqlalchemy import select
 from hotline.compose.catalog import RequestedAction, Tlp
 from hotline.errors import ErrorCode, HotlineError, InputError, ProtocolError
 from hotline.node.home import NodeHome
-from hotline.referrals import cases
+from hotline.referrals import cases, stix
 from hotline.referrals._schema import referral_events, taxii_objects
 from hotline.referrals.messages import CaseState
 from hotline.store.messages import get_message
@@ -178,3 +178,58 @@ def test_allowed_moves() -> None:
     }
     assert cases.allowed(CaseState.CLOSED, cases.Side.REFERRER) == frozenset()
     assert cases.allowed(CaseState.DECLINED, cases.Side.REFERRER) == {CaseState.CLOSED}
+
+
+def _hostile_referral(objects: list[dict[str, object]]) -> dict[str, object]:
+    return {
+        "stix_bundle": {"type": "bundle", "id": "bundle--1", "objects": objects},
+        "narrative": "n",
+        "requested_actions": ["investigate"],
+        "response_deadline": "2026-11-28T12:00:00Z",
+        "tlp": "amber",
+    }
+
+
+def _apply(home: NodeHome, message_id: str, msg_type: str, body: dict[str, object]) -> None:
+    with home.store.write() as conn:
+        cases.on_message_committed(
+            conn,
+            direction="in",
+            peer="washington",
+            message_id=message_id,
+            msg_type=msg_type,
+            body=body,
+            at_us=1,
+        )
+
+
+def test_hostile_referrals_from_a_peer_never_raise(homes: dict[str, NodeHome]) -> None:
+    import time
+
+    m = homes["moscow"]
+    many = [{"type": "ipv4-addr", "id": f"ipv4-addr--{i}"} for i in range(100_000)]
+    bad_stix = sample_bundle(1)["objects"]
+    cases_ = {
+        "01000000-0000-7000-8000-000000000001": _hostile_referral(many),  # 10^5 objects
+        "01000000-0000-7000-8000-000000000002": _hostile_referral(many[:600]),  # over the cap
+        "01000000-0000-7000-8000-000000000003": _hostile_referral(bad_stix),  # unmarked
+        "01000000-0000-7000-8000-000000000004": {"stix_bundle": []},  # not a referral
+    }
+    stix.warm_up()  # the validator's first call loads its schemas (~2.5 s); a node does it at start
+    started = time.monotonic()
+    for message_id, body in cases_.items():
+        _apply(m, message_id, "cyber_referral", body)
+    assert time.monotonic() - started < 1.0
+    _apply(m, "01000000-0000-7000-8000-000000000005", "case_update", {"case_id": "x"})
+    _apply(m, "01000000-0000-7000-8000-000000000006", "free_text", {"text": "hello"})
+    with m.store.read() as conn:
+        found = {c.id: c for c in cases.list_cases(conn)}
+        assert conn.execute(select(taxii_objects.c.pk)).all() == []
+    # The 10^5-object body is over the catalog's 1 MiB: logged, no case. The others open a
+    # case that is not served, with the reason.
+    assert set(found) == {
+        "01000000-0000-7000-8000-000000000002",
+        "01000000-0000-7000-8000-000000000003",
+    }
+    assert "too_large" in (found["01000000-0000-7000-8000-000000000002"].problem or "")
+    assert "stix_invalid" in (found["01000000-0000-7000-8000-000000000003"].problem or "")

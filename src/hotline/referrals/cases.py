@@ -253,6 +253,14 @@ def _record_referral(
 ) -> None:
     if conn.execute(select(referral_cases.c.id).where(referral_cases.c.id == message_id)).first():
         return
+    bundle = body.get("stix_bundle")
+    objects_ = bundle.get("objects") if isinstance(bundle, dict) else None
+    if isinstance(objects_, list) and len(objects_) > 2 * stix.MAX_BUNDLE_OBJECTS:
+        # Far over the cap: refused before the catalog walks (and re-serializes) the body.
+        raise InputError(
+            f"the bundle has {len(objects_)} objects; the limit is {stix.MAX_BUNDLE_OBJECTS}",
+            code=ErrorCode.TOO_LARGE,
+        )
     model = validate_body(REFERRAL_TYPE, dict(body))
     if not isinstance(model, CyberReferral):  # pragma: no cover - validate_body's contract
         raise ProtocolError("not a cyber_referral")

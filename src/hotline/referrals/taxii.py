@@ -491,7 +491,8 @@ def make_router(store: Store, peers: Callable[[], Iterable[str]]) -> APIRouter:
 def mount(app: FastAPI, node: Any) -> None:
     """Serve TAXII on a running node's app (``node``: ``hotline.node.runtime.Node``).
 
-    Applies any referral messages the inbox hook has not yet seen (``cases.catch_up``) first.
+    Applies any referral messages the inbox hook has not yet seen (``cases.catch_up``) first,
+    and loads the STIX validator's schemas in the background.
     """
     from hotline.referrals.cases import catch_up
 
@@ -501,6 +502,16 @@ def mount(app: FastAPI, node: Any) -> None:
     if caught:
         log.info("referrals: applied %d message(s) to cases at start-up", caught)
     app.include_router(make_router(store, lambda: list(node.peers)))
+    threading.Thread(target=_warm_up, name="stix-validator-warm-up", daemon=True).start()
+
+
+def _warm_up() -> None:
+    from hotline.referrals.stix import warm_up
+
+    try:
+        warm_up()
+    except HotlineError as e:  # pragma: no cover - the built-in marking always validates
+        log.warning("STIX validator warm-up failed: %s", e)
 
 
 __all__ = [
