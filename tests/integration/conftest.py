@@ -6,6 +6,7 @@ import dataclasses
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -16,7 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from hotline import transcript
+from hotline.core import merkle
 from hotline.node.home import CONFIG_FILE, NodeHome
+from hotline.transcript._log import node_position
 
 START_TIMEOUT_S = 20.0
 
@@ -127,5 +131,70 @@ def linked_nodes(tmp_path: Path) -> Iterator[dict[str, NodeProcess]]:
     finally:
         for node in nodes.values():
             node.stop()
+        for home in homes.values():
+            home.close()
+
+
+def rewrite_log(home: NodeHome) -> None:
+    """What a dishonest party could do to its own store: rebuild its log in another order
+    (same entries, first two swapped: same size, another root)."""
+    with home.store.read() as conn:
+        entries = [transcript.leaf(conn, i) for i in range(transcript.size(conn))]
+    home.close()
+    entries[0], entries[1] = entries[1], entries[0]
+    grown = merkle.append_leaves(0, [], [e.leaf_hash for e in entries])
+    db = sqlite3.connect(home.dir / "store.sqlite")
+    for table in ("transcript_leaves", "transcript_nodes"):
+        for action in ("update", "delete"):
+            db.execute(f"DROP TRIGGER IF EXISTS {table}_no_{action}")
+        db.execute(f"DELETE FROM {table}")
+    db.executemany(
+        "INSERT INTO transcript_leaves (idx, leaf_hash, kind, ref) VALUES (?, ?, ?, ?)",
+        [(i, e.leaf_hash, e.kind, e.ref) for i, e in enumerate(entries)],
+    )
+    db.executemany(
+        "INSERT INTO transcript_nodes (pos, hash) VALUES (?, ?)",
+        [(node_position(lv, ix), h) for lv, ix, h in grown.nodes if lv],
+    )
+    db.commit()
+    db.close()
+
+
+@pytest.fixture
+def log_rewriter():
+    """What a dishonest party could do to its own store (see ``rewrite_log``)."""
+    return rewrite_log
+
+
+@pytest.fixture
+def nodes_with_witness(tmp_path):
+    homes = make_linked_homes(
+        tmp_path, ["washington", "moscow"], retry_cap_s=1.0, heartbeat_interval_s=1.0
+    )
+    witness = NodeHome.init(
+        tmp_path / "helsinki",
+        name="helsinki",
+        listen=f"127.0.0.1:{free_port()}",
+        display_names={"en": "Helsinki"},
+        role="witness",
+    )
+    config = dataclasses.replace(witness.config, heartbeat_interval_s=1.0)
+    (witness.dir / CONFIG_FILE).write_text(config.to_toml())
+    witness = NodeHome(witness.dir)
+    now = datetime.now(UTC)
+    for home in homes.values():
+        card = witness.card(now)
+        home.add_peer(card, card.fingerprint, now)
+        node_card = home.card(now)
+        witness.add_peer(node_card, node_card.fingerprint, now)
+    homes["helsinki"] = witness
+    processes = {name: NodeProcess(home, tmp_path) for name, home in homes.items()}
+    try:
+        for process in processes.values():
+            process.start()
+        yield processes
+    finally:
+        for process in processes.values():
+            process.stop()
         for home in homes.values():
             home.close()

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
-import sqlite3
 import time
 
 import pytest
 
-from hotline import transcript
 from hotline.cli import main
-from hotline.core import merkle
 from hotline.node.home import NodeHome
 from hotline.store.messages import get_message
-from hotline.transcript._log import node_position
 from hotline.transcript.bundle import sign_bundle
 from hotline.transcript.heads import peer_heads
 
@@ -71,32 +67,7 @@ def test_both_logs_hold_every_statement_with_the_same_bytes(linked_nodes, capsys
     assert heads and all(h.checked == 1 for h in heads)
 
 
-def _rewrite_log(home: NodeHome) -> None:
-    """What a dishonest party could do to its own store: rebuild its log in another order
-    (same entries, first two swapped: same size, another root)."""
-    with home.store.read() as conn:
-        entries = [transcript.leaf(conn, i) for i in range(transcript.size(conn))]
-    home.close()
-    entries[0], entries[1] = entries[1], entries[0]
-    grown = merkle.append_leaves(0, [], [e.leaf_hash for e in entries])
-    db = sqlite3.connect(home.dir / "store.sqlite")
-    for table in ("transcript_leaves", "transcript_nodes"):
-        for action in ("update", "delete"):
-            db.execute(f"DROP TRIGGER IF EXISTS {table}_no_{action}")
-        db.execute(f"DELETE FROM {table}")
-    db.executemany(
-        "INSERT INTO transcript_leaves (idx, leaf_hash, kind, ref) VALUES (?, ?, ?, ?)",
-        [(i, e.leaf_hash, e.kind, e.ref) for i, e in enumerate(entries)],
-    )
-    db.executemany(
-        "INSERT INTO transcript_nodes (pos, hash) VALUES (?, ?)",
-        [(node_position(lv, ix), h) for lv, ix, h in grown.nodes if lv],
-    )
-    db.commit()
-    db.close()
-
-
-def test_a_node_that_rewrites_its_log_is_caught_by_its_peer(linked_nodes, capsys):
+def test_a_node_that_rewrites_its_log_is_caught_by_its_peer(linked_nodes, log_rewriter, capsys):
     w_node, m_node = linked_nodes["washington"], linked_nodes["moscow"]
     w, m = w_node.home, m_node.home
     _converse(capsys, w, m)
@@ -104,7 +75,7 @@ def test_a_node_that_rewrites_its_log_is_caught_by_its_peer(linked_nodes, capsys
     assert code == 0
 
     m_node.stop()
-    _rewrite_log(m)
+    log_rewriter(m)
     m_node.start()
     # The rewritten log shows as soon as moscow signs anything about it (here: a receipt).
     code, sent = _json(capsys, "send", "--dir", str(w.dir), "--to", "moscow", "--text", "more")

@@ -37,6 +37,7 @@ from hotline.transcript.crosscheck import (
     latest_checked_head,
 )
 from hotline.transcript.heads import PeerHead, latest_own_head, own_heads_upto, peer_heads
+from hotline.transcript.witnessing import latest_cosignature
 
 audit_app = typer.Typer(help="Verify the record of a link.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
@@ -49,11 +50,19 @@ def transcript_cmd(dir: DirOption, json_out: JsonOption = False) -> None:
     with home.store.read() as conn:
         size, root = transcript.size_and_root(conn)
         own = latest_own_head(conn)
-        peers = {name: peer_heads(conn, name) for name in home.peer_cards()}
+        cards = home.peer_cards()
+        peers = {name: peer_heads(conn, name) for name, c in cards.items() if c.role == "node"}
+        witnessed = {
+            name: latest_cosignature(conn, name) for name, c in cards.items() if c.role == "witness"
+        }
     report: dict[str, Any] = {
         "size": size,
         "root": root.hex(),
         "latest_signed_head": None if own is None else {"size": own.size, "root": own.root.hex()},
+        "witnessed": {
+            name: None if w is None else {k: v for k, v in w.items() if k != "statement"}
+            for name, w in witnessed.items()
+        },
         "peers": {
             name: {
                 "heads": len(heads),
@@ -71,6 +80,9 @@ def transcript_cmd(dir: DirOption, json_out: JsonOption = False) -> None:
         _print_json(report)
         return
     console.print(f"our transcript: {size} entries, root {root.hex()}", highlight=False)
+    for name, w in report["witnessed"].items():
+        seen = f"size {w['size']} at {w['at'][:19]}" if w else "[yellow]not yet[/]"
+        console.print(f"witnessed by {name}: {seen}", highlight=False)
     table = Table("peer", "heads", "latest checked size", "unchecked", "equivocations")
     for name, info in report["peers"].items():
         latest = info["latest_checked"]

@@ -363,6 +363,12 @@ class PeerLink:
             raise ProtocolError(f"peer {self.peer.name!r} has no endpoint")
         return await self._transport.get(path, params)
 
+    async def exchange(self, path: str, payload: object) -> tuple[int, bytes]:
+        """POST JSON to the peer's link API; status and body (witness requests)."""
+        if self._transport is None:
+            raise ProtocolError(f"peer {self.peer.name!r} has no endpoint")
+        return await self._transport.exchange(path, payload)
+
     async def close(self) -> None:
         if self._transport is not None:
             await self._transport.close()

@@ -71,6 +71,15 @@ class HttpTransport:
             chunks.append(chunk)
         return b"".join(chunks)
 
+    async def exchange(self, path: str, payload: object) -> tuple[int, bytes]:
+        """POST JSON; the status and body, whatever the status (the caller reads errors)."""
+        what = f"{self.endpoint}{path}"
+        try:
+            async with self._client.stream("POST", what, json=payload) as response:
+                return response.status_code, await self._read_limited(response, what)
+        except httpx.HTTPError as e:
+            raise TransportError(f"{what}: {e.__class__.__name__}: {e}") from e
+
     async def _request(self, method: str, path: str, **kwargs: object) -> bytes:
         what = f"{self.endpoint}{path}"
         try:

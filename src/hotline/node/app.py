@@ -21,9 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hotline import __version__, transcript
 from hotline.compose.priority import Priority
-from hotline.core.encoding import b64encode
+from hotline.core.encoding import b64decode, b64encode
 from hotline.core.envelope import MAX_BATCH_BYTES, MAX_ENVELOPE_BYTES, decode_batch
-from hotline.errors import AuthError, ErrorCode, HotlineError, WireError
+from hotline.errors import AuthError, ErrorCode, HotlineError, NotFoundError, WireError
 from hotline.link.transport_http import ENVELOPE_CONTENT_TYPE
 from hotline.node.runtime import Node
 
@@ -79,6 +79,14 @@ class AckRequest(BaseModel):
     lang: str | None = Field(default=None, max_length=8)
     tz: str | None = Field(default=None, max_length=64)
     text_hash: str | None = Field(default=None, max_length=64)
+
+
+class CosignRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    log: str = Field(max_length=64)
+    tree_head: str = Field(max_length=64 * 1024)
+    old_size: int = Field(ge=0)
+    proof: list[str] = Field(max_length=64)
 
 
 class IdResponse(BaseModel):
@@ -189,6 +197,21 @@ def create_app(node: Node) -> FastAPI:
                 {"index": x.index, "kind": x.kind, "leaf_hash": x.leaf_hash.hex()} for x in leaves
             ],
         }
+
+    # -- witness (only on a node made with --role witness) ---------------------------------
+
+    @app.post("/v1/witness/cosign", tags=["witness"])
+    async def witness_cosign(req: CosignRequest) -> dict[str, str]:
+        """Cosign a node's tree head that extends the last head of its log cosigned here."""
+        if node.home.config.role != "witness":
+            raise NotFoundError("this node is not a witness")
+        signature = node.cosign(
+            log=req.log,
+            tree_head=b64decode(req.tree_head, what="tree head", limit=64 * 1024),
+            old_size=req.old_size,
+            proof=[b64decode(h, what="proof hash", size=32) for h in req.proof],
+        )
+        return {"cosignature": b64encode(signature.statement)}
 
     # -- local operator API ----------------------------------------------------------------
 

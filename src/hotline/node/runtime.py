@@ -12,11 +12,19 @@ from typing import Any
 import msgspec
 from sqlalchemy import Connection
 
+from hotline import transcript
 from hotline.core.card import Card
-from hotline.core.encoding import b64decode, decode_json, to_us
+from hotline.core.encoding import b64decode, b64encode, decode_json, to_us
 from hotline.core.envelope import HeartbeatPayload, read_header
 from hotline.core.treehead import TreeHead, verify_tree_head
-from hotline.errors import ErrorCode, HotlineError, NotFoundError, VerificationError
+from hotline.core.witness import Cosignature, verify_cosignature
+from hotline.errors import (
+    ErrorCode,
+    HotlineError,
+    NotFoundError,
+    TransportError,
+    VerificationError,
+)
 from hotline.link import inbox, outbox
 from hotline.link.delivery import PeerLink
 from hotline.link.inbox import Received
@@ -38,6 +46,7 @@ from hotline.transcript.heads import (
     raise_equivocation,
     record_peer_head,
 )
+from hotline.transcript.witnessing import cosign_head, latest_cosignature, record_cosignature
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +54,17 @@ log = logging.getLogger(__name__)
 GAP_GRACE_INTERVALS = 2.0
 #: How often each peer's new tree heads are proved consistent with the ones checked before.
 HEAD_CHECK_INTERVAL_S = 5.0
+#: How often a node asks each witness to cosign its latest head (at most; never more often
+#: than the heartbeat interval).
+WITNESS_INTERVAL_S = 10.0
+
+
+class _CosignReply(msgspec.Struct, forbid_unknown_fields=True):
+    cosignature: str
+
+
+class _ErrorReply(msgspec.Struct):
+    error: dict[str, Any]
 
 
 def decode_proof_reply(data: bytes) -> list[bytes]:
@@ -328,6 +348,81 @@ class Node:
         await self.check_peer_heads(peer)
         return head
 
+    # -- witnessing -------------------------------------------------------------------------
+
+    def cosign(
+        self, *, log: str, tree_head: bytes, old_size: int, proof: list[bytes]
+    ) -> Cosignature:
+        """As a witness: cosign ``log``'s head if it extends the last one cosigned here."""
+        card = self.peer(log)
+        with self.store.write() as conn:
+            return cosign_head(
+                conn,
+                self.identity,
+                card,
+                tree_head=tree_head,
+                old_size=old_size,
+                proof=proof,
+                now=datetime.now(UTC),
+            )
+
+    async def witness_once(self, witness: str) -> Cosignature | None:
+        """Have ``witness`` cosign our current head; None if it already has."""
+        link = self.links[witness]
+        head = self.own_head(max_age_s=0.0)
+        with self.store.read() as conn:
+            last = latest_cosignature(conn, witness)
+        old_size = 0 if last is None else int(last["size"])
+        if last is not None and old_size >= head.size:
+            return None
+        for _attempt in range(2):
+            with self.store.read() as conn:
+                proof = transcript.consistency_proof(conn, old_size, head.size) if old_size else []
+            status, data = await link.exchange(
+                "/v1/witness/cosign",
+                {
+                    "log": self.name,
+                    "tree_head": b64encode(head.statement),
+                    "old_size": old_size,
+                    "proof": [b64encode(h) for h in proof],
+                },
+            )
+            if status == 200:
+                reply = decode_json(data, _CosignReply, what="cosign reply", limit=64 * 1024)
+                signature = verify_cosignature(
+                    b64decode(reply.cosignature, what="cosignature", limit=64 * 1024),
+                    link.peer.signing_key,
+                    witness=witness,
+                    log=self.name,
+                )
+                if (signature.size, signature.root) != (head.size, head.root):
+                    raise VerificationError("the witness cosigned another head")
+                with self.store.write() as conn:
+                    record_cosignature(conn, signature, datetime.now(UTC))
+                return signature
+            error = decode_json(data, _ErrorReply, what="witness error", limit=64 * 1024).error
+            witness_size = error.get("fields", {}).get("witness_size")
+            if status == 409 and isinstance(witness_size, int) and witness_size <= head.size:
+                old_size = witness_size  # the witness saw a head we no longer hold a proof base for
+                continue
+            raise TransportError(
+                f"witness {witness} refused our head: {error}", code=ErrorCode.PEER_REFUSED
+            )
+        return None
+
+    async def _witness_forever(self, witness: str) -> None:
+        interval = min(self.home.config.heartbeat_interval_s, WITNESS_INTERVAL_S)
+        while True:
+            try:
+                await self.witness_once(witness)
+            except asyncio.CancelledError:
+                raise
+            except HotlineError as e:
+                log.warning("witness %s: %s", witness, e)
+            except Exception:
+                log.exception("witness %s", witness)
+            await asyncio.sleep(interval)
+
     async def _check_heads_forever(self, peer: str) -> None:
         while True:
             try:
@@ -431,6 +526,10 @@ class Node:
 
     def _start_link(self, link: PeerLink) -> None:
         name = link.peer.name
+        if link.peer.role == "witness" and self.home.config.role != "witness":
+            self._tasks.append(
+                asyncio.create_task(self._witness_forever(name), name=f"witness:{name}")
+            )
         self._tasks.append(
             asyncio.create_task(self._check_heads_forever(name), name=f"heads:{name}")
         )
