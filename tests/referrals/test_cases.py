@@ -233,3 +233,11 @@ def test_hostile_referrals_from_a_peer_never_raise(homes: dict[str, NodeHome]) -
     }
     assert "too_large" in (found["01000000-0000-7000-8000-000000000002"].problem or "")
     assert "stix_invalid" in (found["01000000-0000-7000-8000-000000000003"].problem or "")
+    # What could not be applied is kept as refused events, and catch_up does not retry it.
+    with m.store.read() as conn:
+        refused = conn.execute(
+            select(referral_events.c.message_id).where(referral_events.c.accepted == 0)
+        ).all()
+    assert len(refused) == 3
+    with m.store.write() as conn:
+        assert cases.catch_up(conn) == 0

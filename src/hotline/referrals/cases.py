@@ -420,28 +420,50 @@ def on_message_committed(
         if direction == "out":
             raise
         log.warning("%s %s from %s not applied to cases: %s", msg_type, message_id, peer, e)
+        # Kept as a refused event, so that the record shows it and catch_up does not retry it.
+        conn.execute(
+            insert(referral_events).values(
+                case_id=message_id,
+                message_id=message_id,
+                state=CaseState.REFERRED.value if msg_type == REFERRAL_TYPE else "invalid",
+                side=Side.REFERRER.value if msg_type == REFERRAL_TYPE else Side.RECEIVER.value,
+                at_us=at_us,
+                accepted=0,
+                problem=f"{e.code}: {e.detail}"[:2000],
+            )
+        )
 
 
 def catch_up(conn: Connection) -> int:
     """Apply referral messages in ``messages`` that the case tables have not seen; returns how
-    many were looked at. Cheap when there is nothing new only in small stores: it reads every
-    referral-type message row (by type), so the node calls it once at start-up and the CLI
-    before each command; the hook keeps things current in between."""
+    many were looked at. It reads the id of every referral-type message (the ``messages`` table
+    has no index by type), so the node calls it once at start-up and the CLI before each
+    command; the inbox hook keeps the tables current in between."""
     m = messages.c
-    rows = list(
+    ids = list(
         conn.execute(
-            select(m.id, m.direction, m.peer, m.msg_type, m.body, m.created_at_us)
+            select(m.id, m.msg_type)
             .where(and_(m.kind == "message", m.msg_type.in_((REFERRAL_TYPE, UPDATE_TYPE))))
             .order_by(m.direction, m.peer, m.seq)
         )
     )
     seen_cases = {r[0] for r in conn.execute(select(referral_cases.c.id))}
     seen_events = {r[0] for r in conn.execute(select(referral_events.c.message_id))}
-    # Referrals first, so that an update found in the same pass has its case.
-    pending = sorted(
-        (r for r in rows if r.id not in seen_cases and r.id not in seen_events),
-        key=lambda r: r.msg_type != REFERRAL_TYPE,
-    )
+    # Referrals first, so that an update found in the same pass has its case; bodies (up to a
+    # few hundred KiB each) are read only for the messages not seen yet.
+    unseen = [
+        r.id
+        for r in sorted(ids, key=lambda r: r.msg_type != REFERRAL_TYPE)
+        if r.id not in seen_cases and r.id not in seen_events
+    ]
+    pending = [
+        conn.execute(
+            select(m.id, m.direction, m.peer, m.msg_type, m.body, m.created_at_us).where(
+                m.id == message_id
+            )
+        ).one()
+        for message_id in unseen
+    ]
     for r in pending:
         try:
             body = json.loads(r.body)
