@@ -26,12 +26,18 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MultiDict
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.staticfiles import StaticFiles
 
 from hotline.compose import MESSAGE_TYPES, render, text_hash
 from hotline.compose.priority import Priority
-from hotline.core.encoding import from_us
+from hotline.core.encoding import from_us, to_us
 from hotline.errors import AuthError, HotlineError, InputError
 from hotline.node.runtime import Node
 from hotline.operators import (
@@ -43,6 +49,7 @@ from hotline.operators import (
 )
 from hotline.operators.release import ReleaseQueue, ReleaseRequest, needs_release
 from hotline.store.messages import MessageView
+from hotline.web import _map
 from hotline.web import _queries as q
 from hotline.web._compose import COMPOSABLE, body_from_form, field_errors, form_fields
 from hotline.web._i18n import translate
@@ -147,6 +154,9 @@ class Console:
             ("/releases/live", self.releases_live, ["GET"]),
             ("/releases/{request_id}/approve", self.release_approve, ["POST"]),
             ("/releases/{request_id}/reject", self.release_reject, ["POST"]),
+            ("/map", self.map_page, ["GET"]),
+            ("/map/live", self.map_live, ["GET"]),
+            ("/map/data.json", self.map_data, ["GET"]),
             ("/events", self.events, ["GET"]),
         ]
 
@@ -513,6 +523,9 @@ class Console:
             original = self.node.message(reply_to)
             values["in_reply_to"] = original.id
             recipients = [original.peer]
+            if request.query_params.get("draft") and original.msg_type == "activity_notification":
+                # A draft naming the conflicts of the peer's notification with our activities.
+                values["text"] = _map.draft_for(self._map_data(), original.id) or ""
         ctx = self._compose_ctx(session, msg_type, values, recipients, "routine")
         ctx["in_reply_to"] = reply_to or ""
         return self._page("compose.html", request, session, **ctx)
@@ -668,6 +681,32 @@ class Console:
         )
         self.node.notify_changed()
         return RedirectResponse("/releases", status_code=303)
+
+    # -- map -------------------------------------------------------------------------------
+
+    def _map_data(self) -> _map.MapData:
+        with self.node.store.read() as conn:
+            return _map.load_map(conn, to_us(datetime.now(UTC)))
+
+    def _map_ctx(self) -> dict[str, Any]:
+        data = _map.to_json(self._map_data())
+        return {
+            "conflicts": data["conflicts"],
+            "refused": data["refused"],
+            "n": len(data["volumes"]),
+        }
+
+    async def map_page(self, request: Request) -> Response:
+        session = self._require(request)
+        return self._page("map.html", request, session, **self._map_ctx())
+
+    async def map_live(self, request: Request) -> Response:
+        session = self._require(request)
+        return self._page("_map_conflicts.html", request, session, **self._map_ctx())
+
+    async def map_data(self, request: Request) -> Response:
+        self._require(request)
+        return JSONResponse(_map.to_json(self._map_data()))
 
     # -- live updates ----------------------------------------------------------------------
 

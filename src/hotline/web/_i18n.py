@@ -19,6 +19,7 @@ UI: Final[dict[str, tuple[str, str]]] = {
     "nav_compose": ("Compose", "Новое сообщение"),
     "nav_outbox": ("Outbox", "Исходящие"),
     "nav_releases": ("Release queue", "Очередь выпуска"),
+    "nav_map": ("Map", "Карта"),
     "node": ("Node", "Узел"),
     "signed_in_as": ("Signed in as", "Вход выполнен:"),
     "role": ("role", "роль"),
@@ -135,6 +136,32 @@ UI: Final[dict[str, tuple[str, str]]] = {
     "release_released": ("released", "выпущено"),
     "release_rejected": ("rejected", "отклонено"),
     "messages_sent": ("Messages", "Сообщения"),
+    # Map.
+    "map_title": ("Map: activities and conflicts", "Карта: мероприятия и конфликты"),
+    "map_note": (
+        "Own volumes in blue, peers' in orange, conflicts in red. "
+        "Offline world map (Natural Earth).",
+        "Свои объёмы — синим, объёмы партнёров — оранжевым, конфликты — красным. "
+        "Автономная карта мира (Natural Earth).",
+    ),
+    "map_time": ("Time (UTC)", "Время (UTC)"),
+    "all_times": ("all times", "всё время"),
+    "volumes": ("volumes", "объёмов"),
+    "conflicts": ("Conflicts", "Конфликты"),
+    "no_conflicts": ("No conflicts.", "Конфликтов нет."),
+    "own_volume": ("Our volume", "Наш объём"),
+    "peer_volume": ("Their volume", "Их объём"),
+    "window": ("Window", "Время"),
+    "altitudes": ("Altitudes", "Высоты"),
+    "area": ("Area", "Площадь"),
+    "notifications": ("Notifications", "Уведомления"),
+    "ours": ("ours", "наше"),
+    "theirs": ("theirs", "их"),
+    "draft_response": ("Draft a response", "Подготовить ответ"),
+    "refused_notifications": (
+        "notifications could not be read and are not shown",
+        "уведомлений не удалось прочитать; они не показаны",
+    ),
     # Compose.
     "compose_title": ("Compose", "Новое сообщение"),
     "message_type": ("Message type", "Тип сообщения"),
