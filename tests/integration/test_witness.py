@@ -41,6 +41,16 @@ def test_witness_cosigns_and_catches_a_rewritten_log(nodes_with_witness, log_rew
     report = json.loads(capsys.readouterr().out)
     assert report["witnessed"]["helsinki"]["size"] >= 3
 
+    # The audit bundle carries helsinki's cosignatures, checked offline.
+    bundle = w.dir.parent / "bundle.json"
+    assert (
+        main(["audit", "export", "--dir", str(w.dir), "--peer", "moscow", "--out", str(bundle)])
+        == 0
+    )
+    capsys.readouterr()
+    assert main(["audit", "verify", str(bundle), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["witnessed"]["helsinki"] >= 3
+
     # washington rewrites its log; the witness refuses the next head and raises the alarm.
     w_node.stop()
     log_rewriter(w)

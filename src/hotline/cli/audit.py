@@ -37,7 +37,7 @@ from hotline.transcript.crosscheck import (
     latest_checked_head,
 )
 from hotline.transcript.heads import PeerHead, latest_own_head, own_heads_upto, peer_heads
-from hotline.transcript.witnessing import latest_cosignature
+from hotline.transcript.witnessing import cosignatures_upto, latest_cosignature
 
 audit_app = typer.Typer(help="Verify the record of a link.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
@@ -260,6 +260,16 @@ async def _export(home: NodeHome, peer: str) -> bytes:
             home.config.name: b64encode(home.card(datetime.now(UTC)).statement),
             peer: b64encode(node.peers[peer].statement),
         }
+        with home.store.read() as conn:
+            cosigned = cosignatures_upto(conn, own_last.size)
+        witness_cards = {n: c for n, c in node.peers.items() if c.role == "witness"}
+        witnesses = {
+            name: {
+                "card": b64encode(card.statement),
+                "cosignatures": [b64encode(s) for w, s in cosigned if w == name],
+            }
+            for name, card in witness_cards.items()
+        }
         exported_at = format_time(datetime.now(UTC))
         body = encode_bundle(
             link=(home.config.name, peer),
@@ -268,6 +278,7 @@ async def _export(home: NodeHome, peer: str) -> bytes:
             cards=cards,
             statements=statements,
             logs=logs,
+            witnesses=witnesses,
         )
         return sign_bundle(home.identity, body, exported_at)
     finally:

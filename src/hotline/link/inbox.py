@@ -39,6 +39,7 @@ from hotline.core.envelope import (
 from hotline.core.keys import SigningPublicKey
 from hotline.core.treehead import verify_tree_head
 from hotline.errors import ErrorCode, HotlineError, ProtocolError
+from hotline.referrals.cases import on_message_committed
 from hotline.store import Store
 from hotline.store.messages import (
     State,
@@ -301,6 +302,16 @@ def _accept_one(
         add_events(conn, events)
         result.delivered_ids.append(payload.id)
         _flag_catalog_problems(conn, payload, sender, now_us)
+        # Cases follow their messages in the same transaction (cyber referrals, case updates).
+        on_message_committed(
+            conn,
+            direction="in",
+            peer=sender,
+            message_id=payload.id,
+            msg_type=payload.type,
+            body=payload.body,
+            at_us=now_us,
+        )
         kind = "message.in"
     else:
         _accept_acknowledged_receipt(conn, opened, payload, seq, now_us, result)

@@ -26,6 +26,7 @@ from hotline.core.card import Card, Identity, parse_card_statement
 from hotline.core.encoding import b64decode, b64encode, decode_json, parse_time
 from hotline.core.keys import Purpose, SigningPublicKey, peek_statement, verify_statement
 from hotline.core.treehead import TreeHead, verify_tree_head
+from hotline.core.witness import verify_cosignature
 from hotline.errors import ErrorCode, HotlineError, VerificationError, WireError
 
 BUNDLE_VERSION = 1
@@ -56,6 +57,11 @@ class _Log(msgspec.Struct, forbid_unknown_fields=True):
     entries: list[_Entry]
 
 
+class _Witness(msgspec.Struct, forbid_unknown_fields=True):
+    card: str
+    cosignatures: list[str]  # cosignatures of heads of the exporter's log
+
+
 class _Bundle(msgspec.Struct, forbid_unknown_fields=True):
     hotline_audit_bundle: int
     link: list[str]
@@ -64,6 +70,7 @@ class _Bundle(msgspec.Struct, forbid_unknown_fields=True):
     cards: dict[str, str]
     statements: dict[str, str]
     logs: dict[str, _Log]
+    witnesses: dict[str, _Witness] = msgspec.field(default_factory=dict)
 
 
 class BundleError(VerificationError):
@@ -95,6 +102,7 @@ class BundleReport:
     last: datetime | None
     logs: dict[str, LogReport]
     signature_checks: int
+    witnessed: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -116,6 +124,7 @@ class BundleReport:
                 for name, r in self.logs.items()
             },
             "signature_checks": self.signature_checks,
+            "witnessed": self.witnessed,
         }
 
 
@@ -155,6 +164,7 @@ def encode_bundle(
     cards: dict[str, str],
     statements: dict[str, str],
     logs: dict[str, dict[str, Any]],
+    witnesses: dict[str, dict[str, Any]] | None = None,
 ) -> bytes:
     return msgspec.json.encode(
         {
@@ -165,6 +175,7 @@ def encode_bundle(
             "cards": cards,
             "statements": statements,
             "logs": logs,
+            "witnesses": witnesses or {},
         }
     )
 
@@ -328,7 +339,51 @@ def verify_bundle(data: bytes, *, workers: int = 1) -> BundleReport:
     for owner, report in reports.items():  # 6
         report.unproved = sorted(set(statements) - in_log[owner])
     _check_sequences(statements)  # 7
-    return _summary(bundle, statements, reports, checks)
+    witnessed = _check_witnesses(bundle)  # 8
+    summary = _summary(bundle, statements, reports, checks)
+    summary.witnessed = witnessed
+    return summary
+
+
+def _check_witnesses(bundle: _Bundle) -> dict[str, int]:
+    """Each cosignature is by a witness card in the bundle and names one of the exporter's heads
+    with the same root. Returns, per witness, the largest head size it cosigned."""
+    owner = bundle.exported_by
+    heads: dict[int, bytes] = {}
+    for encoded in bundle.logs.get(owner, _Log([], [], [])).heads:
+        head = verify_tree_head(
+            b64decode(encoded, what="head"), _card_key(bundle, owner), log=owner
+        )
+        heads[head.size] = head.root
+    largest: dict[str, int] = {}
+    for name, witness in bundle.witnesses.items():
+        item = f"witnesses.{name}"
+        try:
+            card = parse_card_statement(b64decode(witness.card, what=item))
+        except HotlineError as e:
+            raise BundleError(item, e.detail) from e
+        if card.name != name or card.role != "witness":
+            raise BundleError(item, "not the card of a witness of that name")
+        for i, encoded in enumerate(witness.cosignatures):
+            sub = f"{item}.cosignatures[{i}]"
+            try:
+                signature = verify_cosignature(
+                    b64decode(encoded, what=sub), card.signing_key, witness=name, log=owner
+                )
+            except HotlineError as e:
+                raise BundleError(sub, e.detail) from e
+            if heads.get(signature.size) != signature.root:
+                raise BundleError(
+                    sub,
+                    f"cosigns a head of size {signature.size} that is not "
+                    "one of the exporter's heads in this bundle",
+                )
+            largest[name] = max(largest.get(name, 0), signature.size)
+    return largest
+
+
+def _card_key(bundle: _Bundle, name: str) -> SigningPublicKey:
+    return parse_card_statement(b64decode(bundle.cards[name], what=f"cards.{name}")).signing_key
 
 
 def _check_export_signature(
