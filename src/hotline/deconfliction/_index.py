@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import shapely
 
-from hotline.deconfliction._volume import Volume
+from hotline.deconfliction._volume import POLYGON_SHAPE, Shape, Volume
 
 #: Volumes added since the last build that queries scan one by one before the grid is rebuilt.
 PENDING_MAX = 2_048
@@ -65,16 +65,66 @@ _EMPTY_BOX = np.array([np.inf] * 4 + [-np.inf] * 4)
 def pack_boxes(volumes: Sequence[Volume], bounds: Arr) -> Arr:
     """Rows ``[xmin, ymin, t0, alt_lo, xmax, ymax, t1, alt_hi]``, every dimension closed."""
     n = len(volumes)
-    box = np.empty((n, 8), F8)
+    return pack_columns(
+        bounds,
+        np.fromiter((v.time_start_us for v in volumes), I8, n),
+        np.fromiter((v.time_end_us for v in volumes), I8, n),
+        np.fromiter((v.altitude_lower for v in volumes), F8, n),
+        np.fromiter((v.altitude_upper for v in volumes), F8, n),
+    )
+
+
+def pack_columns(bounds: Arr, start_us: Arr, end_us: Arr, lower: Arr, upper: Arr) -> Arr:
+    """``pack_boxes`` from columns: a window [start, end) becomes the closed [start, end - 1]."""
+    box = np.empty((len(bounds), 8), F8)
     box[:, 0] = bounds[:, 0]
     box[:, 1] = bounds[:, 1]
     box[:, 4] = bounds[:, 2]
     box[:, 5] = bounds[:, 3]
-    box[:, 2] = np.fromiter((v.time_start_us for v in volumes), I8, n)
-    box[:, 6] = np.fromiter((v.time_end_us for v in volumes), I8, n) - 1
-    box[:, 3] = np.fromiter((v.altitude_lower for v in volumes), F8, n)
-    box[:, 7] = np.fromiter((v.altitude_upper for v in volumes), F8, n)
+    box[:, 2] = start_us
+    box[:, 6] = np.asarray(end_us, dtype=I8) - 1
+    box[:, 3] = lower
+    box[:, 7] = upper
     return box
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """Many volumes column-wise (what the store loads without making Volume objects)."""
+
+    ids: list[str]
+    owners: list[str]
+    versions: Arr  # int
+    shapes: list[Shape | None]  # None: a polygon (the shared POLYGON_SHAPE)
+    errors: Arr  # max_error_m
+    geoms: Arr  # object array of footprints
+    box: Arr  # packed boxes
+
+    @staticmethod
+    def of(volumes: Sequence[Volume]) -> Columns:
+        geoms = np.empty(len(volumes), object)
+        geoms[:] = [v.footprint for v in volumes]
+        bounds = shapely.bounds(geoms).reshape(-1, 4)
+        return Columns(
+            ids=[v.id for v in volumes],
+            owners=[v.owner for v in volumes],
+            versions=np.fromiter((v.version for v in volumes), I8, len(volumes)),
+            shapes=[None if v.shape is POLYGON_SHAPE else v.shape for v in volumes],
+            errors=np.fromiter((v.max_error_m for v in volumes), F8, len(volumes)),
+            geoms=geoms,
+            box=pack_boxes(volumes, bounds),
+        )
+
+    def take(self, idx: list[int]) -> Columns:
+        return Columns(
+            ids=[self.ids[i] for i in idx],
+            owners=[self.owners[i] for i in idx],
+            versions=self.versions[idx],
+            shapes=[self.shapes[i] for i in idx],
+            errors=self.errors[idx],
+            geoms=self.geoms[idx],
+            box=self.box[idx],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,27 +267,42 @@ class _Grid:
 
 
 class _Columns:
-    """Growable arrays of every slot (alive or not): packed boxes, discs and footprints."""
+    """Growable arrays of every slot (alive or not): boxes, discs, footprints and what makes a
+    ``Volume`` again (id, owner code, version, shape, error), so that no Volume object is kept
+    per indexed volume (a million of them cost hundreds of megabytes)."""
+
+    _ARRAYS = ("box", "disc", "geoms", "ids", "owner", "version", "shape", "err")
 
     def __init__(self) -> None:
         self.n = 0
         self.box = np.empty((0, 8), F8)
         self.disc = np.empty((0, 4), F8)
         self.geoms = np.empty(0, object)
+        self.ids = np.empty(0, object)
+        self.owner = np.empty(0, np.int32)
+        self.version = np.empty(0, np.int64)
+        self.shape = np.empty(0, object)
+        self.err = np.empty(0, F8)
 
-    def append(self, box: Arr, disc: Arr, geoms: Arr) -> Arr:
-        k = len(geoms)
+    def append(self, c: Columns, owner_codes: Arr, disc: Arr) -> Arr:
+        k = len(c.ids)
         need = self.n + k
         if need > len(self.geoms):
             cap = max(need, 2 * len(self.geoms), 1024)
-            for name in ("box", "disc", "geoms"):
+            for name in self._ARRAYS:
                 old = getattr(self, name)
                 new = np.empty((cap, *old.shape[1:]), old.dtype)
                 new[: self.n] = old[: self.n]
                 setattr(self, name, new)
-        self.box[self.n : need] = box
-        self.disc[self.n : need] = disc
-        self.geoms[self.n : need] = geoms
+        s = slice(self.n, need)
+        self.box[s] = c.box
+        self.disc[s] = disc
+        self.geoms[s] = c.geoms
+        self.ids[s] = c.ids
+        self.owner[s] = owner_codes
+        self.version[s] = c.versions
+        self.shape[s] = c.shapes
+        self.err[s] = c.errors
         slots = np.arange(self.n, need, dtype=I8)
         self.n = need
         return slots
@@ -251,9 +316,8 @@ class _Columns:
         return live
 
     def compact(self, keep: Arr) -> None:
-        self.box = self.box[keep].copy()
-        self.disc = self.disc[keep].copy()
-        self.geoms = self.geoms[keep].copy()
+        for name in self._ARRAYS:
+            setattr(self, name, getattr(self, name)[keep].copy())
         self.n = len(keep)
 
 
@@ -278,8 +342,9 @@ class VolumeIndex:
     def __init__(self, *, workers: int = 2) -> None:
         self.workers = max(1, workers)
         self._cols = _Columns()
-        self._volumes: list[Volume | None] = []
         self._slot: dict[tuple[str, str], int] = {}
+        self._owners: list[str] = []
+        self._owner_code: dict[str, int] = {}
         self._grid: _Grid | None = None
         self._built_n = 0  # slots below this are in the grid (or its oversize list)
         self._dead = 0
@@ -298,26 +363,32 @@ class VolumeIndex:
         With ``rebuild=False`` (bulk loading) the grid is left for an explicit ``rebuild()``.
         """
         vols = list(volumes)
-        if not vols:
-            return
-        keys = [v.key for v in vols]
-        last = dict(zip(keys, range(len(vols)), strict=True))
-        if len(last) < len(vols):
-            vols = [vols[i] for i in sorted(last.values())]
-            keys = [v.key for v in vols]
+        if vols:
+            self.add_columns(Columns.of(vols), rebuild=rebuild)
+
+    def add_columns(self, c: Columns, *, rebuild: bool = True) -> None:
+        """``add`` for volumes given column-wise (bulk loading from the store)."""
+        keys = list(zip(c.owners, c.ids, strict=True))
+        last = dict(zip(keys, range(len(keys)), strict=True))
+        if len(last) < len(keys):
+            c = c.take(sorted(last.values()))
+            keys = list(zip(c.owners, c.ids, strict=True))
         if self._slot:
             for key in keys:
                 self._drop(key)
-        geoms = np.empty(len(vols), object)
-        geoms[:] = [v.footprint for v in vols]
-        bounds = shapely.bounds(geoms).reshape(-1, 4)
-        box = pack_boxes(vols, bounds)
-        disc = self._discs(geoms, bounds)
-        slots = self._cols.append(box, disc, geoms)
-        self._volumes.extend(vols)
+        codes = np.fromiter((self._code(o) for o in c.owners), np.int32, len(keys))
+        bounds = np.column_stack((c.box[:, 0], c.box[:, 1], c.box[:, 4], c.box[:, 5]))
+        slots = self._cols.append(c, codes, self._discs(c.geoms, bounds))
         self._slot.update(zip(keys, slots.tolist(), strict=True))
         if rebuild and self._cols.n - self._built_n > PENDING_MAX:
             self.rebuild()
+
+    def _code(self, owner: str) -> int:
+        code = self._owner_code.get(owner)
+        if code is None:
+            code = self._owner_code[owner] = len(self._owners)
+            self._owners.append(owner)
+        return code
 
     def _discs(self, geoms: Arr, bounds: Arr) -> Arr:
         """Packed discs of many footprints, on the worker threads."""
@@ -338,7 +409,6 @@ class VolumeIndex:
         if slot is None:
             return False
         self._cols.kill(slot)
-        self._volumes[slot] = None
         self._dead += 1
         return True
 
@@ -347,7 +417,7 @@ class VolumeIndex:
         n = self._cols.n
         # Closed end is end - 1: ended when end <= now, that is end - 1 < now.
         ended = np.flatnonzero(self._cols.alive() & (self._cols.box[:n, 6] < now_us))
-        gone = [v for v in (self._volumes[s] for s in ended.tolist()) if v is not None]
+        gone = [self.volume(s) for s in ended.tolist()]
         for v in gone:
             self._drop(v.key)
         return gone
@@ -363,13 +433,18 @@ class VolumeIndex:
         if not len(keep):
             self._grid = None
             cols.compact(keep)
-            self._volumes, self._slot, self._dead, self._built_n = [], {}, 0, 0
+            self._slot, self._dead, self._built_n = {}, 0, 0
             return
         grid = _Grid(cols.box[keep])
         keep = keep[np.argsort(grid.key(grid.cells(cols.box[keep, :4])), kind="stable")]
         cols.compact(keep)
-        self._volumes = [self._volumes[i] for i in keep.tolist()]
-        self._slot = {v.key: i for i, v in enumerate(self._volumes) if v is not None}
+        del keep
+        owners = self._owners
+        self._slot = {}  # free the old map before building the new one (peak memory)
+        self._slot = {
+            (owners[o], vid): i
+            for i, (o, vid) in enumerate(zip(cols.owner.tolist(), cols.ids.tolist(), strict=True))
+        }
         self._dead = 0
         slot_type = np.int32 if cols.n < 2**31 else I8
         grid.fill(cols.box, np.arange(cols.n, dtype=I8), slot_type)
@@ -377,17 +452,32 @@ class VolumeIndex:
         self._built_n = cols.n
 
     def volumes(self) -> list[Volume]:
-        return [v for v in self._volumes if v is not None]
+        return [self.volume(s) for s in sorted(self._slot.values())]
 
     def get(self, key: tuple[str, str]) -> Volume | None:
         slot = self._slot.get(key)
-        return None if slot is None else self._volumes[slot]
+        return None if slot is None else self.volume(slot)
 
     def volume(self, slot: int) -> Volume:
-        v = self._volumes[slot]
-        if v is None:
+        """The volume in ``slot`` (made again from the columns)."""
+        cols = self._cols
+        footprint = cols.geoms[slot]
+        if footprint is None:
             raise KeyError(slot)
-        return v
+        b = cols.box[slot]
+        shape = cols.shape[slot]
+        return Volume(
+            id=cols.ids[slot],
+            footprint=footprint,
+            altitude_lower=float(b[3]),
+            altitude_upper=float(b[7]),
+            time_start_us=int(b[2]),
+            time_end_us=int(b[6]) + 1,
+            shape=POLYGON_SHAPE if shape is None else shape,
+            owner=self._owners[cols.owner[slot]],
+            version=int(cols.version[slot]),
+            max_error_m=float(cols.err[slot]),
+        )
 
     # ---- queries -------------------------------------------------------------------------------
 
@@ -502,16 +592,16 @@ class VolumeIndex:
         n_in = grid.offsets[pos + 1] - start
         total = int(n_in.sum())
         entry = np.arange(total, dtype=I8) + np.repeat(start - (np.cumsum(n_in) - n_in), n_in)
-        local = np.repeat(np.arange(len(owner), dtype=I8), n_in)  # index into (owner, keys)
+        qrow = np.repeat(owner, n_in)
         # Prefilter in float32 on the entry-ordered copy (sequential reads), then exactly.
-        m = _overlap(grid.ebox[entry], grid.box32(qbox)[owner[local]])
-        entry, local = entry[m], local[m]
+        m = _overlap(grid.ebox[entry], grid.box32(qbox)[qrow])
+        entry, qrow = entry[m], qrow[m]
         slots = grid.entries[entry].astype(I8)
-        qrow = owner[local]
         abox, qrep = self._cols.box[slots], qbox[qrow]
         m = _overlap(abox, qrep)
-        slots, qrow, local = slots[m], qrow[m], local[m]
+        entry, qrow, slots = entry[m], qrow[m], slots[m]
         # Keep each pair only in the cell of the greatest lower corner of its two boxes.
         ref = grid.key(grid.cells(np.maximum(abox[m, :4], qrep[m, :4])))
-        keep = ref == keys[local]
+        cell = np.searchsorted(grid.offsets, entry, side="right") - 1
+        keep = ref == grid.keys[cell]
         return idx[qrow[keep]], slots[keep]
