@@ -49,7 +49,7 @@ from hotline.operators import (
 )
 from hotline.operators.release import ReleaseQueue, ReleaseRequest, needs_release
 from hotline.store.messages import MessageView
-from hotline.web import _map
+from hotline.web import _audit, _map
 from hotline.web import _queries as q
 from hotline.web._compose import COMPOSABLE, body_from_form, field_errors, form_fields
 from hotline.web._i18n import translate
@@ -128,6 +128,7 @@ class Console:
         #: Set when the process is asked to stop: live streams end so the server can exit.
         self.closing = False
         self._signals_hooked = False
+        self._map_cache: tuple[tuple[int, ...], _map.MapData, dict[str, Any]] | None = None
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -157,6 +158,8 @@ class Console:
             ("/map", self.map_page, ["GET"]),
             ("/map/live", self.map_live, ["GET"]),
             ("/map/data.json", self.map_data, ["GET"]),
+            ("/audit", self.audit_page, ["GET"]),
+            ("/audit/export", self.audit_export, ["POST"]),
             ("/events", self.events, ["GET"]),
         ]
 
@@ -363,7 +366,11 @@ class Console:
     def _links_ctx(self) -> dict[str, Any]:
         with self.node.store.read() as conn:
             events = q.recent_security_events(conn)
+            heads = {p: _audit.peer_audit(conn, p) for p in self.node.peers}
+            witnessed = _audit.witness_cosignatures(conn)[:1]
         return {
+            "heads": heads,
+            "witnessed": witnessed[0] if witnessed else None,
             "links": self.node.link_report(),
             "security_events": events,
             "alarm": any(e.alarm for e in events),
@@ -381,10 +388,11 @@ class Console:
 
     def _inbox_ctx(self) -> dict[str, Any]:
         with self.node.store.read() as conn:
-            pending = q.inbox_pending(conn, self.node.name)
+            pending, total = q.inbox_pending(conn, self.node.name)
             recent = q.inbox_recent_acknowledged(conn, self.node.name)
         return {
             "pending": pending,
+            "pending_total": total,
             "recent": recent,
             "deadline": q.ack_deadline_us,
             "received": q.received_us,
@@ -525,7 +533,7 @@ class Console:
             recipients = [original.peer]
             if request.query_params.get("draft") and original.msg_type == "activity_notification":
                 # A draft naming the conflicts of the peer's notification with our activities.
-                values["text"] = _map.draft_for(self._map_data(), original.id) or ""
+                values["text"] = _map.draft_for(self._map_data()[0], original.id) or ""
         ctx = self._compose_ctx(session, msg_type, values, recipients, "routine")
         ctx["in_reply_to"] = reply_to or ""
         return self._page("compose.html", request, session, **ctx)
@@ -684,12 +692,21 @@ class Console:
 
     # -- map -------------------------------------------------------------------------------
 
-    def _map_data(self) -> _map.MapData:
+    def _map_data(self) -> tuple[_map.MapData, dict[str, Any]]:
+        """The map's volumes and conflicts, computed again only when they may have changed."""
+        now_us = to_us(datetime.now(UTC))
         with self.node.store.read() as conn:
-            return _map.load_map(conn, to_us(datetime.now(UTC)))
+            version = _map.map_version(conn, now_us)
+            cached = self._map_cache
+            if cached is not None and cached[0] == version:
+                return cached[1], cached[2]
+            data = _map.load_map(conn, now_us)
+        shown = _map.to_json(data)
+        self._map_cache = (version, data, shown)
+        return data, shown
 
     def _map_ctx(self) -> dict[str, Any]:
-        data = _map.to_json(self._map_data())
+        data = self._map_data()[1]
         return {
             "conflicts": data["conflicts"],
             "refused": data["refused"],
@@ -706,7 +723,38 @@ class Console:
 
     async def map_data(self, request: Request) -> Response:
         self._require(request)
-        return JSONResponse(_map.to_json(self._map_data()))
+        return JSONResponse(self._map_data()[1])
+
+    # -- audit -----------------------------------------------------------------------------
+
+    async def audit_page(self, request: Request) -> Response:
+        session = self._require(request)
+        with self.node.store.read() as conn:
+            ctx: dict[str, Any] = {
+                "own_log": _audit.own_log(conn),
+                "peers": [_audit.peer_audit(conn, p) for p in sorted(self.node.peers)],
+                "cosignatures": _audit.witness_cosignatures(conn),
+            }
+        ctx["actions"] = self.registry.actions(limit=50)
+        return self._page("audit.html", request, session, **ctx)
+
+    async def audit_export(self, request: Request) -> Response:
+        """An audit bundle of one link (``hotline audit export``), as a file download."""
+        session, form = await self._post(request, Permission.AUDIT)
+        peer = str(form.get("peer", ""))
+        if peer not in self.node.peers:
+            raise InputError(f"no peer named {peer!r}", fields={"peer": "unknown"})
+        from hotline.cli.audit import _export  # the CLI's export, run inside the node
+
+        data = await _export(self.node.home, peer)
+        self._record(session, request, "export_audit_bundle", target=peer, detail=f"{len(data)} B")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        name = f"hotline-audit-{self.node.name}-{peer}-{stamp}.json"
+        return Response(
+            data,
+            media_type="application/octet-stream",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
 
     # -- live updates ----------------------------------------------------------------------
 

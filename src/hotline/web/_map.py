@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import shapely
 from shapely.geometry import mapping
-from sqlalchemy import Connection, and_, desc, select
+from sqlalchemy import Connection, and_, desc, func, select
 
 from hotline.deconfliction import (
     OWN,
@@ -159,6 +159,24 @@ def _registry_volumes(conn: Connection, now_us: int) -> list[Volume]:
     ]
 
 
+def map_version(conn: Connection, now_us: int) -> tuple[int, ...]:
+    """Changes whenever what ``load_map`` would return may change (new notifications, registry
+    changes, or another minute passing, since volumes end with time)."""
+    notes = conn.execute(
+        select(func.count(), func.max(messages.c.created_at_us)).where(
+            messages.c.msg_type == "activity_notification"
+        )
+    ).one()
+    vols = conn.execute(select(func.count(), func.max(volumes_table.c.updated_at_us))).one()
+    return (
+        int(notes[0] or 0),
+        int(notes[1] or 0),
+        int(vols[0] or 0),
+        int(vols[1] or 0),
+        now_us // 60_000_000,
+    )
+
+
 def load_map(conn: Connection, now_us: int) -> MapData:
     data = MapData()
     for volume in _registry_volumes(conn, now_us):
@@ -248,6 +266,7 @@ __all__ = [
     "MapVolume",
     "draft_for",
     "load_map",
+    "map_version",
     "notification_collection",
     "notification_volumes",
     "to_json",

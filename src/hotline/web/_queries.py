@@ -12,15 +12,16 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final
 
-from sqlalchemy import Connection, and_, desc, exists, func, not_, select
+from sqlalchemy import Connection, and_, case, desc, exists, func, not_, select
 
 from hotline.compose.priority import DEFAULT_ACK_DEADLINES, Priority
 from hotline.operators import operator_actions
 from hotline.store.messages import Event, MessageView, list_messages
 from hotline.store.schema import link_events, message_events, messages, security_events
 
-#: Most unacknowledged messages the inbox lists (more is an emergency of its own).
-MAX_PENDING: Final = 500
+#: Most unacknowledged messages the inbox lists, the most urgent first (it says how many more
+#: there are; that many waiting is an emergency of its own).
+MAX_PENDING: Final = 200
 #: Acknowledged messages shown below the pending ones.
 RECENT_ACKNOWLEDGED: Final = 30
 #: Messages the outbox lists, newest first.
@@ -111,26 +112,38 @@ def acknowledged_by(view: MessageView) -> str | None:
     return None
 
 
-def inbox_pending(conn: Connection, own: str) -> list[MessageView]:
-    """Received messages not yet acknowledged, most urgent first (priority, then deadline)."""
+def _not_acknowledged() -> Any:
     done = exists().where(
         and_(
             message_events.c.message_id == messages.c.id,
             message_events.c.state.in_(["acknowledged", "answered"]),
         )
     )
+    return and_(messages.c.direction == "in", messages.c.kind == "message", not_(done))
+
+
+#: Priority rank in SQL (FLASH first), so the most urgent are found however old they are.
+_RANK = case(*[(messages.c.priority == p.value, p.rank) for p in Priority], else_=len(Priority))
+
+
+def inbox_pending(conn: Connection, own: str) -> tuple[list[MessageView], int]:
+    """Received messages not yet acknowledged, most urgent first (priority, then deadline),
+    at most ``MAX_PENDING`` of them; and how many there are in all."""
+    total = conn.execute(
+        select(func.count()).select_from(messages).where(_not_acknowledged())
+    ).scalar()
     rows = list(
         conn.execute(
             select(*_COLUMNS)
-            .where(and_(messages.c.direction == "in", messages.c.kind == "message", not_(done)))
-            .order_by(desc(messages.c.created_at_us))
+            .where(_not_acknowledged())
+            .order_by(_RANK, messages.c.created_at_us)
             .limit(MAX_PENDING)
         )
     )
     events = _events(conn, [r.id for r in rows])
     views = [_view(r, own, events[r.id]) for r in rows]
     views.sort(key=lambda v: (priority_rank(v.priority), ack_deadline_us(v)))
-    return views
+    return views, int(total or 0)
 
 
 def inbox_recent_acknowledged(conn: Connection, own: str) -> list[MessageView]:
