@@ -35,6 +35,7 @@ from hotline.transcript.crosscheck import (
     check_theirs,
     exchanged_statements,
     latest_checked_head,
+    own_log_section,
 )
 from hotline.transcript.heads import PeerHead, latest_own_head, own_heads_upto, peer_heads
 from hotline.transcript.witnessing import cosignatures_upto, latest_cosignature
@@ -219,35 +220,7 @@ async def _export(home: NodeHome, peer: str) -> bytes:
             items = exchanged_statements(conn, peer)
             statements = {statement_key(s): b64encode(s) for _r, _k, s in items}
             own_heads = own_heads_upto(conn, own_last.size)
-            own_log = {
-                "heads": [b64encode(h.statement) for h in own_heads],
-                "consistency": [
-                    {
-                        "first": a.size,
-                        "second": b.size,
-                        "proof": [
-                            b64encode(x) for x in transcript.consistency_proof(conn, a.size, b.size)
-                        ],
-                    }
-                    for a, b in itertools.pairwise(own_heads)
-                    if a.size < b.size
-                ],
-                "entries": [
-                    {
-                        "index": leaf.index,
-                        "kind": leaf.kind,
-                        "ref": ref,
-                        "statement": statement_key(statement),
-                        "proof": [
-                            b64encode(x)
-                            for x in transcript.inclusion_proof(conn, leaf.index, own_last.size)
-                        ],
-                    }
-                    for ref, _kind, statement in items
-                    for leaf in transcript.leaves_by_ref(conn, ref)
-                    if leaf.leaf_hash == merkle.leaf_hash(statement) and leaf.index < own_last.size
-                ],
-            }
+            own_log = own_log_section(conn, items, own_heads)
             their_heads = [
                 h
                 for h in peer_heads(conn, peer, limit=1_000_000)

@@ -8,15 +8,19 @@ by the caller; this module only decides, so it is testable without a network.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, and_, select
 
 from hotline.core import merkle
+from hotline.core.encoding import b64encode
+from hotline.core.treehead import TreeHead
 from hotline.errors import HotlineError
 from hotline.store.schema import messages, receipts
-from hotline.transcript._log import leaves_by_ref
+from hotline.transcript._log import consistency_proof, inclusion_proof, leaves_by_ref
 from hotline.transcript.heads import PeerHead, peer_heads
 
 
@@ -112,6 +116,38 @@ async def check_theirs(
     return "mismatch", "the peer's log holds other bytes: " + "; ".join(problems)
 
 
+def own_log_section(
+    conn: Connection, items: list[tuple[str, str, bytes]], heads: list[TreeHead]
+) -> dict[str, Any]:
+    """Our log's part of an audit bundle: our ``heads`` (smallest first), consistency proofs
+    between them, and an inclusion proof of each item's leaf in the last head."""
+    last = heads[-1]
+    return {
+        "heads": [b64encode(h.statement) for h in heads],
+        "consistency": [
+            {
+                "first": a.size,
+                "second": b.size,
+                "proof": [b64encode(x) for x in consistency_proof(conn, a.size, b.size)],
+            }
+            for a, b in itertools.pairwise(heads)
+            if a.size < b.size
+        ],
+        "entries": [
+            {
+                "index": leaf.index,
+                "kind": leaf.kind,
+                "ref": ref,
+                "statement": hashlib.sha256(statement).hexdigest(),
+                "proof": [b64encode(x) for x in inclusion_proof(conn, leaf.index, last.size)],
+            }
+            for ref, _kind, statement in items
+            for leaf in leaves_by_ref(conn, ref)
+            if leaf.leaf_hash == merkle.leaf_hash(statement) and leaf.index < last.size
+        ],
+    }
+
+
 __all__ = [
     "ItemCheck",
     "PeerLog",
@@ -119,4 +155,5 @@ __all__ = [
     "check_theirs",
     "exchanged_statements",
     "latest_checked_head",
+    "own_log_section",
 ]
