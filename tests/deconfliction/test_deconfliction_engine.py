@@ -79,6 +79,19 @@ def test_random_sets_match_the_oracle(queries: list[Volume], active: list[Volume
     assert engine_pairs(queries, active) == oracle(queries, active)
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(volume_sets("q", 12), volume_sets("a", 40))
+def test_random_sets_match_the_oracle_with_disc_filters(
+    queries: list[Volume], active: list[Volume]
+) -> None:
+    saved = index_module.DISC_MIN_PAIRS
+    index_module.DISC_MIN_PAIRS = 0  # decide every pair it can with the discs
+    try:
+        assert engine_pairs(queries, active) == oracle(queries, active)
+    finally:
+        index_module.DISC_MIN_PAIRS = saved
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(volume_sets("q", 8), volume_sets("a", 30), st.integers(0, 29))
 def test_pending_oversize_and_removal_paths_match_the_oracle(

@@ -187,7 +187,7 @@ class Engine(VolumeIndex):
         box[:, 5] += dy
         box[:, 3] -= vertical_m
         box[:, 7] += vertical_m
-        qi, slots = self.pairs_boxes(box, None, None, self.self_slots(qs))
+        qi, slots = self.pairs_boxes(box, None, self.self_slots(qs))
         out: list[NearMiss] = []
         for q, s in zip(qi.tolist(), slots.tolist(), strict=True):
             a, b = qs[q], self.volume(s)

@@ -52,6 +52,8 @@ DISC_X_SCALE = 0.82
 #: floating-point rounding: a pair is decided without GEOS only when it is clear by more.
 DISC_REL = 1e-9
 DISC_ABS = 1e-12
+#: Fewest candidate pairs in a chunk for which computing the queries' discs pays off.
+DISC_MIN_PAIRS = 24
 #: Queries handled per vectorized chunk (bounds the temporary arrays).
 CHUNK = 256
 
@@ -154,7 +156,7 @@ class Discs:
         xy, owner = shapely.get_coordinates(geoms, return_index=True)
         x = (xy[:, 0] - cx[owner]) * DISC_X_SCALE
         y = xy[:, 1] - cy[owner]
-        starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+        starts = np.flatnonzero(np.concatenate(([True], owner[1:] != owner[:-1])))
         present = owner[starts]
         outer = np.zeros(n)
         outer[present] = np.maximum.reduceat(np.hypot(x, y), starts)
@@ -195,6 +197,7 @@ class _Grid:
             self.origin[d] = o
             self.size[d] = c
             self.n[d] = min(MAX_CELLS_PER_DIM, math.floor(span / c) + 1)
+        self.origin8 = np.concatenate([self.origin, self.origin])
         self.oversize: Arr = np.empty(0, I8)
         self.entries: Arr = np.empty(0, np.int32)
         self.ebox: Arr = np.empty((0, 8), np.float32)
@@ -236,11 +239,10 @@ class _Grid:
 
     def box32(self, box: Arr) -> Arr:
         """Packed boxes relative to the origin in float32, lower corners down, upper ones up."""
-        out: Arr = np.empty(box.shape, np.float32)
-        for d in range(8):
-            # One float32 step outwards from the rounded value covers any rounding direction.
-            v = (box[:, d] - self.origin[d % 4]).astype(np.float32)
-            out[:, d] = np.nextafter(v, np.float32(-np.inf if d < 4 else np.inf))
+        out: Arr = (box - self.origin8).astype(np.float32)
+        # One float32 step outwards from the rounded value covers any rounding direction.
+        out[:, :4] = np.nextafter(out[:, :4], np.float32(-np.inf))
+        out[:, 4:] = np.nextafter(out[:, 4:], np.float32(np.inf))
         return out
 
     def cells(self, points: Arr) -> Arr:
@@ -496,34 +498,20 @@ class VolumeIndex:
         geoms[:] = [v.footprint for v in queries]
         bounds = shapely.bounds(geoms).reshape(-1, 4)
         box = pack_boxes(queries, bounds)
-        return self.pairs_boxes(box, geoms, None, self.self_slots(queries), bounds=bounds)
+        return self.pairs_boxes(box, geoms, self.self_slots(queries), bounds=bounds)
 
     def pairs_boxes(
-        self,
-        box: Arr,
-        geoms: Arr | None,
-        disc: Arr | None,
-        self_slots: Arr,
-        *,
-        bounds: Arr | None = None,
+        self, box: Arr, geoms: Arr | None, self_slots: Arr, *, bounds: Arr | None = None
     ) -> tuple[Arr, Arr]:
-        """Pairs of packed query boxes and indexed slots; exact when footprints are given.
-
-        With footprints and their ``bounds`` but no ``disc``, each worker prepares its chunk's
-        footprints and computes their discs itself.
-        """
+        """Pairs of packed query boxes and indexed slots; exact when footprints (``geoms``,
+        with their ``bounds``) are given, box overlaps only otherwise."""
         if self._cols.n - self._built_n > PENDING_MAX // 4 and len(box) > 64:
             self.rebuild()  # a batch pays for the rebuild; single queries scan pending ones
         n = len(box)
         chunks = [np.arange(i, min(i + CHUNK, n), dtype=I8) for i in range(0, n, CHUNK)]
 
         def run(idx: Arr) -> tuple[Arr, Arr]:
-            chunk_disc = disc
-            if geoms is not None and disc is None and bounds is not None:
-                shapely.prepare(geoms[idx])
-                chunk_disc = np.zeros((n, 4))
-                chunk_disc[idx] = Discs.of(geoms[idx], bounds[idx]).packed()
-            return self._pairs_chunk(box, geoms, chunk_disc, self_slots, idx)
+            return self._pairs_chunk(box, geoms, bounds, self_slots, idx)
 
         if self.workers > 1 and len(chunks) > 1:
             with ThreadPoolExecutor(self.workers) as pool:
@@ -538,7 +526,7 @@ class VolumeIndex:
         )
 
     def _pairs_chunk(
-        self, box: Arr, geoms: Arr | None, disc: Arr | None, self_slots: Arr, idx: Arr
+        self, box: Arr, geoms: Arr | None, bounds: Arr | None, self_slots: Arr, idx: Arr
     ) -> tuple[Arr, Arr]:
         cols = self._cols
         parts_q: list[Arr] = []
@@ -560,15 +548,19 @@ class VolumeIndex:
             parts_s.append(slots[m])
         if not parts_q:
             return np.empty(0, I8), np.empty(0, I8)
-        qi = np.concatenate(parts_q)
-        slots = np.concatenate(parts_s)
+        qi = np.concatenate(parts_q) if len(parts_q) > 1 else parts_q[0]
+        slots = np.concatenate(parts_s) if len(parts_s) > 1 else parts_s[0]
         m = slots != self_slots[qi]
         qi, slots = qi[m], slots[m]
         if geoms is None or not len(qi):
             return qi, slots
+        shapely.prepare(geoms[idx])
         sure = np.zeros(len(qi), dtype=bool)
-        if disc is not None:
-            qd, ad = disc[qi], cols.disc[slots]
+        if bounds is not None and len(qi) >= DISC_MIN_PAIRS:
+            # Discs of this chunk's queries (worth it only with enough pairs to decide).
+            first = int(idx[0])
+            disc = Discs.of(geoms[idx], bounds[idx]).packed()
+            qd, ad = disc[qi - first], cols.disc[slots]
             dist = np.hypot(qd[:, 0] - ad[:, 0], qd[:, 1] - ad[:, 1])
             near = dist <= (qd[:, 2] + ad[:, 2]) * (1 + DISC_REL) + DISC_ABS
             qi, slots, dist, qd, ad = qi[near], slots[near], dist[near], qd[near], ad[near]
