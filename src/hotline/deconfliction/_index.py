@@ -286,16 +286,20 @@ class _Columns:
         self.shape = np.empty(0, object)
         self.err = np.empty(0, F8)
 
-    def append(self, c: Columns, owner_codes: Arr, disc: Arr) -> Arr:
-        k = len(c.ids)
-        need = self.n + k
-        if need > len(self.geoms):
-            cap = max(need, 2 * len(self.geoms), 1024)
+    def reserve(self, cap: int) -> None:
+        """Room for ``cap`` slots (bulk loading knows the count: no over-allocation)."""
+        if cap > len(self.geoms):
             for name in self._ARRAYS:
                 old = getattr(self, name)
                 new = np.empty((cap, *old.shape[1:]), old.dtype)
                 new[: self.n] = old[: self.n]
                 setattr(self, name, new)
+
+    def append(self, c: Columns, owner_codes: Arr, disc: Arr) -> Arr:
+        k = len(c.ids)
+        need = self.n + k
+        if need > len(self.geoms):
+            self.reserve(max(need, 2 * len(self.geoms), 1024))
         s = slice(self.n, need)
         self.box[s] = c.box
         self.disc[s] = disc
@@ -384,6 +388,10 @@ class VolumeIndex:
         self._slot.update(zip(keys, slots.tolist(), strict=True))
         if rebuild and self._cols.n - self._built_n > PENDING_MAX:
             self.rebuild()
+
+    def reserve(self, count: int) -> None:
+        """Make room for ``count`` volumes in all (before a bulk load of a known size)."""
+        self._cols.reserve(count)
 
     def _code(self, owner: str) -> int:
         code = self._owner_code.get(owner)

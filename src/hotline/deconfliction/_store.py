@@ -187,6 +187,9 @@ class Registry:
             with self.db.connect() as conn:
                 cursor = conn.connection.cursor()
                 try:
+                    cursor.execute(_COUNT_SQL.replace(":now", mark), (now_us,))
+                    (count,) = cursor.fetchone() or (0,)
+                    engine.reserve(int(count))
                     cursor.execute(_LOAD_SQL.replace(":now", mark), (now_us,))
                     while rows := cursor.fetchmany(READ_BATCH):
                         engine.add_columns(_columns_from_rows(rows), rebuild=False)
@@ -354,6 +357,9 @@ def assess_notification(
 
 
 # Only what the engine needs; a polygon's GeoJSON is not read back (the footprint is the polygon).
+_COUNT_SQL = (
+    "SELECT count(*) FROM deconfliction_volumes WHERE removed_at_us IS NULL AND time_end_us > :now"
+)
 _LOAD_SQL = (
     "SELECT owner, id, version, kind, "
     "CASE WHEN kind = 'polygon' THEN NULL ELSE geometry END AS geometry, "
