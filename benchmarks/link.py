@@ -91,7 +91,7 @@ def measure_hotline(messages: int, burst: int) -> dict[str, Any]:
             def send_and_wait() -> float:
                 started = time.perf_counter()
                 reply = api.post(
-                    "/api/v1/messages", json={"to": "moscow", "priority": "flash", "text": TEXT}
+                    "/api/v1/messages", json={"to": "moscow", "priority": "immediate", "text": TEXT}
                 )
                 message_id = reply.json()["id"]
                 view = api.get(

@@ -43,6 +43,7 @@ class ErrorCode(StrEnum):
     REPLAY_CONFLICT = "replay_conflict"
     SEQUENCE_REUSED = "sequence_reused"
     SEQUENCE_OUT_OF_RANGE = "sequence_out_of_range"
+    RELEASE_REQUIRED = "release_required"
     UNKNOWN_MESSAGE = "unknown_message"
     INVALID_STATE = "invalid_state"
     # Everything else.
@@ -102,6 +103,10 @@ MESSAGES: Mapping[ErrorCode, tuple[str, str]] = {
     ErrorCode.SEQUENCE_OUT_OF_RANGE: (
         "Sequence number too far ahead",
         "Порядковый номер слишком далеко впереди",
+    ),
+    ErrorCode.RELEASE_REQUIRED: (
+        "A second person must release this message",
+        "Это сообщение должен утвердить второй человек",
     ),
     ErrorCode.UNKNOWN_MESSAGE: ("Unknown message", "Неизвестное сообщение"),
     ErrorCode.INVALID_STATE: (

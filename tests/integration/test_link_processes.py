@@ -51,7 +51,7 @@ def test_conversation_with_receipts_through_the_cli(linked_nodes, capsys):
         "--to",
         "moscow",
         "--priority",
-        "flash",
+        "immediate",
         "--text",
         "Confirm your launch at 03:12 UTC",
     )
@@ -60,7 +60,7 @@ def test_conversation_with_receipts_through_the_cli(linked_nodes, capsys):
 
     inbox = _cli_json(capsys, "inbox", "--dir", str(m.dir))
     assert [(x["id"], x["from"], x["priority"], x["text"]) for x in inbox] == [
-        (message_id, "washington", "flash", "Confirm your launch at 03:12 UTC")
+        (message_id, "washington", "immediate", "Confirm your launch at 03:12 UTC")
     ]
     assert (
         main(

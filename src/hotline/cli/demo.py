@@ -18,13 +18,18 @@ import typer
 from rich.console import Console
 
 from hotline.cli._app import app
+from hotline.cli.release import send_released
 from hotline.core.card import parse_card_file
 from hotline.errors import TransportError
 from hotline.node.home import NodeHome
+from hotline.operators import OperatorRegistry, Role
+from hotline.operators.release import ReleaseQueue
 from hotline.store.messages import get_message
 
 console = Console(highlight=False)
 
+#: Password of the demo's operator accounts (demo only; real accounts choose their own).
+DEMO_PASSWORD = "demo password 1963"  # noqa: S105
 #: How long the demo waits for a node to start or a state to be reached.
 STEP_TIMEOUT_S = 30.0
 
@@ -106,6 +111,31 @@ def _link_nodes(base: Path, ports: dict[str, int]) -> dict[str, NodeHome]:
     return homes
 
 
+def _flash_with_release(home: NodeHome, *, to: str, text: str) -> str:
+    """The two-person rule as a duty officer meets it: smith writes, jones releases."""
+    registry = OperatorRegistry(home.store, issuer=f"hotline {home.config.name}")
+    now = datetime.now(UTC)
+    queue = ReleaseQueue(home.store)
+    request = queue.submit(
+        registry.get_required("smith"),
+        msg_type="free_text",
+        priority="flash",
+        recipients=[to],
+        body={"text": text, "lang": "en"},
+        in_reply_to=None,
+        now=now,
+    )
+    console.print(f"  smith's FLASH is held for release ({request.id[:8]}…)")
+    done = queue.approve(
+        request.id,
+        registry.get_required("jones"),
+        now=datetime.now(UTC),
+        send=lambda r: send_released(home, r),
+    )
+    console.print("  jones releases it: author and releaser are signed into the message")
+    return done.message_ids[0]
+
+
 def _watch(home: NodeHome, message_id: str, seen: set[str], started: float) -> None:
     with home.store.read() as conn:
         view = get_message(conn, message_id, home.config.name)
@@ -163,21 +193,22 @@ def demo(
         for name, home in homes.items():
             wait_healthy(home.config.endpoint)
             console.print(f"  {name} is up at {home.config.endpoint}")
-        washington, moscow = LocalApi(homes["washington"]), LocalApi(homes["moscow"])
+        moscow = LocalApi(homes["moscow"])
+        registry = OperatorRegistry(homes["washington"].store, issuer="hotline washington")
+        for name, role in (("smith", Role.OPERATOR), ("jones", Role.RELEASER)):
+            registry.add(name, role, DEMO_PASSWORD, now=datetime.now(UTC))
 
-        console.print("3. washington sends a FLASH message; moscow's duty officer answers")
-        started = time.monotonic()
-        sent = washington.call(
-            "POST",
-            "/api/v1/messages",
-            json={
-                "to": "moscow",
-                "priority": "flash",
-                "text": "FLASH. Unannounced launch detected at 03:12 UTC. Confirm it is "
-                "your scheduled test.",
-            },
+        console.print(
+            "3. washington's duty officer writes a FLASH message; a second person releases it; "
+            "moscow's duty officer answers"
         )
-        message_id = sent["id"]
+        started = time.monotonic()
+        message_id = _flash_with_release(
+            homes["washington"],
+            to="moscow",
+            text="FLASH. Unannounced launch detected at 03:12 UTC. Confirm it is your "
+            "scheduled test.",
+        )
         seen: set[str] = set()
         _wait_state(homes["washington"], message_id, "delivered", seen, started)
 
@@ -196,7 +227,7 @@ def demo(
             json={
                 "to": "washington",
                 "type": "response",
-                "priority": "flash",
+                "priority": "immediate",
                 "in_reply_to": message_id,
                 "body": {
                     "in_reply_to": message_id,

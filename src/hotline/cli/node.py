@@ -23,6 +23,7 @@ from hotline.errors import ErrorCode, InputError, NotFoundError
 from hotline.link import outbox
 from hotline.link.status import link_report
 from hotline.node.home import NodeHome
+from hotline.operators.release import needs_release
 from hotline.store.messages import (
     MessageView,
     acknowledgement_of,
@@ -234,12 +235,22 @@ def send(
         Priority.ROUTINE
     ),
     ttl: Annotated[str | None, typer.Option(help="Give up after this long, e.g. 6h.")] = None,
+    operator: Annotated[
+        str | None,
+        typer.Option(
+            help="Your operator name, signed in as the author. A FLASH message needs "
+            "it (with --totp and your password on standard input): it goes to the "
+            "release queue for a second person."
+        ),
+    ] = None,
+    totp: Annotated[str | None, typer.Option(help="Your current TOTP code.")] = None,
     json_out: JsonOption = False,
 ) -> None:
     """Queue a message durably; the node delivers it. Prints the message id.
 
     Free text with --text; any catalog type with --type and --body (checked field by field
-    before anything is signed).
+    before anything is signed). A priority that needs two-person release (FLASH) is held in the
+    release queue instead, and its request id printed.
     """
     if (text is None) == (body is None):
         raise InputError("give either --text or --body")
@@ -250,6 +261,12 @@ def send(
     else:
         message_body = _read_body(body or "-")
     home = NodeHome(dir)
+    in_reply_to = message_body.get("in_reply_to") if msg_type == "response" else None
+    if needs_release(priority.value):
+        _hold_for_release(
+            home, operator, totp, to, msg_type, priority.value, message_body, in_reply_to, json_out
+        )
+        return
     message_id = outbox.submit_message(
         home.store,
         home.identity,
@@ -259,13 +276,54 @@ def send(
         body=message_body,
         now=datetime.now(UTC),
         ttl=_parse_ttl(ttl) or timedelta(seconds=home.config.default_ttl_s),
-        in_reply_to=message_body.get("in_reply_to") if msg_type == "response" else None,
+        in_reply_to=in_reply_to,
+        author=operator,
     )
     _wake_node(home)
     if json_out:
         _print_json({"id": message_id, "state": "queued"})
     else:
         sys.stdout.write(message_id + "\n")
+
+
+def _hold_for_release(
+    home: NodeHome,
+    operator: str | None,
+    totp: str | None,
+    to: str,
+    msg_type: str,
+    priority: str,
+    body: dict[str, Any],
+    in_reply_to: str | None,
+    json_out: bool,
+) -> None:
+    from hotline.cli.operator import registry_for
+    from hotline.operators.release import ReleaseQueue
+
+    if operator is None or totp is None:
+        raise InputError(
+            f"a {priority.upper()} message needs a second person's release: give --operator and "
+            "--totp (password on standard input) to submit it to the release queue",
+            code=ErrorCode.RELEASE_REQUIRED,
+        )
+    home.peer_card(to)  # refuse an unknown peer now, not at release time
+    password = sys.stdin.readline().rstrip("\r\n")
+    author = registry_for(home).authenticate(
+        operator, password, totp, now=datetime.now(UTC), source="cli"
+    )
+    request = ReleaseQueue(home.store).submit(
+        author,
+        msg_type=msg_type,
+        priority=priority,
+        recipients=[to],
+        body=outbox.checked_body(msg_type, body),
+        in_reply_to=in_reply_to,
+        now=datetime.now(UTC),
+    )
+    if json_out:
+        _print_json({"release_request": request.id, "state": request.state.value})
+    else:
+        console.print(f"held for release by a second person: {request.id}", highlight=False)
 
 
 @app.command()

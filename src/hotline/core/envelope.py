@@ -97,6 +97,8 @@ class MessagePayload(msgspec.Struct, forbid_unknown_fields=True, frozen=True, om
     expires: str | None = None
     in_reply_to: str | None = None
     tree_head: str | None = None  # base64 of the sender's latest signed tree head
+    author: str | None = None  # the operator who wrote it
+    released_by: str | None = None  # the second person who approved it (two-person release)
 
 
 class ReceiptItem(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
@@ -187,6 +189,8 @@ def sign_message(
     expires: datetime | None = None,
     in_reply_to: str | None = None,
     tree_head: bytes | None = None,
+    author: str | None = None,
+    released_by: str | None = None,
 ) -> bytes:
     payload: dict[str, Any] = {
         "v": PROTOCOL_VERSION,
@@ -205,6 +209,10 @@ def sign_message(
         payload["in_reply_to"] = in_reply_to
     if tree_head is not None:
         payload["tree_head"] = b64encode(tree_head)
+    if author is not None:
+        payload["author"] = author
+    if released_by is not None:
+        payload["released_by"] = released_by
     return identity.signing.sign(Purpose.MESSAGE, encode_json(payload))
 
 

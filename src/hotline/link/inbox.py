@@ -397,6 +397,8 @@ def _insert_incoming(
             signed=opened.statement.raw,
             signed_hash=opened.statement.sha256,
             envelope=opened.envelope,
+            author=getattr(opened.payload, "author", None),
+            released_by=getattr(opened.payload, "released_by", None),
         )
     )
 

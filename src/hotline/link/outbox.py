@@ -60,6 +60,8 @@ def _insert_outgoing(
     body: dict[str, Any],
     statement: bytes,
     envelope: bytes,
+    author: str | None = None,
+    released_by: str | None = None,
 ) -> None:
     conn.execute(
         insert(messages).values(
@@ -77,6 +79,8 @@ def _insert_outgoing(
             signed=statement,
             signed_hash=sha256_hex(statement),
             envelope=envelope,
+            author=author,
+            released_by=released_by,
         )
     )
     add_event(conn, message_id, State.QUEUED, created_at_us)
@@ -93,6 +97,8 @@ class Draft:
     body: dict[str, Any]
     ttl: timedelta
     in_reply_to: str | None = None
+    author: str | None = None
+    released_by: str | None = None
 
 
 def checked_body(msg_type: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -129,6 +135,8 @@ def _queue(conn: Connection, identity: Identity, draft: Draft, now: datetime) ->
         expires=expires,
         in_reply_to=draft.in_reply_to,
         tree_head=head.statement,
+        author=draft.author,
+        released_by=draft.released_by,
     )
     transcript.append(conn, [transcript.NewEntry(statement, "message.out", message_id)])
     envelope = seal(
@@ -153,6 +161,8 @@ def _queue(conn: Connection, identity: Identity, draft: Draft, now: datetime) ->
         body=body,
         statement=statement,
         envelope=envelope,
+        author=draft.author,
+        released_by=draft.released_by,
     )
     if draft.in_reply_to is not None:
         add_event(conn, draft.in_reply_to, State.ANSWERED, to_us(now), f"answered by {message_id}")
@@ -178,9 +188,10 @@ def submit_message(
     now: datetime,
     ttl: timedelta,
     in_reply_to: str | None = None,
+    author: str | None = None,
 ) -> str:
     """Sign, seal and durably queue one message to ``peer``; return its id."""
-    draft = Draft(peer, msg_type, priority, body, ttl, in_reply_to)
+    draft = Draft(peer, msg_type, priority, body, ttl, in_reply_to, author=author)
     return submit_messages(store, identity, [draft], now=now)[0]
 
 

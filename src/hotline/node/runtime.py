@@ -22,6 +22,7 @@ from hotline.errors import (
     ErrorCode,
     HotlineError,
     NotFoundError,
+    ProtocolError,
     TransportError,
     VerificationError,
 )
@@ -29,6 +30,7 @@ from hotline.link import inbox, outbox
 from hotline.link.delivery import PeerLink
 from hotline.link.inbox import Received
 from hotline.node.home import NodeHome
+from hotline.operators.release import needs_release
 from hotline.store.messages import (
     MessageView,
     fill_gaps,
@@ -57,6 +59,23 @@ HEAD_CHECK_INTERVAL_S = 5.0
 #: How often a node asks each witness to cosign its latest head (at most; never more often
 #: than the heartbeat interval).
 WITNESS_INTERVAL_S = 10.0
+
+
+def check_release(draft: outbox.Draft) -> None:
+    """Two-person release, enforced where every send of a running node passes: a message of a
+    priority that needs release goes out only with a releaser who is not its author."""
+    if not needs_release(draft.priority):
+        return
+    if draft.released_by is None:
+        raise ProtocolError(
+            f"a {draft.priority.upper()} message needs a second person's release: submit it "
+            "to the release queue (console, or hotline send --operator NAME)",
+            code=ErrorCode.RELEASE_REQUIRED,
+        )
+    if draft.released_by == draft.author:
+        raise ProtocolError(
+            "the author cannot release their own message", code=ErrorCode.RELEASE_REQUIRED
+        )
 
 
 class _CosignReply(msgspec.Struct, forbid_unknown_fields=True):
@@ -478,9 +497,13 @@ class Node:
                 body=r["body"],
                 ttl=r.get("ttl") or default_ttl,
                 in_reply_to=r.get("in_reply_to"),
+                author=r.get("author"),
+                released_by=r.get("released_by"),
             )
             for r in requests
         ]
+        for draft in drafts:
+            check_release(draft)
         ids = outbox.submit_messages(self.store, self.identity, drafts, now=datetime.now(UTC))
         for name in {d.peer.name for d in drafts}:
             self.wake(name)

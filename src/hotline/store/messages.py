@@ -82,6 +82,8 @@ class MessageView:
     sender: str
     recipient: str
     events: list[Event] = field(default_factory=list)
+    author: str | None = None
+    released_by: str | None = None
 
     @property
     def state(self) -> State:
@@ -109,6 +111,8 @@ class MessageView:
             "in_reply_to": self.in_reply_to,
             "text": self.text,
             "body": self.body,
+            "author": self.author,
+            "released_by": self.released_by,
             "events": [e.to_dict() for e in self.events],
         }
 
@@ -285,6 +289,8 @@ def _view(row: Any, own_name: str, events: list[Event]) -> MessageView:
         sender=sender,
         recipient=recipient,
         events=events,
+        author=row.author,
+        released_by=row.released_by,
     )
 
 
@@ -300,6 +306,8 @@ _VIEW_COLUMNS = [
     messages.c.expires_at_us,
     messages.c.in_reply_to,
     messages.c.body,
+    messages.c.author,
+    messages.c.released_by,
 ]
 
 

@@ -62,6 +62,8 @@ messages = Table(
     Column("signed", LargeBinary, nullable=False),  # the author's signed statement
     Column("signed_hash", String(64), nullable=False),  # SHA-256 hex of ``signed``
     Column("envelope", LargeBinary, nullable=False),  # the sealed bytes as sent or received
+    Column("author", String(64), nullable=True),  # operator who wrote it (signed in)
+    Column("released_by", String(64), nullable=True),  # second person who released it (signed)
     UniqueConstraint("direction", "peer", "seq", name="uq_messages_direction_peer_seq"),
 )
 Index("ix_messages_direction_peer", messages.c.direction, messages.c.peer, messages.c.seq)

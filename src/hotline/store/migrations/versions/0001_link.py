@@ -39,6 +39,8 @@ def upgrade() -> None:
         sa.Column("signed", sa.LargeBinary, nullable=False),
         sa.Column("signed_hash", sa.String(64), nullable=False),
         sa.Column("envelope", sa.LargeBinary, nullable=False),
+        sa.Column("author", sa.String(64), nullable=True),
+        sa.Column("released_by", sa.String(64), nullable=True),
         sa.UniqueConstraint("direction", "peer", "seq", name="uq_messages_direction_peer_seq"),
     )
     op.create_index("ix_messages_direction_peer", "messages", ["direction", "peer", "seq"])
