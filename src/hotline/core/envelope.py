@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import struct
 import uuid
 from collections.abc import Callable
@@ -53,6 +54,10 @@ BATCH_MAGIC = b"HLB1"
 #: Receipts cover at most this many messages (one batch).
 MAX_RECEIPT_ITEMS = MAX_BATCH_ENVELOPES
 MAX_EXPIRED_LISTED = 1024
+
+
+#: Operator names as signed into messages (author, releaser) and receipts.
+OPERATOR_NAME = re.compile(r"[a-z][a-z0-9._-]{0,63}")
 
 
 class Kind(StrEnum):
@@ -437,6 +442,9 @@ def _check_payload(payload: MessagePayload | ReceiptPayload | HeartbeatPayload) 
             raise WireError(f"sequence number {payload.seq} must be at least 1")
         if payload.in_reply_to is not None:
             check_uuid(payload.in_reply_to, what="in_reply_to")
+        for role, name in (("author", payload.author), ("released_by", payload.released_by)):
+            if name is not None and not OPERATOR_NAME.fullmatch(name):
+                raise WireError(f"{role} is not an operator name: {name[:64]!r}")
     elif isinstance(payload, ReceiptPayload):
         if payload.kind not in (ReceiptKind.DELIVERED, ReceiptKind.ACKNOWLEDGED):
             raise WireError(f"unknown receipt kind {payload.kind[:32]!r}")
