@@ -10,9 +10,9 @@ Washington's deconfliction registry. Then, logged in as an operator (a session m
 store), each page is fetched ``--requests`` times in turn over HTTP and timed to the last byte.
 
 Live updates: with Washington's inbox open in Debian's Chromium (if /usr/bin/chromium exists),
-Moscow sends a message through its local API; timed from the send call returning to the row
-being in the open page (delivery between the nodes included). Also timed without a browser:
-from the send call to the ``change`` event on an open /events stream.
+Moscow sends a message through its local API; timed from the send call returning to the open
+page showing one more waiting message (delivery between the nodes included). Also timed
+without a browser: from the send call to the ``change`` event on an open /events stream.
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ PAGES = [
     "/map/data.json",
     "/inbox/live",
 ]
-PRIORITIES = ["flash", "immediate", "priority", "routine"]
+#: FLASH needs a second person's release (the release queue), so the bulk load uses the rest.
+PRIORITIES = ["immediate", "priority", "routine"]
 
 
 def _free_port() -> int:
@@ -156,7 +157,8 @@ def _fill(homes: dict[str, NodeHome], messages: int, rng: random.Random) -> floa
                         {"to": to, "type": kind, "priority": rng.choice(PRIORITIES), "body": body}
                     )
                 response = api.post("/api/v1/messages/batch", json=batch)
-                response.raise_for_status()
+                if response.status_code != 200:
+                    raise RuntimeError(f"batch refused: {response.text[:500]}")
     # Wait until Washington holds every message.
     home = homes["washington"]
     deadline = time.monotonic() + 600
@@ -289,7 +291,7 @@ def _time_sse(homes: dict[str, NodeHome], token: str, n: int) -> list[float]:
             seen = len(events)
             api.post(
                 "/api/v1/messages",
-                json={"to": "washington", "priority": "flash", "text": f"live {i}"},
+                json={"to": "washington", "priority": "immediate", "text": f"live {i}"},
             ).raise_for_status()
             sent = time.perf_counter()
             deadline = sent + 5
@@ -344,13 +346,16 @@ def _time_browser(homes: dict[str, NodeHome], token: str, n: int) -> list[float]
         ) as api:
             for i in range(n):
                 time.sleep(1.2)
-                marker = f"browser-live-{i}-{random.randint(0, 10**9)}"
+                marker = f"browser-live-{i}"
+                before = int(page.inner_text("#pending-count"))
                 api.post(
                     "/api/v1/messages",
-                    json={"to": "washington", "priority": "flash", "text": marker},
+                    json={"to": "washington", "priority": "immediate", "text": marker},
                 ).raise_for_status()
                 sent = time.perf_counter()
-                page.wait_for_selector(f"#pending >> text={marker}", timeout=10_000)
+                # The inbox lists the 200 most urgent; a new message may be below them, so
+                # the page's count of waiting messages is what is watched.
+                page.wait_for_selector(f"#pending-count:text-is('{before + 1}')", timeout=10_000)
                 out.append(time.perf_counter() - sent)
         browser.close()
     return out
@@ -389,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
             shown = _time_browser(homes, token, args.live)
             s = summarize(shown)
             print(
-                f"row in the open inbox page (Chromium) after the peer's send call: "
+                "waiting count updated in the open inbox (Chromium) after the peer's send call: "
                 f"p50 {s.p50_ms:.0f} ms, p95 {s.p95_ms:.0f} ms, max {s.max_ms:.0f} ms "
                 f"({len(shown)}/{args.live})"
             )

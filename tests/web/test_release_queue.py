@@ -72,6 +72,8 @@ def test_a_second_person_releases_and_the_messages_are_sent(
     assert done.state is ReleaseState.RELEASED and done.decided_by == "rita"
     assert done.message_ids == ("m-moscow", "m-beijing")
     assert sent[0].body == BODY and sent[0].state is ReleaseState.RELEASING
+    # What the link signs into each message while it is being sent.
+    assert sent[0].signed_identity() == {"author": "olga", "released_by": "rita"}
     assert done.signed_identity() == {"author": "olga", "released_by": "rita"}
     assert queue.pending() == [] and [r.id for r in queue.recent()] == [request.id]
     with pytest.raises(ProtocolError) as e:  # decided once

@@ -10,11 +10,10 @@ The rules (each a check in ``ReleaseQueue``):
 5. Approving calls ``send(request)``, which queues the messages and returns their ids; if it
    fails, the request goes back to ``pending`` and the error is raised.
 
-Interface for the link (to be done by the link's owner): the author and the releaser should be
-signed into the message itself. ``ReleaseRequest.signed_identity()`` gives the two names; the
-console's ``send`` passes the message to ``Node.send_many`` and, once the link's drafts take
-them, will pass ``author=`` and ``released_by=`` as well. Until then the names are recorded
-here and in the operators' action log on this node (not signed, not seen by the peer).
+The author and the releaser are signed into the message itself: ``signed_identity()`` gives
+``{"author": ..., "released_by": ...}`` and the console passes them to ``Node.send_many``, whose
+drafts carry them into the signed statement; the node refuses a message that needs release and
+has no releaser, or one released by its own author (``release_required``).
 """
 
 from __future__ import annotations
@@ -73,7 +72,8 @@ class ReleaseRequest:
     def signed_identity(self) -> dict[str, str]:
         """What the link should sign into each released message: author and releaser."""
         out = {"author": self.author}
-        if self.decided_by is not None and self.state is ReleaseState.RELEASED:
+        released = (ReleaseState.RELEASING, ReleaseState.RELEASED)
+        if self.decided_by is not None and self.state in released:
             out["released_by"] = self.decided_by
         return out
 

@@ -74,6 +74,10 @@ KEEPALIVE_S: Final = 15.0
 STREAM_LIFETIME_S: Final = 25.0
 #: How soon the browser reconnects after a stream ends or breaks.
 RECONNECT_MS: Final = 500
+#: Cases listed on the Cases page, newest first.
+CASES_SHOWN: Final = 200
+#: Cases per peer read for the accountability chart (months of referrals).
+CASES_IN_REPORT: Final = 5_000
 #: Most form fields one request may carry.
 MAX_FORM_FIELDS: Final = 500
 STATIC_DIR: Final = Path(str(resources.files("hotline.web").joinpath("static")))
@@ -158,6 +162,7 @@ class Console:
             ("/map", self.map_page, ["GET"]),
             ("/map/live", self.map_live, ["GET"]),
             ("/map/data.json", self.map_data, ["GET"]),
+            ("/cases", self.cases_page, ["GET"]),
             ("/audit", self.audit_page, ["GET"]),
             ("/audit/export", self.audit_export, ["POST"]),
             ("/events", self.events, ["GET"]),
@@ -609,6 +614,7 @@ class Console:
                     "priority": priority,
                     "body": body,
                     "in_reply_to": in_reply_to,
+                    "author": session.operator.name,
                 }
                 for peer in recipients
             ]
@@ -648,8 +654,7 @@ class Console:
         return self._page("_releases.html", request, session, **self._releases_ctx(session))
 
     def _send_release(self, r: ReleaseRequest) -> list[str]:
-        # The link does not sign author and releaser into the message yet (see
-        # hotline.operators.release); they are in the release record and the action log.
+        # Author and releaser go with the message (signed into it by the link).
         return self.node.send_many(
             [
                 {
@@ -658,6 +663,7 @@ class Console:
                     "priority": r.priority,
                     "body": r.body,
                     "in_reply_to": r.in_reply_to,
+                    **r.signed_identity(),
                 }
                 for peer in r.recipients
             ]
@@ -724,6 +730,30 @@ class Console:
     async def map_data(self, request: Request) -> Response:
         self._require(request)
         return JSONResponse(self._map_data()[1])
+
+    # -- cases -----------------------------------------------------------------------------
+
+    async def cases_page(self, request: Request) -> Response:
+        """Cyber referrals: each case's state and deadline; accountability per peer and month."""
+        from hotline.referrals.cases import list_cases
+        from hotline.referrals.report import build_report
+
+        session = self._require(request)
+        now_us = to_us(datetime.now(UTC))
+        with self.node.store.read() as conn:
+            cases = list_cases(conn, limit=CASES_SHOWN)
+            charts = {
+                peer: build_report(list_cases(conn, peer=peer, limit=CASES_IN_REPORT), now_us)
+                for peer in sorted(self.node.peers)
+            }
+        return self._page(
+            "cases.html",
+            request,
+            session,
+            cases=cases,
+            charts={p: rows for p, rows in charts.items() if rows},
+            now_us=now_us,
+        )
 
     # -- audit -----------------------------------------------------------------------------
 

@@ -129,17 +129,16 @@ _RANK = case(*[(messages.c.priority == p.value, p.rank) for p in Priority], else
 def inbox_pending(conn: Connection, own: str) -> tuple[list[MessageView], int]:
     """Received messages not yet acknowledged, most urgent first (priority, then deadline),
     at most ``MAX_PENDING`` of them; and how many there are in all."""
-    total = conn.execute(
-        select(func.count()).select_from(messages).where(_not_acknowledged())
-    ).scalar()
+    # One pass: the count of all rows rides along as a window function.
     rows = list(
         conn.execute(
-            select(*_COLUMNS)
+            select(*_COLUMNS, func.count().over().label("total"))
             .where(_not_acknowledged())
             .order_by(_RANK, messages.c.created_at_us)
             .limit(MAX_PENDING)
         )
     )
+    total = rows[0].total if rows else 0
     events = _events(conn, [r.id for r in rows])
     views = [_view(r, own, events[r.id]) for r in rows]
     views.sort(key=lambda v: (priority_rank(v.priority), ack_deadline_us(v)))
