@@ -29,6 +29,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
+from hotline.core import merkle
 from hotline.core.card import Card, Identity, make_card
 from hotline.core.envelope import (
     ENVELOPE_INFO_DOMAIN,
@@ -42,6 +45,7 @@ from hotline.core.envelope import (
     sign_receipt,
 )
 from hotline.core.keys import DecryptionKey, SigningKey
+from hotline.core.treehead import sign_tree_head
 
 OUTPUT = Path(__file__).with_name("protocol-v1.json")
 
@@ -131,10 +135,11 @@ def _party(who: Identity, card: Card) -> dict[str, Any]:
     }
 
 
-def build(reference: tuple[bytes, bytes] | None = None) -> dict[str, Any]:
-    """Make every vector. ``reference`` = (message statement, sealed envelope) that the receipts
-    name; by default the ones made here (the test passes the committed ones, so that receipt
-    payloads, which hash those random bytes, can be compared byte for byte)."""
+def build(reference: tuple[bytes, bytes, bytes] | None = None) -> dict[str, Any]:
+    """Make every vector. ``reference`` = (message statement, sealed envelope, DELIVERED receipt
+    statement) that the receipts and the tree roots hash; by default the ones made here (the test
+    passes the committed ones, so that payloads which hash those random bytes can be compared
+    byte for byte)."""
     washington, moscow = identity("washington"), identity("moscow")
     cards = {
         "washington": make_card(
@@ -169,20 +174,35 @@ def build(reference: tuple[bytes, bytes] | None = None) -> dict[str, Any]:
         statement=message,
         recipient_key=moscow.decryption.public,
     )
-    named_message, named_envelope = reference or (message, envelope)
+    named_message, named_envelope = (
+        (reference[0], reference[1]) if reference else (message, envelope)
+    )
     item = ReceiptItem(
         id=MESSAGE_ID,
         seq=1,
         envelope_hash=hashlib.sha256(named_envelope).hexdigest(),
         signed_hash=hashlib.sha256(named_message).hexdigest(),
     )
+    # moscow's log is empty before the message: it logs it at index 0 (message.in), and the
+    # DELIVERED receipt names that index and moscow's tree right after (size 1).
     delivered = sign_receipt(
         moscow,
         to="washington",
         receipt_id=DELIVERED_ID,
         created=CREATED + timedelta(seconds=1),
         kind=ReceiptKind.DELIVERED,
-        items=[item],
+        items=[msgspec.structs.replace(item, leaf_index=0)],
+        tree_size=1,
+        tree_root=merkle.leaf_hash(named_message),
+    )
+    named_delivered = reference[2] if reference else delivered
+    # washington's log: the message (message.out, index 0), then moscow's DELIVERED receipt
+    # (receipt.in, index 1); its signed head of size 2, as a heartbeat would carry it.
+    tree_head = sign_tree_head(
+        washington,
+        size=2,
+        root=merkle.node_hash(merkle.leaf_hash(named_message), merkle.leaf_hash(named_delivered)),
+        time=CREATED + timedelta(seconds=60),
     )
     acknowledged = sign_receipt(
         moscow,
@@ -194,6 +214,7 @@ def build(reference: tuple[bytes, bytes] | None = None) -> dict[str, Any]:
         seq=1,
         operator="ivanov",
         lang="ru",
+        tz="Europe/Moscow",
         text_hash=hashlib.sha256("Пуск подтверждаем.".encode()).hexdigest(),
     )
     heartbeat = sign_heartbeat(
@@ -214,7 +235,8 @@ def build(reference: tuple[bytes, bytes] | None = None) -> dict[str, Any]:
             "hotline protocol v1 test vectors (docs/protocol.md §11). Hex unless a field is text. "
             "Deterministic: keys, key ids, fingerprints, payloads, signed parts, Ed25519 "
             "signatures, envelope header and HPKE info. Random on every run: ML-DSA-65 signatures "
-            "(hedged signing) and the HPKE ciphertext; check those by verifying and opening."
+            "(hedged signing) and the HPKE ciphertext; check those by verifying and opening. "
+            "Tree roots and receipt hashes are of the committed (random) statements."
         ),
         "seed_rule": "private seed = SHAKE256('hotline test vectors v1' || 0x00 || label)[:size]",
         "parties": {
@@ -239,6 +261,7 @@ def build(reference: tuple[bytes, bytes] | None = None) -> dict[str, Any]:
         "delivered_receipt": _statement_record(delivered),
         "acknowledged_receipt": _statement_record(acknowledged),
         "heartbeat": _statement_record(heartbeat),
+        "tree_head": _statement_record(tree_head.statement),
         "batch_of_the_envelope": {
             "prefix": encode_batch([envelope])[:10].hex(),
             "length": len(encode_batch([envelope])),

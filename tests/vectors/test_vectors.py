@@ -43,6 +43,7 @@ from hotline.core.keys import (
     SigningPublicKey,
     verify_statement,
 )
+from hotline.core.treehead import verify_tree_head
 from hotline.errors import ErrorCode, VerificationError
 
 HERE = Path(__file__).parent
@@ -159,16 +160,61 @@ def test_receipts_name_the_committed_message_and_envelope(vectors):
     assert hashlib.sha256(bytes.fromhex(vectors["envelope"]["sealed"])).hexdigest() == (
         envelope_hash
     )
-    for record in ("delivered_receipt", "acknowledged_receipt"):
-        payload = json.loads(vectors[record]["payload"])
-        assert payload["items"] == [
-            {
-                "id": json.loads(vectors["message"]["payload"])["id"],
-                "seq": 1,
-                "envelope_hash": envelope_hash,
-                "signed_hash": signed_hash,
-            }
-        ]
+    item = {
+        "id": json.loads(vectors["message"]["payload"])["id"],
+        "seq": 1,
+        "envelope_hash": envelope_hash,
+        "signed_hash": signed_hash,
+    }
+    # Only the DELIVERED receipt names where its author logged the message.
+    assert json.loads(vectors["delivered_receipt"]["payload"])["items"] == [
+        {**item, "leaf_index": 0}
+    ]
+    assert json.loads(vectors["acknowledged_receipt"]["payload"])["items"] == [item]
+
+
+def _leaf_hash(data: bytes) -> bytes:
+    return hashlib.sha256(b"\x00" + data).digest()
+
+
+def test_delivered_receipt_names_the_receivers_tree_by_hand(vectors):
+    """moscow logged the message at index 0 of an empty log: its tree of size 1 has the message's
+    leaf hash as its root (RFC 9162: SHA-256(0x00 || statement))."""
+    payload = json.loads(vectors["delivered_receipt"]["payload"])
+    message = bytes.fromhex(vectors["message"]["statement"])
+    assert payload["tree_size"] == 1
+    assert payload["tree_root"] == _leaf_hash(message).hex()
+    assert all(0 <= i["leaf_index"] < payload["tree_size"] for i in payload["items"])
+    decoded = decode_json(
+        vectors["delivered_receipt"]["payload"].encode(), ReceiptPayload, what="receipt"
+    )
+    assert decoded.items[0].leaf_index == 0
+
+
+def test_tree_head_verifies_and_its_root_is_computed_by_hand(vectors):
+    """washington's head of size 2: the message (index 0), then moscow's receipt (index 1)."""
+    washington = vectors["parties"]["washington"]
+    statement = bytes.fromhex(vectors["tree_head"]["statement"])
+    head = verify_tree_head(statement, _signing_public(washington), log="washington")
+    message = bytes.fromhex(vectors["message"]["statement"])
+    receipt = bytes.fromhex(vectors["delivered_receipt"]["statement"])
+    root = hashlib.sha256(b"\x01" + _leaf_hash(message) + _leaf_hash(receipt)).digest()
+    assert (head.size, head.root) == (2, root)
+    payload = json.loads(vectors["tree_head"]["payload"])
+    assert list(payload) == ["v", "log", "size", "root", "time"]
+    assert payload == {
+        "v": 1,
+        "log": "washington",
+        "size": 2,
+        "root": root.hex(),
+        "time": "2026-11-26T03:13:00.000000Z",
+    }
+    with pytest.raises(VerificationError) as e:
+        verify_tree_head(statement, _signing_public(vectors["parties"]["moscow"]), log="moscow")
+    assert e.value.code == ErrorCode.UNKNOWN_KEY
+    with pytest.raises(VerificationError) as e:
+        verify_statement(statement, Purpose.MESSAGE, _signing_public(washington))
+    assert e.value.code == ErrorCode.WRONG_PURPOSE
 
 
 def test_batch_framing_of_the_committed_envelope(vectors):
@@ -209,6 +255,7 @@ def _split_statement(statement: bytes) -> dict[str, Any]:
         ("delivered_receipt", "moscow"),
         ("acknowledged_receipt", "moscow"),
         ("heartbeat", "washington"),
+        ("tree_head", "washington"),
     ],
 )
 def test_statement_layout_and_signatures_by_hand(vectors, record, signer):
@@ -287,6 +334,7 @@ def test_every_deterministic_part_is_unchanged(vectors):
     reference = (
         bytes.fromhex(vectors["message"]["statement"]),
         bytes.fromhex(vectors["envelope"]["sealed"]),
+        bytes.fromhex(vectors["delivered_receipt"]["statement"]),
     )
     fresh = generate.build(reference)
     assert generate.deterministic(fresh) == generate.deterministic(vectors), (
