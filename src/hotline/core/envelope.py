@@ -452,6 +452,8 @@ def _check_payload(payload: MessagePayload | ReceiptPayload | HeartbeatPayload) 
             raise WireError(f"a receipt covers 1 to {MAX_RECEIPT_ITEMS} messages")
         for item in payload.items:
             check_uuid(item.id, what="receipt item id")
+        if payload.operator is not None and not OPERATOR_NAME.fullmatch(payload.operator):
+            raise WireError(f"operator is not an operator name: {payload.operator[:64]!r}")
         if (payload.tree_size is None) != (payload.tree_root is None):
             raise WireError("a receipt's tree_size and tree_root come together")
         if payload.tree_size is not None and any(
