@@ -183,39 +183,77 @@ def encode_bundle(
 # -- verifying --------------------------------------------------------------------------------
 
 
-def _author_check(args: tuple[str, bytes, dict[str, tuple[bytes, bytes]]]) -> str | None:
-    """Verify one statement against its author's key; return an error text or None.
+# What a worker returns for one statement: its key, the fields the summary and the sequence
+# check need (purpose, from, to, id, seq, created), and an error text or None.
+_Fields = tuple[str, str, str, str, int | None, str]
+# One entry of a log naming a statement: owner, index, kind, ref, proof (base64), size, root.
+_EntryJob = tuple[str, int, str, str, list[str], int, bytes]
+_Job = tuple[str, str, dict[str, tuple[bytes, bytes]], list[_EntryJob]]
 
-    Runs in worker processes, so it takes and returns plain values.
-    """
-    key, statement, keys = args
+
+def _check_statement(job: _Job) -> tuple[str, _Fields | None, str | None]:
+    """Everything about one statement, in a worker process: its bytes hash to its key, its
+    author signed it, and each log entry naming it has the right kind and ref and an inclusion
+    proof that holds. Takes and returns plain values (it crosses process boundaries)."""
+    key, encoded, keys, entries = job
+    item = f"statements.{key}"
     try:
+        statement = b64decode(encoded, what=item, limit=1 << 20)
+        if statement_key(statement) != key:
+            return key, None, f"{item}: content does not match its hash"
         label, _key_id, unverified = peek_statement(statement)
         purpose = _PURPOSES.get(label)
         if purpose is None:
-            return f"statement {key}: purpose {label!r} does not belong in a bundle"
-        author = msgspec.json.decode(unverified, type=dict).get("from")
+            return key, None, f"{item}: purpose {label!r} does not belong in a bundle"
+        fields = msgspec.json.decode(unverified, type=dict)
+        author = fields.get("from")
         if author not in keys:
-            return f"statement {key}: author {author!r} is not a party to the link"
+            return key, None, f"{item}: author {author!r} is not a party to the link"
         ed, ml = keys[author]
         verify_statement(statement, purpose, SigningPublicKey(ed25519=ed, mldsa65=ml))
+        seq = fields.get("seq")
+        summary: _Fields = (
+            label,
+            str(author),
+            str(fields.get("to")),
+            str(fields.get("id")),
+            seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
+            str(fields.get("created", "")),
+        )
+        leaf = merkle.leaf_hash(statement)
+        noun = "message" if purpose is Purpose.MESSAGE else "receipt"
+        for owner, index, kind, ref, proof, size, root in entries:
+            where = f"logs.{owner}.entries[{index}] ({kind} {ref})"
+            if ref != summary[3]:
+                return key, None, f"{where}: ref {ref!r} is not the statement's id"
+            direction = "out" if author == owner else "in"
+            if kind != f"{noun}.{direction}":
+                return key, None, f"{where}: kind {kind!r}; the statement is a {noun}.{direction}"
+            hashes = [b64decode(h, what=where, size=merkle.HASH_SIZE) for h in proof]
+            try:
+                merkle.verify_inclusion(
+                    leaf_hash=leaf, index=index, size=size, proof=hashes, root=root
+                )
+            except HotlineError as e:
+                return key, None, f"{where}: {e.detail}"
     except (HotlineError, msgspec.DecodeError) as e:
-        return f"statement {key}: {e}"
-    return None
+        return key, None, f"{item}: {e}"
+    return key, summary, None
 
 
-def _check_signatures(statements: dict[str, bytes], cards: dict[str, Card], workers: int) -> int:
-    keys = {n: (c.signing_key.ed25519, c.signing_key.mldsa65) for n, c in cards.items()}
-    jobs = [(k, s, keys) for k, s in statements.items()]
+def _check_statements(jobs: list[_Job], workers: int) -> dict[str, _Fields]:
     if workers > 1 and len(jobs) > 2000:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            errors = list(pool.map(_author_check, jobs, chunksize=500))
+            results = list(pool.map(_check_statement, jobs, chunksize=256))
     else:
-        errors = [_author_check(job) for job in jobs]
-    for error in errors:
+        results = [_check_statement(job) for job in jobs]
+    fields: dict[str, _Fields] = {}
+    for key, summary, error in results:
         if error is not None:
             raise BundleError(error.split(":")[0], error)
-    return len(jobs)
+        if summary is not None:
+            fields[key] = summary
+    return fields
 
 
 def _decode_hashes(values: Iterable[str], item: str) -> list[bytes]:
@@ -225,10 +263,8 @@ def _decode_hashes(values: Iterable[str], item: str) -> list[bytes]:
         raise BundleError(item, e.detail) from e
 
 
-def _check_log(
-    owner: str, log: _Log, card: Card, statements: dict[str, bytes]
-) -> tuple[LogReport, set[str]]:
-    """Heads signed by the owner, consistent one to the next; every entry included in the last."""
+def _check_log(owner: str, log: _Log, card: Card) -> TreeHead:
+    """Heads signed by the owner, consistent one to the next; returns the last head."""
     heads: list[TreeHead] = []
     for i, encoded in enumerate(log.heads):
         item = f"logs.{owner}.heads[{i}]"
@@ -264,30 +300,7 @@ def _check_log(
             )
         except HotlineError as e:
             raise BundleError(item, e.detail) from e
-    last = heads[-1]
-    included: set[str] = set()
-    seen_indexes: set[int] = set()
-    for entry in log.entries:
-        item = f"logs.{owner}.entries[{entry.index}] ({entry.kind} {entry.ref})"
-        if entry.index in seen_indexes:
-            raise BundleError(item, "index listed twice")
-        seen_indexes.add(entry.index)
-        statement = statements.get(entry.statement)
-        if statement is None:
-            raise BundleError(item, "names a statement the bundle does not hold")
-        _check_entry_names(owner, entry, statement)
-        try:
-            merkle.verify_inclusion(
-                leaf_hash=merkle.leaf_hash(statement),
-                index=entry.index,
-                size=last.size,
-                proof=_decode_hashes(entry.proof, item),
-                root=last.root,
-            )
-        except HotlineError as e:
-            raise BundleError(item, e.detail) from e
-        included.add(entry.statement)
-    return LogReport(owner, last.size, len(heads), len(log.entries)), included
+    return heads[-1]
 
 
 def verify_bundle(data: bytes, *, workers: int = 1) -> BundleReport:
@@ -323,24 +336,38 @@ def verify_bundle(data: bytes, *, workers: int = 1) -> BundleReport:
             raise BundleError(f"cards.{name}", f"card is for {card.name!r}")
         cards[name] = card
     _check_export_signature(bundle, body, signature_line[:-1], cards)
-    statements: dict[str, bytes] = {}
-    for key, encoded in bundle.statements.items():
-        raw = b64decode(encoded, what=f"statements.{key}", limit=1 << 20)
-        if statement_key(raw) != key:
-            raise BundleError(f"statements.{key}", "content does not match its hash")
-        statements[key] = raw
-    checks = _check_signatures(statements, cards, workers)  # 3
     reports: dict[str, LogReport] = {}
-    in_log: dict[str, set[str]] = {}
-    for owner, log in bundle.logs.items():  # 4, 5
+    entries_of: dict[str, list[_EntryJob]] = {key: [] for key in bundle.statements}
+    for owner, log in bundle.logs.items():  # 4
         if owner not in cards:
             raise BundleError(f"logs.{owner}", "log of a node that is not a party to the link")
-        reports[owner], in_log[owner] = _check_log(owner, log, cards[owner], statements)
+        last = _check_log(owner, log, cards[owner])
+        seen_indexes: set[int] = set()
+        for entry in log.entries:  # 5 (the proofs are checked with the statements)
+            item = f"logs.{owner}.entries[{entry.index}] ({entry.kind} {entry.ref})"
+            if entry.index in seen_indexes:
+                raise BundleError(item, "index listed twice")
+            seen_indexes.add(entry.index)
+            jobs_for = entries_of.get(entry.statement)
+            if jobs_for is None:
+                raise BundleError(item, "names a statement the bundle does not hold")
+            jobs_for.append(
+                (owner, entry.index, entry.kind, entry.ref, entry.proof, last.size, last.root)
+            )
+        reports[owner] = LogReport(owner, last.size, len(log.heads), len(log.entries))
+    keys = {n: (c.signing_key.ed25519, c.signing_key.mldsa65) for n, c in cards.items()}
+    fields = _check_statements(  # 3, 5
+        [(key, encoded, keys, entries_of[key]) for key, encoded in bundle.statements.items()],
+        workers,
+    )
     for owner, report in reports.items():  # 6
-        report.unproved = sorted(set(statements) - in_log[owner])
-    _check_sequences(statements)  # 7
+        report.unproved = sorted(
+            key for key, jobs in entries_of.items() if all(j[0] != owner for j in jobs)
+        )
+    _check_sequences(fields)  # 7
+    checks = len(fields)
     witnessed = _check_witnesses(bundle)  # 8
-    summary = _summary(bundle, statements, reports, checks)
+    summary = _summary(bundle, fields, reports, checks)
     summary.witnessed = witnessed
     return summary
 
@@ -406,30 +433,14 @@ def _check_export_signature(
         raise BundleError(item, "signed exporter or time differ from the bundle's")
 
 
-def _check_entry_names(owner: str, entry: _Entry, statement: bytes) -> None:
-    """An entry's kind and ref must say what its statement says (they are not hashed)."""
-    item = f"logs.{owner}.entries[{entry.index}]"
-    label, _kid, payload = peek_statement(statement)
-    fields = msgspec.json.decode(payload, type=dict)
-    if fields.get("id") != entry.ref:
-        raise BundleError(item, f"ref {entry.ref!r} is not the statement's id")
-    direction = "out" if fields.get("from") == owner else "in"
-    noun = "message" if label == Purpose.MESSAGE.value else "receipt"
-    if entry.kind != f"{noun}.{direction}":
-        raise BundleError(item, f"kind {entry.kind!r}; the statement is a {noun}.{direction}")
-
-
-def _check_sequences(statements: dict[str, bytes]) -> None:
+def _check_sequences(fields: dict[str, _Fields]) -> None:
     """Each direction's sequence numbers run 1..N with none missing and none used twice: a
     message dropped from the bundle (from every log at once) still leaves its number's gap."""
     seen: dict[tuple[str, str], dict[int, str]] = {}
-    for key, raw in statements.items():
-        _label, _kid, payload = peek_statement(raw)
-        fields = msgspec.json.decode(payload, type=dict)
-        seq = fields.get("seq")
-        if not isinstance(seq, int):
+    for key, (_label, sender, recipient, _id, seq, _created) in fields.items():
+        if seq is None:
             continue  # DELIVERED receipts are not sequenced
-        numbers = seen.setdefault((str(fields.get("from")), str(fields.get("to"))), {})
+        numbers = seen.setdefault((sender, recipient), {})
         if seq in numbers:
             raise BundleError(f"statements.{key}", f"sequence number {seq} used twice")
         numbers[seq] = key
@@ -443,25 +454,23 @@ def _check_sequences(statements: dict[str, bytes]) -> None:
 
 
 def _summary(
-    bundle: _Bundle, statements: dict[str, bytes], reports: dict[str, LogReport], checks: int
+    bundle: _Bundle, fields: dict[str, _Fields], reports: dict[str, LogReport], checks: int
 ) -> BundleReport:
     senders: dict[str, int] = {}
     times: list[datetime] = []
     messages = receipts = 0
-    for raw in statements.values():
-        label, _kid, payload = peek_statement(raw)
-        fields = msgspec.json.decode(payload, type=dict)
+    for label, sender, _to, _id, _seq, created in fields.values():
         if label == Purpose.MESSAGE.value:
             messages += 1
-            senders[fields["from"]] = senders.get(fields["from"], 0) + 1
+            senders[sender] = senders.get(sender, 0) + 1
         else:
             receipts += 1
         with contextlib.suppress(HotlineError):
-            times.append(parse_time(str(fields.get("created", "")), what="created"))
+            times.append(parse_time(created, what="created"))
     return BundleReport(
         link=(bundle.link[0], bundle.link[1]),
         exported_by=bundle.exported_by,
-        statements=len(statements),
+        statements=len(fields),
         messages=messages,
         receipts=receipts,
         senders=senders,
