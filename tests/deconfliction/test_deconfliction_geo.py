@@ -9,12 +9,18 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 import shapely
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from pyproj import Geod
 
-from hotline.deconfliction._geo import circle_footprint, corridor_footprint
+from hotline.deconfliction._geo import (
+    areas_m2,
+    circle_footprint,
+    corridor_footprint,
+    geodesic_area_m2,
+)
 from hotline.errors import InputError
 
 GEOD = Geod(ellps="WGS84")
@@ -109,3 +115,24 @@ def test_thin_corridor_error_is_tiny() -> None:
     _, _, poly, err = corridor_footprint([[35, 33], [35.5, 33.2]], 0.5, "k")
     assert err < 0.01
     assert poly.is_valid
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    lon=st.floats(-170, 170),
+    lat=st.floats(-75, 75),
+    radius=st.floats(10.0, 50_000.0),
+    shift=st.floats(0.0, 1.5),
+)
+def test_intersection_areas_match_pyproj(
+    lon: float, lat: float, radius: float, shift: float
+) -> None:
+    try:
+        _, _, a, _ = circle_footprint([lon, lat], radius, "a")
+        _, _, b, _ = circle_footprint([lon + shift * (a.bounds[2] - a.bounds[0]), lat], radius, "b")
+    except InputError:
+        assume(False)
+        return
+    inter = shapely.intersection(a, b)
+    [area] = areas_m2(np.array([inter], dtype=object))
+    assert area == pytest.approx(geodesic_area_m2(inter), rel=1e-4, abs=1e-3)

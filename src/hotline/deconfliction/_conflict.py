@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import shapely
 
-from hotline.deconfliction._geo import _radii, geodesic_area_m2, local_distance_m
+from hotline.deconfliction._geo import _radii, areas_m2, local_distance_m
 from hotline.deconfliction._index import VolumeIndex, pack_boxes
 from hotline.deconfliction._volume import OWN, Volume, format_time
 from hotline.errors import InputError
@@ -55,7 +55,7 @@ class Conflict:
     time_end_us: int
     altitude_lower: float
     altitude_upper: float
-    #: Geodesic area (WGS84) of the footprints' intersection; 0 when they only touch.
+    #: Area (WGS84 ellipsoid, square metres) of the footprints' intersection; 0 when they touch.
     area_m2: float
     kind: ConflictKind
 
@@ -104,9 +104,7 @@ class NearMiss:
         }
 
 
-def describe(query: Volume, active: Volume) -> Conflict:
-    """The overlap of two conflicting volumes (the caller has established that they conflict)."""
-    inter = shapely.intersection(query.footprint, active.footprint)
+def _conflict(query: Volume, active: Volume, area_m2: float) -> Conflict:
     return Conflict(
         query=query,
         active=active,
@@ -114,7 +112,7 @@ def describe(query: Volume, active: Volume) -> Conflict:
         time_end_us=min(query.time_end_us, active.time_end_us),
         altitude_lower=max(query.altitude_lower, active.altitude_lower),
         altitude_upper=min(query.altitude_upper, active.altitude_upper),
-        area_m2=geodesic_area_m2(inter),
+        area_m2=area_m2,
         kind=conflict_kind(query, active),
     )
 
@@ -141,9 +139,13 @@ class Engine(VolumeIndex):
         """
         qs = [queries] if isinstance(queries, Volume) else list(queries)
         qi, slots = self.pairs(qs)
+        if not len(qi):
+            return []
+        qgeoms = np.array([v.footprint for v in qs], dtype=object)
+        areas = areas_m2(shapely.intersection(qgeoms[qi], self._cols.geoms[slots]))
         out = [
-            describe(qs[q], self.volume(s))
-            for q, s in zip(qi.tolist(), slots.tolist(), strict=True)
+            _conflict(qs[q], self.volume(s), area)
+            for q, s, area in zip(qi.tolist(), slots.tolist(), areas.tolist(), strict=True)
         ]
         out.sort(key=lambda c: (c.query.owner, c.query.id, c.active.owner, c.active.id))
         return out

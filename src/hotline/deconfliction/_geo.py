@@ -373,6 +373,35 @@ def geodesic_area_m2(geom: Any) -> float:
     return total
 
 
+def areas_m2(geoms: np.ndarray[Any, Any]) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """Areas in square metres of many small geometries (intersections of footprints), at once.
+
+    A sinusoidal map on the ellipsoid around each geometry (x = lon * N cos lat at each vertex,
+    y = meridian arc from the centre), which keeps areas; relative error below 1e-4 against
+    pyproj's geodesic area for shapes up to a hundred kilometres (tested). Lines and points
+    (footprints that only touch) have no area.
+    """
+    out = np.zeros(len(geoms))
+    if not len(geoms):
+        return out
+    ok = ~shapely.is_empty(geoms)
+    g = np.array(geoms[ok], dtype=object)
+    if not len(g):
+        return out
+    b = shapely.bounds(g)
+    lat0 = (b[:, 1] + b[:, 3]) / 2
+    lon0 = (b[:, 0] + b[:, 2]) / 2
+    xy, idx = shapely.get_coordinates(g, return_index=True)
+    lat = xy[:, 1]
+    m_mid, _ = _radii((lat + lat0[idx]) / 2)
+    _, n_v = _radii(lat)
+    x = np.radians(xy[:, 0] - lon0[idx]) * n_v * np.cos(np.radians(lat))
+    y = np.radians(lat - lat0[idx]) * m_mid
+    moved = shapely.set_coordinates(shapely.transform(g, lambda c: c), np.column_stack((x, y)))
+    out[ok] = shapely.area(moved)
+    return out
+
+
 def local_distance_m(a: Any, b: Any) -> float:
     """Shortest distance in metres between two footprints, in a local plane at their midpoint.
 
