@@ -332,9 +332,14 @@ def reply(
     dir: DirOption,
     text: Annotated[str, typer.Option(help="The answer.")],
     action_taken: Annotated[str | None, typer.Option(help="An action taken, if any.")] = None,
+    priority: Annotated[
+        Priority | None, typer.Option(help="Default: the priority of the message answered.")
+    ] = None,
+    operator: Annotated[str | None, typer.Option(help="Your operator name (the author).")] = None,
+    totp: Annotated[str | None, typer.Option(help="Your TOTP code, for a FLASH answer.")] = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Answer a received message with a ``response`` that names it."""
+    """Answer a received message with a ``response`` that names it (FLASH: held for release)."""
     home = NodeHome(dir)
     original = _message(home, message_id)
     if original.direction != "in":
@@ -342,16 +347,32 @@ def reply(
     answer: dict[str, Any] = {"in_reply_to": message_id, "text": text}
     if action_taken:
         answer["action_taken"] = action_taken
+    reply_priority = (priority.value if priority else None) or original.priority
+    if needs_release(reply_priority):
+        # An answer at FLASH is a FLASH message: two people, like any other.
+        _hold_for_release(
+            home,
+            operator,
+            totp,
+            original.peer,
+            "response",
+            reply_priority,
+            answer,
+            message_id,
+            json_out,
+        )
+        return
     answer_id = outbox.submit_message(
         home.store,
         home.identity,
         home.peer_card(original.peer),
         msg_type="response",
-        priority=original.priority,
+        priority=reply_priority,
         body=answer,
         now=datetime.now(UTC),
         ttl=timedelta(seconds=home.config.default_ttl_s),
         in_reply_to=message_id,
+        author=operator,
     )
     _wake_node(home)
     if json_out:

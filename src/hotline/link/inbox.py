@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,8 +38,9 @@ from hotline.core.envelope import (
     sign_receipt,
 )
 from hotline.core.keys import SigningPublicKey
+from hotline.core.merkle import MAX_TREE_SIZE
 from hotline.core.treehead import verify_tree_head
-from hotline.errors import ErrorCode, HotlineError, ProtocolError
+from hotline.errors import ErrorCode, HotlineError, ProtocolError, WireError
 from hotline.referrals.cases import on_message_committed
 from hotline.store import Store
 from hotline.store.messages import (
@@ -55,6 +57,8 @@ from hotline.store.schema import messages, receipt_items, receipts
 from hotline.transcript.heads import record_peer_head
 
 log = logging.getLogger(__name__)
+
+_HEX_ROOT = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(slots=True)
@@ -471,10 +475,9 @@ def _accept_delivered_receipt(
         return
     ids = _check_items_are_ours(conn, opened, payload.items)
     if payload.tree_size is not None and payload.tree_root is not None:
-        try:
-            root = bytes.fromhex(payload.tree_root)
-        except ValueError as e:
-            raise ProtocolError("receipt tree_root is not hex") from e
+        if not _HEX_ROOT.fullmatch(payload.tree_root) or payload.tree_size > MAX_TREE_SIZE:
+            raise WireError("receipt tree_root must be 64 lowercase hex; tree_size in range")
+        root = bytes.fromhex(payload.tree_root)
         record_peer_head(
             conn,
             peer=opened.header.sender,

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Body, Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,7 +24,14 @@ from hotline import __version__, transcript
 from hotline.compose.priority import Priority
 from hotline.core.encoding import b64decode, b64encode
 from hotline.core.envelope import MAX_BATCH_BYTES, MAX_ENVELOPE_BYTES, decode_batch
-from hotline.errors import AuthError, ErrorCode, HotlineError, NotFoundError, WireError
+from hotline.errors import (
+    AuthError,
+    ErrorCode,
+    HotlineError,
+    InputError,
+    NotFoundError,
+    WireError,
+)
 from hotline.link.transport_http import ENVELOPE_CONTENT_TYPE
 from hotline.node.runtime import Node
 
@@ -115,6 +123,17 @@ def create_app(node: Node) -> FastAPI:
     async def _hotline_error(request: Request, exc: HotlineError) -> JSONResponse:
         log.info("%s %s -> %s", request.method, request.url.path, exc)
         return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # One error shape for every refusal: FastAPI's own {"detail": [...]} becomes ours.
+        fields = {
+            ".".join(str(p) for p in error.get("loc", ()) if p != "body"): str(error.get("msg"))
+            for error in exc.errors()
+        }
+        error = InputError("the request is not valid", fields=fields)
+        log.info("%s %s -> %s", request.method, request.url.path, error)
+        return JSONResponse({"error": error.to_dict()}, status_code=error.http_status)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -328,11 +328,26 @@ class Node:
                 checked += 1
                 continue
             small, large = sorted((baseline, candidate), key=lambda h: h.size)
-            data = await link.fetch(
-                "/v1/transcript/consistency", {"first": small.size, "second": large.size}
-            )
-            proof = decode_proof_reply(data)
             now_us = to_us(datetime.now(UTC))
+            try:
+                data = await link.fetch(
+                    "/v1/transcript/consistency", {"first": small.size, "second": large.size}
+                )
+            except TransportError as e:
+                if e.code != ErrorCode.PEER_REFUSED:
+                    raise  # unreachable: try again later
+                # The peer answered but will not prove heads it signed (a truncated log?).
+                with self.store.write() as conn:
+                    mark_checked(conn, candidate.id, consistent=False)
+                    raise_equivocation(
+                        conn,
+                        peer=peer,
+                        now_us=now_us,
+                        detail=f"peer refused to prove its head of size {candidate.size} "
+                        f"consistent with its head of size {baseline.size}: {e.detail[:300]}",
+                    )
+                continue
+            proof = decode_proof_reply(data)
             try:
                 check_consistency(baseline, candidate, proof)
             except VerificationError as e:
@@ -374,16 +389,25 @@ class Node:
     ) -> Cosignature:
         """As a witness: cosign ``log``'s head if it extends the last one cosigned here."""
         card = self.peer(log)
-        with self.store.write() as conn:
-            return cosign_head(
-                conn,
-                self.identity,
-                card,
-                tree_head=tree_head,
-                old_size=old_size,
-                proof=proof,
-                now=datetime.now(UTC),
-            )
+        now = datetime.now(UTC)
+        try:
+            with self.store.write() as conn:
+                return cosign_head(
+                    conn,
+                    self.identity,
+                    card,
+                    tree_head=tree_head,
+                    old_size=old_size,
+                    proof=proof,
+                    now=now,
+                )
+        except VerificationError as e:
+            if e.code == ErrorCode.BAD_PROOF:  # the log does not extend what we cosigned
+                with self.store.write() as conn:
+                    raise_equivocation(
+                        conn, peer=log, now_us=to_us(now), detail=f"witness refused: {e.detail}"
+                    )
+            raise
 
     async def witness_once(self, witness: str) -> Cosignature | None:
         """Have ``witness`` cosign our current head; None if it already has."""

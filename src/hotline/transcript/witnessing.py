@@ -34,7 +34,6 @@ from hotline.core.treehead import verify_tree_head
 from hotline.core.witness import Cosignature, cosign
 from hotline.errors import ErrorCode, HotlineError, ProtocolError, VerificationError
 from hotline.store.schema import metadata
-from hotline.transcript.heads import raise_equivocation
 
 # What a witness cosigned, per log: append-only; the largest size is the log's current state.
 witnessed_heads = Table(
@@ -125,13 +124,7 @@ def cosign_head(
                 proof=proof,
             )
         except HotlineError as e:
-            raise_equivocation(
-                conn,
-                peer=node.name,
-                now_us=to_us(now),
-                detail=f"witness refused head of size {head.size}: not consistent with the "
-                f"cosigned head of size {last.size}: {e.detail}",
-            )
+            # The caller records the alarm in its own transaction: this one rolls back.
             raise VerificationError(
                 f"head of size {head.size} does not extend the head of size {last.size} this "
                 f"witness cosigned: {e.detail}",

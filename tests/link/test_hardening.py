@@ -1,0 +1,177 @@
+"""Hostile input that must get a precise, typed refusal and leave nothing half-written."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from hotline.core.encoding import decode_json
+from hotline.core.envelope import Kind, new_id, seal, sign_heartbeat, sign_message
+from hotline.core.keys import Purpose
+from hotline.errors import ErrorCode, ProtocolError, WireError
+from hotline.link import inbox
+from hotline.link.delivery import PeerLink
+from hotline.node.app import create_app
+from hotline.node.home import NodeHome
+from hotline.node.runtime import Node
+from hotline.store.schema import inbound_gaps
+
+NOW = datetime(2026, 11, 26, 3, 12, tzinfo=UTC)
+
+
+@pytest.fixture
+def pair(tmp_path):
+    homes = {
+        name: NodeHome.init(
+            tmp_path / name, name=name, listen=f"127.0.0.1:{port}", display_names={"en": name}
+        )
+        for name, port in (("washington", 18801), ("moscow", 18802))
+    }
+    for home, other in (
+        (homes["washington"], homes["moscow"]),
+        (homes["moscow"], homes["washington"]),
+    ):
+        card = other.card(NOW)
+        home.add_peer(card, card.fingerprint, NOW)
+    yield homes
+    for home in homes.values():
+        home.close()
+
+
+@pytest.mark.parametrize(
+    "text", ['{"a": NaN}', '{"a": Infinity}', '{"a": "\\ud800"}', '{"\\udfff": 1}']
+)
+def test_json_that_is_not_interchangeable_is_refused(text):
+    with pytest.raises(WireError):
+        decode_json(text.encode(), dict, what="test")
+
+
+def _forged(w: NodeHome, m: NodeHome, seq: int, created: str | None = None) -> bytes:
+    message_id = new_id(NOW)
+    statement = sign_message(
+        w.identity,
+        to="moscow",
+        message_id=message_id,
+        seq=seq,
+        created=NOW,
+        msg_type="free_text",
+        priority="routine",
+        body={"text": "x", "lang": "en"},
+    )
+    if created is not None:  # a signed payload with a bad time, as a buggy or hostile peer sends
+        statement = w.identity.signing.sign(
+            Purpose.MESSAGE,
+            statement[statement.index(b'{"v"') : len(statement) - 64 - 3309].replace(
+                NOW.strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode(), created.encode()
+            ),
+        )
+    return seal(
+        kind=Kind.MESSAGE,
+        sender="washington",
+        recipient="moscow",
+        envelope_id=message_id,
+        statement=statement,
+        recipient_key=m.identity.decryption.public,
+    )
+
+
+def test_a_rejected_envelope_leaves_the_gap_records_untouched(pair):
+    w, m = pair["washington"], pair["moscow"]
+    inbox.receive(
+        m.store,
+        m.identity,
+        m.peer_cards(),
+        [_forged(w, m, 1), _forged(w, m, 3)],
+        now=NOW,
+        source="t",
+    )
+    with m.store.read() as conn:
+        gaps = [r.seq for r in conn.execute(select(inbound_gaps.c.seq))]
+    assert gaps == [2]
+    result = inbox.receive(
+        m.store,
+        m.identity,
+        m.peer_cards(),
+        [_forged(w, m, 2, created="not a time")],
+        now=NOW,
+        source="t",
+    )
+    assert result.outcomes[0].status == "rejected"
+    with m.store.read() as conn:
+        assert [r.seq for r in conn.execute(select(inbound_gaps.c.seq))] == [2]
+    assert inbox.next_expected(m.store, "washington") == 2
+
+
+def test_replayed_or_stale_heartbeats_are_refused(pair):
+    w, m = pair["washington"], pair["moscow"]
+    link = PeerLink(
+        identity=m.identity,
+        store=m.store,
+        peer=m.peer_card("washington"),
+        receive=None,
+        retry_cap_s=1,
+        heartbeat_interval_s=60,
+    )  # type: ignore[arg-type]
+
+    def heartbeat(created: datetime) -> bytes:
+        heartbeat_id = new_id(created)
+        statement = sign_heartbeat(
+            w.identity,
+            to="moscow",
+            heartbeat_id=heartbeat_id,
+            created=created,
+            nonce="n",
+            echo=None,
+            last_seq=0,
+            next_expected=1,
+            expired=[],
+        )
+        return seal(
+            kind=Kind.HEARTBEAT,
+            sender="washington",
+            recipient="moscow",
+            envelope_id=heartbeat_id,
+            statement=statement,
+            recipient_key=m.identity.decryption.public,
+        )
+
+    now = datetime.now(UTC)
+    fresh = heartbeat(now)
+    link.open_heartbeat(fresh, now)
+    with pytest.raises(ProtocolError) as e:
+        link.open_heartbeat(fresh, now)
+    assert e.value.code == ErrorCode.REPLAY_CONFLICT
+    with pytest.raises(ProtocolError):
+        link.open_heartbeat(heartbeat(now - timedelta(hours=1)), now)
+
+
+def test_api_errors_have_one_shape(pair):
+    cases = asyncio.run(_error_cases(pair["moscow"]))
+    statuses = [r.status_code for r in cases]
+    assert statuses == [400, 422, 422, 401, 400]
+    for response in cases:
+        error = response.json()["error"]
+        assert set(error) <= {"code", "detail", "fields"} and error["code"]
+    assert cases[2].json()["error"]["fields"]
+
+
+async def _error_cases(home: NodeHome) -> list[httpx.Response]:
+    app = create_app(Node(home))
+    token = home.api_token
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        return [
+            await client.post("/v1/envelopes", content=b"garbage"),
+            await client.get("/v1/transcript/inclusion", params={"index": -1, "size": 1}),
+            await client.post(
+                "/api/v1/messages",
+                json={"to": "washington", "bogus": 1},
+                headers={"authorization": f"Bearer {token}"},
+            ),
+            await client.post("/api/v1/messages", json={"to": "washington", "text": "x"}),
+            await client.post("/v1/envelopes", content=b"x" * (17 * 1024 * 1024)),
+        ]
