@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from fastapi import FastAPI
 from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MultiDict
 from starlette.requests import Request
@@ -133,6 +134,7 @@ class Console:
         self.closing = False
         self._signals_hooked = False
         self._map_cache: tuple[tuple[int, ...], _map.MapData, dict[str, Any]] | None = None
+        self._partials: dict[tuple[str, str], tuple[int, Markup]] = {}
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -405,13 +407,42 @@ class Console:
             "summary": _summary,
         }
 
+    def _partial(
+        self, template: str, session: Session, ctx: Callable[[], dict[str, Any]]
+    ) -> Markup:
+        """A region's HTML, rendered again only after the messages changed.
+
+        Regions cached this way depend on the store's messages and the language only (their
+        countdowns run in the browser), so many open consoles cost one query and one render
+        per change, not one per request.
+        """
+        mark = self._marks()[0]
+        lang = session.operator.lang
+        key = (template, lang)
+        hit = self._partials.get(key)
+        if hit is not None and hit[0] == mark:
+            return hit[1]
+        # The output of one of our autoescaping templates: every value in it is escaped.
+        html = Markup(  # noqa: S704
+            self.env.get_template(template).render(t=translate(lang), lang=lang, **ctx())
+        )
+        self._partials[key] = (mark, html)
+        return html
+
+    def _region(self, html: Markup) -> Response:
+        response = HTMLResponse(html)
+        for name, value in HEADERS.items():
+            response.headers[name] = value
+        return response
+
     async def inbox(self, request: Request) -> Response:
         session = self._require(request)
-        return self._page("inbox.html", request, session, **self._inbox_ctx())
+        inner = self._partial("_inbox.html", session, self._inbox_ctx)
+        return self._page("inbox.html", request, session, inner=inner)
 
     async def inbox_live(self, request: Request) -> Response:
         session = self._require(request)
-        return self._page("_inbox.html", request, session, **self._inbox_ctx())
+        return self._region(self._partial("_inbox.html", session, self._inbox_ctx))
 
     def _shown_text(self, view: MessageView, lang: str) -> tuple[str, bool]:
         """The text an operator reads for ``view`` in ``lang``; False when not from the catalog."""
@@ -488,11 +519,12 @@ class Console:
 
     async def outbox(self, request: Request) -> Response:
         session = self._require(request)
-        return self._page("outbox.html", request, session, **self._outbox_ctx())
+        inner = self._partial("_outbox.html", session, self._outbox_ctx)
+        return self._page("outbox.html", request, session, inner=inner)
 
     async def outbox_live(self, request: Request) -> Response:
         session = self._require(request)
-        return self._page("_outbox.html", request, session, **self._outbox_ctx())
+        return self._region(self._partial("_outbox.html", session, self._outbox_ctx))
 
     # -- compose ---------------------------------------------------------------------------
 
@@ -581,6 +613,13 @@ class Console:
         if priority not in {p.value for p in Priority}:
             errors.setdefault("priority", []).append("unknown priority")
         in_reply_to = str(form.get("in_reply_to", "")) or None
+        if not errors:
+            try:
+                body = self._prepare_body(msg_type, body)
+            except InputError as e:
+                errors = field_errors(e.fields or {"body": e.detail})
+            except HotlineError as e:
+                errors = {"body": [e.message(session.operator.lang)]}
         if errors:
             ctx = self._compose_ctx(
                 session, msg_type, values, recipients, priority, errors, previews
@@ -619,6 +658,7 @@ class Console:
                 for peer in recipients
             ]
         )
+        self._after_send(msg_type, recipients, ids, body)
         self._record(
             session,
             request,
@@ -655,7 +695,7 @@ class Console:
 
     def _send_release(self, r: ReleaseRequest) -> list[str]:
         # Author and releaser go with the message (signed into it by the link).
-        return self.node.send_many(
+        ids = self.node.send_many(
             [
                 {
                     "to": peer,
@@ -668,6 +708,58 @@ class Console:
                 for peer in r.recipients
             ]
         )
+        self._after_send(r.msg_type, list(r.recipients), ids, r.body)
+        return ids
+
+    # Cyber referrals and case updates also open or move a case (hotline.referrals.cases), as
+    # "hotline refer" and "hotline case update" do.
+
+    def _prepare_body(self, msg_type: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A body as it will be signed: a referral's bundle checked and marked with its TLP; a
+        case update checked against the case's state, before anything is queued."""
+        from hotline.referrals import cases
+
+        now = datetime.now(UTC)
+        if msg_type == "cyber_referral":
+            from hotline.compose import RequestedAction, Tlp
+
+            return cases.prepare_referral(
+                json.dumps(body["stix_bundle"]).encode(),
+                narrative=body["narrative"],
+                actions=[RequestedAction(a) for a in body["requested_actions"]],
+                deadline=datetime.fromisoformat(body["response_deadline"].replace("Z", "+00:00")),
+                tlp=Tlp(body["tlp"]),
+                now=now,
+            )
+        if msg_type == "case_update":
+            from hotline.referrals.messages import CaseState
+
+            with self.node.store.read() as conn:
+                case = cases.get_case(conn, body["case_id"])
+            cases.check_transition(
+                case.state, CaseState(body["state"]), cases.our_side(case.direction)
+            )
+        return body
+
+    def _after_send(
+        self, msg_type: str, recipients: list[str], ids: list[str], body: dict[str, Any]
+    ) -> None:
+        if msg_type not in ("cyber_referral", "case_update"):
+            return
+        from hotline.referrals.cases import on_message_committed
+
+        at_us = to_us(datetime.now(UTC))
+        with self.node.store.write() as conn:
+            for peer, message_id in zip(recipients, ids, strict=True):
+                on_message_committed(
+                    conn,
+                    direction="out",
+                    peer=peer,
+                    message_id=message_id,
+                    msg_type=msg_type,
+                    body=body,
+                    at_us=at_us,
+                )
 
     async def release_approve(self, request: Request) -> Response:
         session, _ = await self._post(request, Permission.RELEASE)

@@ -129,16 +129,19 @@ _RANK = case(*[(messages.c.priority == p.value, p.rank) for p in Priority], else
 def inbox_pending(conn: Connection, own: str) -> tuple[list[MessageView], int]:
     """Received messages not yet acknowledged, most urgent first (priority, then deadline),
     at most ``MAX_PENDING`` of them; and how many there are in all."""
-    # One pass: the count of all rows rides along as a window function.
-    rows = list(
+    # Sort ids only (the count rides along as a window function), then read the rows shown:
+    # sorting thousands of rows with their bodies costs twice as much.
+    ranked = list(
         conn.execute(
-            select(*_COLUMNS, func.count().over().label("total"))
+            select(messages.c.id, func.count().over().label("total"))
             .where(_not_acknowledged())
             .order_by(_RANK, messages.c.created_at_us)
             .limit(MAX_PENDING)
         )
     )
-    total = rows[0].total if rows else 0
+    total = ranked[0].total if ranked else 0
+    ids = [r.id for r in ranked]
+    rows = list(conn.execute(select(*_COLUMNS).where(messages.c.id.in_(ids)))) if ids else []
     events = _events(conn, [r.id for r in rows])
     views = [_view(r, own, events[r.id]) for r in rows]
     views.sort(key=lambda v: (priority_rank(v.priority), ack_deadline_us(v)))
@@ -146,8 +149,23 @@ def inbox_pending(conn: Connection, own: str) -> tuple[list[MessageView], int]:
 
 
 def inbox_recent_acknowledged(conn: Connection, own: str) -> list[MessageView]:
-    recent = list_messages(conn, own, direction="in", limit=RECENT_ACKNOWLEDGED * 2)
-    return [v for v in recent if acknowledged_by(v) is not None][:RECENT_ACKNOWLEDGED]
+    """The received messages acknowledged last, newest acknowledgement first."""
+    e = message_events.c
+    ids = [
+        r.message_id
+        for r in conn.execute(
+            select(e.message_id)
+            .join(messages, messages.c.id == e.message_id)
+            .where(and_(e.state == "acknowledged", messages.c.direction == "in"))
+            .order_by(desc(e.id))
+            .limit(RECENT_ACKNOWLEDGED)
+        )
+    ]
+    if not ids:
+        return []
+    rows = {r.id: r for r in conn.execute(select(*_COLUMNS).where(messages.c.id.in_(ids)))}
+    events = _events(conn, ids)
+    return [_view(rows[i], own, events[i]) for i in ids if i in rows]
 
 
 def outbox(conn: Connection, own: str) -> list[MessageView]:
