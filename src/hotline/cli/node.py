@@ -21,6 +21,7 @@ from hotline.core.card import MAX_CARD_FILE_BYTES, normalize_fingerprint, parse_
 from hotline.core.encoding import from_us, to_us
 from hotline.errors import ErrorCode, InputError, NotFoundError
 from hotline.link import outbox
+from hotline.link.deadlines import overdue as find_overdue
 from hotline.link.status import link_report
 from hotline.node.home import NodeHome
 from hotline.operators.release import needs_release
@@ -577,6 +578,29 @@ def outbox_cmd(
         _print_json([v.to_dict() for v in views])
     else:
         console.print(_message_table(views, "to"))
+
+
+@app.command()
+def overdue(dir: DirOption, json_out: JsonOption = False) -> None:
+    """Messages past their acknowledgement deadline: theirs to acknowledge, and ours."""
+    home = NodeHome(dir)
+    with home.store.read() as conn:
+        late = find_overdue(conn, to_us(datetime.now(UTC)), home.config.ack_deadlines_s)
+    if json_out:
+        _print_json([o.to_dict() for o in late])
+        return
+    table = Table("id", "priority", "who must acknowledge", "due", "overdue", "escalations")
+    for o in late:
+        who = f"{o.peer} (theirs)" if o.direction == "out" else "us"
+        table.add_row(
+            o.id,
+            f"[bold red]{o.priority.upper()}[/]",
+            who,
+            _time(o.due_us),
+            f"{o.overdue_s / 60:.1f} min",
+            str(o.escalations),
+        )
+    console.print(table)
 
 
 @app.command()

@@ -26,6 +26,7 @@ from hotline.core.card import Card, Identity, check_name, make_card, parse_card_
 from hotline.core.encoding import to_us
 from hotline.core.keys import DecryptionKey, SigningKey
 from hotline.errors import ConfigError, ErrorCode, InputError, NotFoundError, VerificationError
+from hotline.link.deadlines import default_deadlines
 from hotline.store import Store
 from hotline.store.db import sqlite_url
 from hotline.store.schema import peers
@@ -55,6 +56,10 @@ class NodeConfig:
     default_ttl_s: float = 24 * 3600.0
     store_url: str = ""
     role: str = "node"
+    #: Seconds a person on the other side has to acknowledge, by priority.
+    ack_deadlines_s: dict[str, float] = field(default_factory=default_deadlines)
+    #: How often an unacknowledged message past its deadline is escalated again.
+    escalation_interval_s: float = 60.0
 
     def to_toml(self) -> str:
         def q(text: str) -> str:
@@ -69,10 +74,13 @@ class NodeConfig:
             f"retry_cap_s = {self.retry_cap_s}",
             f"default_ttl_s = {self.default_ttl_s}",
             f"store_url = {q(self.store_url)}",
+            f"escalation_interval_s = {self.escalation_interval_s}",
             "",
             "[display_names]",
         ]
         lines += [f"{k} = {q(v)}" for k, v in sorted(self.display_names.items())]
+        lines += ["", "[ack_deadlines_s]"]
+        lines += [f"{k} = {float(v)}" for k, v in sorted(self.ack_deadlines_s.items())]
         return "\n".join(lines) + "\n"
 
     @classmethod
@@ -91,6 +99,8 @@ class NodeConfig:
             "default_ttl_s",
             "store_url",
             "display_names",
+            "ack_deadlines_s",
+            "escalation_interval_s",
         }
         unknown = set(raw) - known
         if unknown:
@@ -108,6 +118,11 @@ class NodeConfig:
                 retry_cap_s=float(raw.get("retry_cap_s", 60.0)),
                 default_ttl_s=float(raw.get("default_ttl_s", 24 * 3600.0)),
                 store_url=str(raw.get("store_url", "")),
+                ack_deadlines_s={
+                    **default_deadlines(),
+                    **{str(k): float(v) for k, v in raw.get("ack_deadlines_s", {}).items()},
+                },
+                escalation_interval_s=float(raw.get("escalation_interval_s", 60.0)),
             )
         except (KeyError, TypeError, ValueError, InputError) as e:
             raise ConfigError(f"{CONFIG_FILE}: {e}") from e

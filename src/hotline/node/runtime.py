@@ -27,6 +27,7 @@ from hotline.errors import (
     VerificationError,
 )
 from hotline.link import inbox, outbox
+from hotline.link.deadlines import Overdue, escalate
 from hotline.link.delivery import PeerLink
 from hotline.link.inbox import Received
 from hotline.node.home import NodeHome
@@ -54,6 +55,8 @@ log = logging.getLogger(__name__)
 
 #: A skipped sequence number is reported lost after this many heartbeat intervals.
 GAP_GRACE_INTERVALS = 2.0
+#: How often the node looks for messages past their acknowledgement deadline.
+ESCALATION_SCAN_S = 5.0
 #: How often each peer's new tree heads are proved consistent with the ones checked before.
 HEAD_CHECK_INTERVAL_S = 5.0
 #: How often a node asks each witness to cosign its latest head (at most; never more often
@@ -466,6 +469,38 @@ class Node:
                 log.exception("witness %s", witness)
             await asyncio.sleep(interval)
 
+    # -- deadlines -------------------------------------------------------------------------
+
+    def escalate_overdue(self, now: datetime) -> list[Overdue]:
+        """Escalate what the peers have not acknowledged in time; wake their delivery."""
+        config = self.home.config
+        with self.store.write() as conn:
+            escalated = escalate(
+                conn, to_us(now), config.ack_deadlines_s, config.escalation_interval_s
+            )
+        for item in escalated:
+            log.warning(
+                "ALARM %s message %s to %s not acknowledged, %.0fs past its deadline",
+                item.priority.upper(),
+                item.id,
+                item.peer,
+                item.overdue_s,
+            )
+            self.wake(item.peer)
+        if escalated:
+            self.notify_changed()
+        return escalated
+
+    async def _escalate_forever(self) -> None:
+        while True:
+            try:
+                self.escalate_overdue(datetime.now(UTC))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("escalating overdue messages")
+            await asyncio.sleep(ESCALATION_SCAN_S)
+
     async def _check_heads_forever(self, peer: str) -> None:
         while True:
             try:
@@ -590,6 +625,7 @@ class Node:
 
     async def start(self) -> None:
         self._tasks.append(asyncio.create_task(self._watch_changes(), name="watch"))
+        self._tasks.append(asyncio.create_task(self._escalate_forever(), name="escalate"))
         for link in self.links.values():
             self._start_link(link)
 

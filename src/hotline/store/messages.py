@@ -39,6 +39,7 @@ class State(StrEnum):
     ACKNOWLEDGED = "acknowledged"
     ANSWERED = "answered"
     EXPIRED = "expired"
+    ESCALATED = "escalated"  # past the acknowledgement deadline; not a state of progress
 
 
 # The current state is the furthest state reached; events may be recorded out of order (an
