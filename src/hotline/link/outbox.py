@@ -28,6 +28,7 @@ from hotline.core.envelope import (
     sign_message,
     sign_receipt,
 )
+from hotline.core.treehead import TreeHead
 from hotline.errors import ErrorCode, InputError, NotFoundError, ProtocolError
 from hotline.store import Store
 from hotline.store.messages import (
@@ -109,7 +110,14 @@ def checked_body(msg_type: str, body: dict[str, Any]) -> dict[str, Any]:
     return body_to_json(validate_body(msg_type, body))
 
 
-def _queue(conn: Connection, identity: Identity, draft: Draft, now: datetime) -> str:
+def _queue(
+    conn: Connection,
+    identity: Identity,
+    draft: Draft,
+    now: datetime,
+    head: TreeHead,
+    entries: list[transcript.NewEntry],
+) -> str:
     body = checked_body(draft.msg_type, draft.body)
     if draft.msg_type == "response" and body.get("in_reply_to") != draft.in_reply_to:
         raise InputError(
@@ -122,7 +130,6 @@ def _queue(conn: Connection, identity: Identity, draft: Draft, now: datetime) ->
     if draft.in_reply_to is not None:
         _check_answerable(conn, draft.in_reply_to, peer.name)
     seq = next_out_seq(conn, peer.name)
-    head = current_own_head(conn, identity, now)
     statement = sign_message(
         identity,
         to=peer.name,
@@ -138,7 +145,7 @@ def _queue(conn: Connection, identity: Identity, draft: Draft, now: datetime) ->
         author=draft.author,
         released_by=draft.released_by,
     )
-    transcript.append(conn, [transcript.NewEntry(statement, "message.out", message_id)])
+    entries.append(transcript.NewEntry(statement, "message.out", message_id))
     envelope = seal(
         kind=Kind.MESSAGE,
         sender=identity.name,
@@ -174,7 +181,12 @@ def submit_messages(
 ) -> list[str]:
     """Sign, seal and durably queue messages in one transaction: all of them or none."""
     with store.write() as conn:
-        return [_queue(conn, identity, draft, now) for draft in drafts]
+        # One tree head and one transcript append serve the whole batch.
+        head = current_own_head(conn, identity, now)
+        entries: list[transcript.NewEntry] = []
+        ids = [_queue(conn, identity, draft, now, head, entries) for draft in drafts]
+        transcript.append(conn, entries)
+        return ids
 
 
 def submit_message(
