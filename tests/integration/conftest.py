@@ -198,3 +198,21 @@ def nodes_with_witness(tmp_path):
             process.stop()
         for home in homes.values():
             home.close()
+
+
+@pytest.fixture
+def linked_trio(tmp_path: Path) -> Iterator[dict[str, NodeProcess]]:
+    """washington, moscow and beijing, all linked to each other, started."""
+    homes = make_linked_homes(
+        tmp_path, ["washington", "moscow", "beijing"], retry_cap_s=1.0, heartbeat_interval_s=2.0
+    )
+    nodes = {name: NodeProcess(home, tmp_path) for name, home in homes.items()}
+    try:
+        for node in nodes.values():
+            node.start()
+        yield nodes
+    finally:
+        for node in nodes.values():
+            node.stop()
+        for home in homes.values():
+            home.close()

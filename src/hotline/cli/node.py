@@ -19,6 +19,7 @@ from hotline.compose.priority import Priority
 from hotline.compose.readback import shown_text, text_hash
 from hotline.core.card import MAX_CARD_FILE_BYTES, normalize_fingerprint, parse_card_file
 from hotline.core.encoding import from_us, to_us
+from hotline.core.envelope import new_id
 from hotline.errors import ErrorCode, InputError, NotFoundError
 from hotline.link import outbox
 from hotline.link.deadlines import overdue as find_overdue
@@ -30,6 +31,7 @@ from hotline.store.messages import (
     acknowledgement_of,
     get_message,
     list_messages,
+    notification_copies,
     peer_names,
 )
 
@@ -223,7 +225,13 @@ MAX_BODY_FILE_BYTES = 1024 * 1024
 @app.command()
 def send(
     dir: DirOption,
-    to: Annotated[str, typer.Option(help="The peer to send to.")],
+    to: Annotated[
+        list[str],
+        typer.Option(
+            help="A peer to send to; repeat for several, or 'all' for every peer "
+            "node. Each gets its own sealed copy under one notification id."
+        ),
+    ],
     text: Annotated[str | None, typer.Option(help="Free text (type free_text).")] = None,
     lang: Annotated[str, typer.Option(help="Language of --text.")] = "en",
     msg_type: Annotated[
@@ -262,36 +270,75 @@ def send(
     else:
         message_body = _read_body(body or "-")
     home = NodeHome(dir)
+    recipients = resolve_recipients(home, to)
     in_reply_to = message_body.get("in_reply_to") if msg_type == "response" else None
     if needs_release(priority.value):
         _hold_for_release(
-            home, operator, totp, to, msg_type, priority.value, message_body, in_reply_to, json_out
+            home,
+            operator,
+            totp,
+            recipients,
+            msg_type,
+            priority.value,
+            message_body,
+            in_reply_to,
+            json_out,
         )
         return
-    message_id = outbox.submit_message(
+    now = datetime.now(UTC)
+    notification = new_id(now) if len(recipients) > 1 else None
+    ttl_delta = _parse_ttl(ttl) or timedelta(seconds=home.config.default_ttl_s)
+    ids = outbox.submit_messages(
         home.store,
         home.identity,
-        home.peer_card(to),
-        msg_type=msg_type,
-        priority=priority.value,
-        body=message_body,
-        now=datetime.now(UTC),
-        ttl=_parse_ttl(ttl) or timedelta(seconds=home.config.default_ttl_s),
-        in_reply_to=in_reply_to,
-        author=operator,
+        [
+            outbox.Draft(
+                peer=home.peer_card(peer),
+                msg_type=msg_type,
+                priority=priority.value,
+                body=message_body,
+                ttl=ttl_delta,
+                in_reply_to=in_reply_to,
+                author=operator,
+                notification=notification,
+            )
+            for peer in recipients
+        ],
+        now=now,
     )
     _wake_node(home)
     if json_out:
-        _print_json({"id": message_id, "state": "queued"})
+        out: dict[str, Any] = {"id": notification or ids[0], "state": "queued"}
+        if notification:
+            out["copies"] = dict(zip(recipients, ids, strict=True))
+        _print_json(out)
     else:
-        sys.stdout.write(message_id + "\n")
+        sys.stdout.write((notification or ids[0]) + "\n")
+
+
+def resolve_recipients(home: NodeHome, names: list[str]) -> list[str]:
+    """Peer names, with ``all`` for every peer node (not witnesses); each name once."""
+    cards = home.peer_cards()
+    out: list[str] = []
+    for name in names:
+        expanded = (
+            sorted(n for n, c in cards.items() if c.role == "node") if name == "all" else [name]
+        )
+        for peer in expanded:
+            if peer not in cards:
+                raise NotFoundError(f"no peer named {peer!r}; add it with 'hotline peer add'")
+            if peer not in out:
+                out.append(peer)
+    if not out:
+        raise InputError("no recipients")
+    return out
 
 
 def _hold_for_release(
     home: NodeHome,
     operator: str | None,
     totp: str | None,
-    to: str,
+    to: list[str],
     msg_type: str,
     priority: str,
     body: dict[str, Any],
@@ -307,7 +354,7 @@ def _hold_for_release(
             "--totp (password on standard input) to submit it to the release queue",
             code=ErrorCode.RELEASE_REQUIRED,
         )
-    home.peer_card(to)  # refuse an unknown peer now, not at release time
+
     password = sys.stdin.readline().rstrip("\r\n")
     author = registry_for(home).authenticate(
         operator, password, totp, now=datetime.now(UTC), source="cli"
@@ -316,7 +363,7 @@ def _hold_for_release(
         author,
         msg_type=msg_type,
         priority=priority,
-        recipients=[to],
+        recipients=to,
         body=outbox.checked_body(msg_type, body),
         in_reply_to=in_reply_to,
         now=datetime.now(UTC),
@@ -355,7 +402,7 @@ def reply(
             home,
             operator,
             totp,
-            original.peer,
+            [original.peer],
             "response",
             reply_priority,
             answer,
@@ -436,12 +483,34 @@ def _time(us: int) -> str:
 
 @app.command()
 def status(
-    message_id: Annotated[str, typer.Argument(help="A message id.")],
+    message_id: Annotated[str, typer.Argument(help="A message or notification id.")],
     dir: DirOption,
     json_out: JsonOption = False,
 ) -> None:
-    """A message's current state and every state change with its time."""
-    view = _message(NodeHome(dir), message_id)
+    """A message's current state and every state change with its time; for a notification to
+    many peers, each recipient's copy: who has received it and who has acknowledged it."""
+    home = NodeHome(dir)
+    with home.store.read() as conn:
+        copies = notification_copies(conn, message_id, home.config.name)
+    if copies:
+        if json_out:
+            _print_json(
+                {
+                    "notification": message_id,
+                    "recipients": {c.peer: {"id": c.id, "state": c.state.value} for c in copies},
+                    "received": sorted(c.peer for c in copies if c.state.value in _RECEIVED),
+                    "acknowledged": sorted(
+                        c.peer for c in copies if c.state.value in ("acknowledged", "answered")
+                    ),
+                }
+            )
+            return
+        table = Table("recipient", "copy", "state")
+        for c in copies:
+            table.add_row(c.peer, c.id, c.state.value.upper())
+        console.print(table)
+        return
+    view = _message(home, message_id)
     if json_out:
         _print_json(view.to_dict())
         return
@@ -452,6 +521,9 @@ def status(
     )
     for event in view.events:
         console.print(f"  {_time(event.at_us)}  {event.state:<13} {event.detail}", highlight=False)
+
+
+_RECEIVED = ("delivered", "acknowledged", "answered")
 
 
 def _acknowledgement(home: NodeHome, message_id: str) -> dict[str, Any] | None:

@@ -19,6 +19,7 @@ from hotline.cli._app import app
 from hotline.cli.node import DirOption, JsonOption, _print_json, _wake_node, console
 from hotline.cli.operator import registry_for
 from hotline.core.encoding import from_us
+from hotline.core.envelope import new_id
 from hotline.link import outbox
 from hotline.node.home import NodeHome
 from hotline.operators import Operator
@@ -42,6 +43,8 @@ def _login(home: NodeHome, name: str, code: str) -> Operator:
 def send_released(home: NodeHome, request: ReleaseRequest) -> list[str]:
     """Queue a released request's messages, author and releaser signed into each."""
     now = datetime.now(UTC)
+    # Several recipients: one notification, a sealed copy each (tracked per recipient).
+    notification = new_id(now) if len(request.recipients) > 1 else None
     drafts = [
         outbox.Draft(
             peer=home.peer_card(peer),
@@ -52,6 +55,7 @@ def send_released(home: NodeHome, request: ReleaseRequest) -> list[str]:
             in_reply_to=request.in_reply_to,
             author=request.author,
             released_by=request.decided_by,
+            notification=notification,
         )
         for peer in request.recipients
     ]

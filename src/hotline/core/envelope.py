@@ -104,6 +104,7 @@ class MessagePayload(msgspec.Struct, forbid_unknown_fields=True, frozen=True, om
     tree_head: str | None = None  # base64 of the sender's latest signed tree head
     author: str | None = None  # the operator who wrote it
     released_by: str | None = None  # the second person who approved it (two-person release)
+    notification: str | None = None  # shared by the copies of one notification to many peers
 
 
 class ReceiptItem(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
@@ -196,6 +197,7 @@ def sign_message(
     tree_head: bytes | None = None,
     author: str | None = None,
     released_by: str | None = None,
+    notification: str | None = None,
 ) -> bytes:
     payload: dict[str, Any] = {
         "v": PROTOCOL_VERSION,
@@ -218,6 +220,8 @@ def sign_message(
         payload["author"] = author
     if released_by is not None:
         payload["released_by"] = released_by
+    if notification is not None:
+        payload["notification"] = notification
     return identity.signing.sign(Purpose.MESSAGE, encode_json(payload))
 
 
@@ -442,6 +446,8 @@ def _check_payload(payload: MessagePayload | ReceiptPayload | HeartbeatPayload) 
             raise WireError(f"sequence number {payload.seq} must be at least 1")
         if payload.in_reply_to is not None:
             check_uuid(payload.in_reply_to, what="in_reply_to")
+        if payload.notification is not None:
+            check_uuid(payload.notification, what="notification")
         for role, name in (("author", payload.author), ("released_by", payload.released_by)):
             if name is not None and not OPERATOR_NAME.fullmatch(name):
                 raise WireError(f"{role} is not an operator name: {name[:64]!r}")

@@ -403,6 +403,7 @@ def _insert_incoming(
             envelope=opened.envelope,
             author=getattr(opened.payload, "author", None),
             released_by=getattr(opened.payload, "released_by", None),
+            notification=getattr(opened.payload, "notification", None),
         )
     )
 

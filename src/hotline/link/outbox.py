@@ -63,6 +63,7 @@ def _insert_outgoing(
     envelope: bytes,
     author: str | None = None,
     released_by: str | None = None,
+    notification: str | None = None,
 ) -> None:
     conn.execute(
         insert(messages).values(
@@ -82,6 +83,7 @@ def _insert_outgoing(
             envelope=envelope,
             author=author,
             released_by=released_by,
+            notification=notification,
         )
     )
     add_event(conn, message_id, State.QUEUED, created_at_us)
@@ -100,6 +102,7 @@ class Draft:
     in_reply_to: str | None = None
     author: str | None = None
     released_by: str | None = None
+    notification: str | None = None  # one id for the copies of a notification to many peers
 
 
 def checked_body(msg_type: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -144,6 +147,7 @@ def _queue(
         tree_head=head.statement,
         author=draft.author,
         released_by=draft.released_by,
+        notification=draft.notification,
     )
     entries.append(transcript.NewEntry(statement, "message.out", message_id))
     envelope = seal(
@@ -170,6 +174,7 @@ def _queue(
         envelope=envelope,
         author=draft.author,
         released_by=draft.released_by,
+        notification=draft.notification,
     )
     if draft.in_reply_to is not None:
         add_event(conn, draft.in_reply_to, State.ANSWERED, to_us(now), f"answered by {message_id}")

@@ -15,7 +15,7 @@ from sqlalchemy import Connection
 from hotline import transcript
 from hotline.core.card import Card
 from hotline.core.encoding import b64decode, b64encode, decode_json, to_us
-from hotline.core.envelope import HeartbeatPayload, read_header
+from hotline.core.envelope import HeartbeatPayload, new_id, read_header
 from hotline.core.treehead import TreeHead, verify_tree_head
 from hotline.core.witness import Cosignature, verify_cosignature
 from hotline.errors import (
@@ -546,8 +546,23 @@ class Node:
         )[0]
 
     def send_many(self, requests: list[dict[str, Any]]) -> list[str]:
-        """Queue several messages in one transaction (all or none), then wake delivery."""
+        """Queue several messages in one transaction (all or none), then wake delivery.
+
+        Requests that carry the same content to several peers in one call (the console's
+        compose with many recipients) become one notification: a shared id in every copy.
+        """
         default_ttl = timedelta(seconds=self.home.config.default_ttl_s)
+        if (
+            len(requests) > 1
+            and len({r["to"] for r in requests}) == len(requests)
+            and all(
+                (r["msg_type"], r["priority"], r["body"])
+                == (requests[0]["msg_type"], requests[0]["priority"], requests[0]["body"])
+                for r in requests
+            )
+        ):
+            shared = new_id(datetime.now(UTC))
+            requests = [{**r, "notification": r.get("notification") or shared} for r in requests]
         drafts = [
             outbox.Draft(
                 peer=self.peer(r["to"]),
@@ -558,6 +573,7 @@ class Node:
                 in_reply_to=r.get("in_reply_to"),
                 author=r.get("author"),
                 released_by=r.get("released_by"),
+                notification=r.get("notification"),
             )
             for r in requests
         ]

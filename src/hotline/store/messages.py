@@ -85,6 +85,7 @@ class MessageView:
     events: list[Event] = field(default_factory=list)
     author: str | None = None
     released_by: str | None = None
+    notification: str | None = None
 
     @property
     def state(self) -> State:
@@ -114,6 +115,7 @@ class MessageView:
             "body": self.body,
             "author": self.author,
             "released_by": self.released_by,
+            "notification": self.notification,
             "events": [e.to_dict() for e in self.events],
         }
 
@@ -292,6 +294,7 @@ def _view(row: Any, own_name: str, events: list[Event]) -> MessageView:
         events=events,
         author=row.author,
         released_by=row.released_by,
+        notification=row.notification,
     )
 
 
@@ -309,6 +312,7 @@ _VIEW_COLUMNS = [
     messages.c.body,
     messages.c.author,
     messages.c.released_by,
+    messages.c.notification,
 ]
 
 
@@ -329,6 +333,19 @@ def _events_for(conn: Connection, ids: list[str]) -> dict[str, list[Event]]:
         for row in rows:
             out[row.message_id].append(Event(row.state, row.at_us, row.detail))
     return out
+
+
+def notification_copies(conn: Connection, notification: str, own_name: str) -> list[MessageView]:
+    """Every copy of a notification sent to (or received from) many peers."""
+    rows = list(
+        conn.execute(
+            select(*_VIEW_COLUMNS)
+            .where(messages.c.notification == notification)
+            .order_by(messages.c.peer)
+        )
+    )
+    events = _events_for(conn, [r.id for r in rows])
+    return [_view(r, own_name, events[r.id]) for r in rows]
 
 
 def get_message(conn: Connection, message_id: str, own_name: str) -> MessageView | None:

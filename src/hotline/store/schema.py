@@ -64,9 +64,11 @@ messages = Table(
     Column("envelope", LargeBinary, nullable=False),  # the sealed bytes as sent or received
     Column("author", String(64), nullable=True),  # operator who wrote it (signed in)
     Column("released_by", String(64), nullable=True),  # second person who released it (signed)
+    Column("notification", String(36), nullable=True),  # shared by the copies to many peers
     UniqueConstraint("direction", "peer", "seq", name="uq_messages_direction_peer_seq"),
 )
 Index("ix_messages_direction_peer", messages.c.direction, messages.c.peer, messages.c.seq)
+Index("ix_messages_notification", messages.c.notification)
 
 # The delivery queue: outgoing envelopes still waiting for their DELIVERED receipt. A row is
 # removed when the receipt arrives or the envelope expires (the history stays in message_events);

@@ -41,9 +41,11 @@ def upgrade() -> None:
         sa.Column("envelope", sa.LargeBinary, nullable=False),
         sa.Column("author", sa.String(64), nullable=True),
         sa.Column("released_by", sa.String(64), nullable=True),
+        sa.Column("notification", sa.String(36), nullable=True),
         sa.UniqueConstraint("direction", "peer", "seq", name="uq_messages_direction_peer_seq"),
     )
     op.create_index("ix_messages_direction_peer", "messages", ["direction", "peer", "seq"])
+    op.create_index("ix_messages_notification", "messages", ["notification"])
     op.create_table(
         "outbox_queue",
         sa.Column("message_id", sa.String(36), primary_key=True),
