@@ -160,8 +160,9 @@ def _registry_volumes(conn: Connection, now_us: int) -> list[Volume]:
 
 
 def map_version(conn: Connection, now_us: int) -> tuple[int, ...]:
-    """Changes whenever what ``load_map`` would return may change (new notifications, registry
-    changes, or another minute passing, since volumes end with time)."""
+    """Changes whenever what ``load_map`` would return may change: a notification, a registry
+    change, or another hour passing (volumes leave the map a day after they end; the time
+    slider itself works in the browser)."""
     notes = conn.execute(
         select(func.count(), func.max(messages.c.created_at_us)).where(
             messages.c.msg_type == "activity_notification"
@@ -173,7 +174,7 @@ def map_version(conn: Connection, now_us: int) -> tuple[int, ...]:
         int(notes[1] or 0),
         int(vols[0] or 0),
         int(vols[1] or 0),
-        now_us // 60_000_000,
+        now_us // 3_600_000_000,
     )
 
 
