@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -255,3 +256,52 @@ def test_acknowledging_our_own_message_is_refused(pair):
             ttl=TTL,
             operator="smith",
         )
+
+
+def test_a_late_exercise_notification_is_flagged_on_both_sides(pair, capsys):
+    from hotline.cli import main
+
+    w, m = pair["washington"], pair["moscow"]
+    body = {
+        "name": "ZAPAD 27",
+        "exercise_type": "land_forces",
+        "purpose": "Strategic exercise.",
+        "start_date": (NOW + timedelta(days=10)).date().isoformat(),
+        "end_date": (NOW + timedelta(days=17)).date().isoformat(),
+        "area": {"description": "Western military district"},
+        "troops": 20000,
+        "battle_tanks": 300,
+        "armoured_combat_vehicles": 600,
+        "artillery_pieces": 200,
+        "combat_aircraft_sorties": 100,
+        "helicopters": 20,
+        "observers_invited": False,
+    }
+    path = w.dir / "zapad.json"
+    path.write_text(json.dumps(body))
+    capsys.readouterr()
+    code = main(
+        [
+            "send",
+            "--dir",
+            str(w.dir),
+            "--to",
+            "moscow",
+            "--type",
+            "exercise_notification",
+            "--body",
+            str(path),
+        ]
+    )
+    assert code == 0
+    warnings = capsys.readouterr().err
+    assert "42" in warnings and "warning" in warnings.lower()
+    _deliver(w, m, [o.envelope for o in _pending(w, "moscow")])
+    with m.store.read() as conn:
+        findings = [
+            r.detail
+            for r in conn.execute(
+                select(security_events.c.detail).where(security_events.c.code == "rule_finding")
+            )
+        ]
+    assert findings, "the receiver flags a notification that breaks the rules"

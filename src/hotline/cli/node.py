@@ -12,15 +12,17 @@ from typing import Annotated, Any
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from hotline.cli._app import app
+from hotline.cli._app import app, err_console
+from hotline.compose import check_outgoing, validate_body
 from hotline.compose.priority import Priority
 from hotline.compose.readback import shown_text, text_hash
 from hotline.core.card import MAX_CARD_FILE_BYTES, normalize_fingerprint, parse_card_file
 from hotline.core.encoding import from_us, to_us
 from hotline.core.envelope import new_id
-from hotline.errors import ErrorCode, InputError, NotFoundError
+from hotline.errors import ErrorCode, HotlineError, InputError, NotFoundError
 from hotline.link import outbox
 from hotline.link.deadlines import overdue as find_overdue
 from hotline.link.status import link_report
@@ -286,6 +288,7 @@ def send(
         )
         return
     now = datetime.now(UTC)
+    _warn_rules(msg_type, message_body, now)
     notification = new_id(now) if len(recipients) > 1 else None
     ttl_delta = _parse_ttl(ttl) or timedelta(seconds=home.config.default_ttl_s)
     ids = outbox.submit_messages(
@@ -314,6 +317,18 @@ def send(
         _print_json(out)
     else:
         sys.stdout.write((notification or ids[0]) + "\n")
+
+
+def _warn_rules(msg_type: str, body: dict[str, Any], now: datetime) -> None:
+    """Say, before sending, where a notification falls short of a regime's rules (late notice,
+    observers not invited); the operator decides. Invalid bodies are refused later, field by
+    field, by the outbox."""
+    try:
+        model = validate_body(msg_type, body)
+    except HotlineError:
+        return
+    for finding in check_outgoing(msg_type, model, now):
+        err_console.print(f"[yellow]warning[/] {escape(finding.text('en'))}")
 
 
 def resolve_recipients(home: NodeHome, names: list[str]) -> list[str]:

@@ -20,9 +20,9 @@ import msgspec
 from sqlalchemy import Connection, and_, insert, select
 
 from hotline import transcript
-from hotline.compose import validate_body
+from hotline.compose import check_incoming, validate_body
 from hotline.core.card import Card, Identity
-from hotline.core.encoding import b64decode, parse_time, to_us
+from hotline.core.encoding import b64decode, from_us, parse_time, to_us
 from hotline.core.envelope import (
     Kind,
     MessagePayload,
@@ -355,9 +355,10 @@ def _flag_catalog_problems(
     conn: Connection, payload: MessagePayload, sender: str, now_us: int
 ) -> None:
     """An authentic message whose body our catalog refuses is kept (it is part of the record)
-    but flagged for the operators: it may come from a newer catalog, or be a probe."""
+    but flagged for the operators: it may come from a newer catalog, or be a probe. A valid
+    notification that breaks a regime's rules (late, observers not invited) is flagged too."""
     try:
-        validate_body(payload.type, payload.body)
+        model = validate_body(payload.type, payload.body)
     except HotlineError as e:
         record_security_event(
             conn,
@@ -366,6 +367,16 @@ def _flag_catalog_problems(
             peer=sender,
             source=None,
             detail=f"message {payload.id} ({payload.type[:64]}): {e.detail} {e.fields}",
+        )
+        return
+    for finding in check_incoming(payload.type, model, from_us(now_us)):
+        record_security_event(
+            conn,
+            at_us=now_us,
+            code="rule_finding",
+            peer=sender,
+            source=None,
+            detail=f"message {payload.id}: {finding.text('en')}",
         )
 
 
