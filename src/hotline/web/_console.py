@@ -49,6 +49,7 @@ from hotline.operators import (
     Session,
 )
 from hotline.operators.release import ReleaseQueue, ReleaseRequest, needs_release
+from hotline.operators.translations import attach_translation, translations_for
 from hotline.store.messages import MessageView
 from hotline.web import _audit, _map
 from hotline.web import _queries as q
@@ -154,6 +155,7 @@ class Console:
             ("/messages/{message_id}", self.message, ["GET"]),
             ("/messages/{message_id}/live", self.message_live, ["GET"]),
             ("/messages/{message_id}/ack", self.acknowledge, ["POST"]),
+            ("/messages/{message_id}/translation", self.translation_attach, ["POST"]),
             ("/compose", self.compose_page, ["GET"]),
             ("/compose", self.compose_send, ["POST"]),
             ("/compose/preview", self.compose_preview, ["POST"]),
@@ -458,7 +460,10 @@ class Console:
         wanted = request.query_params.get("lang")
         lang = wanted if wanted in LANGUAGES else session.operator.lang
         text, rendered = self._shown_text(view, lang)
+        with self.node.store.read() as conn:
+            translations = translations_for(conn, view.id)
         return {
+            "translations": translations,
             "m": view,
             "shown_lang": lang,
             "text": text,
@@ -509,6 +514,23 @@ class Console:
             detail=f"receipt={receipt_id} lang={lang} text_hash={shown_hash}",
         )
         return RedirectResponse(f"/messages/{message_id}", status_code=303)
+
+    async def translation_attach(self, request: Request) -> Response:
+        session, form = await self._post(request, Permission.ACKNOWLEDGE)
+        view = self.node.message(request.path_params["message_id"])
+        done = attach_translation(
+            self.node.store,
+            view.id,
+            str(form.get("lang", "")),
+            str(form.get("text", "")),
+            session.operator,
+            now=datetime.now(UTC),
+        )
+        self._record(
+            session, request, "attach_translation", target=view.id, detail=f"lang={done.lang}"
+        )
+        self.node.notify_changed()
+        return RedirectResponse(f"/messages/{view.id}#translations", status_code=303)
 
     # -- outbox ----------------------------------------------------------------------------
 
