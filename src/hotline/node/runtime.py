@@ -32,6 +32,7 @@ from hotline.link.delivery import PeerLink
 from hotline.link.inbox import Received
 from hotline.node.home import NodeHome
 from hotline.operators.release import needs_release
+from hotline.referrals.cases import list_cases
 from hotline.store.messages import (
     MessageView,
     fill_gaps,
@@ -170,6 +171,7 @@ class Node:
         self.links: dict[str, PeerLink] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._changed = asyncio.Event()
+        self._case_alarms: dict[str, int] = {}
         self.reload_peers()
 
     def reload_peers(self) -> None:
@@ -487,9 +489,34 @@ class Node:
                 item.overdue_s,
             )
             self.wake(item.peer)
+        self._escalate_cases(now)
         if escalated:
             self.notify_changed()
         return escalated
+
+    def _escalate_cases(self, now: datetime) -> None:
+        """Cyber referrals we sent that the peer has not acknowledged by their response
+        deadline: an alarm each escalation interval, like an overdue message."""
+        now_us = to_us(now)
+        interval_us = int(self.home.config.escalation_interval_s * 1e6)
+        with self.store.read() as conn:
+            late = [c for c in list_cases(conn, direction="out", limit=1000) if c.overdue(now_us)]
+        due = [c for c in late if now_us - self._case_alarms.get(c.id, 0) >= interval_us]
+        if not due:
+            return
+        with self.store.write() as conn:
+            for case in due:
+                self._case_alarms[case.id] = now_us
+                record_security_event(
+                    conn,
+                    at_us=now_us,
+                    code="case_overdue",
+                    peer=case.peer,
+                    source=None,
+                    detail=f"referral {case.id} not acknowledged, "
+                    f"{(now_us - case.deadline_us) / 1e6:.0f}s past its response deadline",
+                )
+                self.wake(case.peer)
 
     async def _escalate_forever(self) -> None:
         while True:
