@@ -375,6 +375,7 @@ class Console:
     def _links_ctx(self) -> dict[str, Any]:
         with self.node.store.read() as conn:
             events = q.recent_security_events(conn)
+            equivocations = q.equivocations(conn)
             heads = {p: _audit.peer_audit(conn, p) for p in self.node.peers}
             witnessed = _audit.witness_cosignatures(conn)[:1]
         return {
@@ -382,7 +383,8 @@ class Console:
             "witnessed": witnessed[0] if witnessed else None,
             "links": self.node.link_report(),
             "security_events": events,
-            "alarm": any(e.alarm for e in events),
+            "alarm": any(e.alarm for e in events) or equivocations > 0,
+            "equivocations": equivocations,
         }
 
     async def links(self, request: Request) -> Response:

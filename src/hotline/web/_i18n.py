@@ -76,6 +76,10 @@ UI: Final[dict[str, tuple[str, str]]] = {
         "Тревога безопасности: см. события ниже",
     ),
     "security_events": ("Recent security events", "Последние события безопасности"),
+    "equivocation_alarm": (
+        "a peer showed two different histories (equivocation)",
+        "узел-партнёр показал две разные истории (раздвоение)",
+    ),
     "no_security_events": ("No security events.", "Событий безопасности нет."),
     "time": ("Time", "Время"),
     "code": ("Code", "Код"),

@@ -192,6 +192,16 @@ def recent_security_events(conn: Connection) -> list[SecurityEvent]:
     return [SecurityEvent(r.at_us, r.code, r.peer, r.source, r.detail) for r in rows]
 
 
+def equivocations(conn: Connection) -> int:
+    """Equivocation alarms ever raised: the banner stays until someone deals with the peer."""
+    count = conn.execute(
+        select(func.count())
+        .select_from(security_events)
+        .where(security_events.c.code == "equivocation")
+    ).scalar()
+    return int(count or 0)
+
+
 def change_marks(conn: Connection) -> tuple[int, int, int, int]:
     """Highest row ids of message, link and security events and of the operators' actions.
 
@@ -210,6 +220,7 @@ __all__ = [
     "ack_deadline_us",
     "acknowledged_by",
     "change_marks",
+    "equivocations",
     "inbox_pending",
     "inbox_recent_acknowledged",
     "outbox",
