@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
+from hotline import transcript
 from hotline.core.envelope import Kind, new_id, open_envelope, seal, sign_message
 from hotline.errors import ErrorCode, ProtocolError
 from hotline.link import inbox, outbox
@@ -305,3 +306,83 @@ def test_a_late_exercise_notification_is_flagged_on_both_sides(pair, capsys):
             )
         ]
     assert findings, "the receiver flags a notification that breaks the rules"
+
+
+def test_an_operator_translation_is_signed_kept_beside_and_never_replaces_the_original(
+    pair, capsys
+):
+    from hotline.cli import main
+
+    w, m = pair["washington"], pair["moscow"]
+    message_id = _send(w, "moscow", "Confirm the launch window")
+    _deliver(w, m, [o.envelope for o in _pending(w, "moscow")])
+    assert (
+        main(
+            [
+                "translate",
+                message_id,
+                "--dir",
+                str(m.dir),
+                "--lang",
+                "ru",
+                "--text",
+                "Подтвердите окно пуска",
+                "--operator",
+                "ivanov",
+            ]
+        )
+        == 0
+    )
+    # A translation of our own message, or by a non-operator name, is refused.
+    assert (
+        main(
+            [
+                "translate",
+                message_id,
+                "--dir",
+                str(w.dir),
+                "--lang",
+                "ru",
+                "--text",
+                "x",
+                "--operator",
+                "smith",
+            ]
+        )
+        == 2
+    )
+    assert (
+        main(
+            [
+                "translate",
+                message_id,
+                "--dir",
+                str(m.dir),
+                "--lang",
+                "ru",
+                "--text",
+                "x",
+                "--operator",
+                "Robert'); DROP",
+            ]
+        )
+        == 2
+    )
+    capsys.readouterr()
+    assert main(["show", message_id, "--dir", str(m.dir), "--lang", "ru", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["text"] == "Confirm the launch window"  # the signed original, unchanged
+    assert shown["translations"] == [
+        {
+            **shown["translations"][0],
+            "text": "Подтвердите окно пуска",
+            "operator": "ivanov",
+            "lang": "ru",
+            "translation": True,
+        }
+    ]
+    with m.store.read() as conn:
+        assert [leaf.kind for leaf in transcript.leaves_by_ref(conn, message_id)] == [
+            "message.in",
+            "translation",
+        ]

@@ -36,6 +36,8 @@ from hotline.store.messages import (
     notification_copies,
     peer_names,
 )
+from hotline.transcript.translations import attach as attach_translation
+from hotline.transcript.translations import translations_of
 
 console = Console()
 
@@ -585,9 +587,18 @@ def show(
             if view.kind == "message"
             else json.dumps(view.body, ensure_ascii=False, indent=2)
         )
+    with home.store.read() as conn:
+        attached = [t for t in translations_of(conn, message_id) if t.lang == lang]
     if json_out:
         _print_json(
-            {**view.to_dict(), "shown": shown, "lang": lang, "tz": tz, "readback": readback}
+            {
+                **view.to_dict(),
+                "shown": shown,
+                "lang": lang,
+                "tz": tz,
+                "readback": readback,
+                "translations": [t.to_dict() for t in attached],
+            }
         )
         if readback is not None and not readback["matches"]:
             raise typer.Exit(4)
@@ -607,6 +618,14 @@ def show(
     # Text from a peer is printed as text, never interpreted as markup.
     console.print(shown, markup=False, highlight=False)
     console.print()
+    for t in attached:
+        console.print(
+            f"[yellow]TRANSLATION into {t.lang} by {t.operator} "
+            f"({_time(t.at_us)}), not the signed original:[/]",
+            highlight=False,
+        )
+        console.print(t.text, markup=False, highlight=False)
+        console.print()
     if readback is not None:
         verdict = "[green]MATCHES[/]" if readback["matches"] else "[bold red]DOES NOT MATCH[/]"
         console.print(
@@ -665,6 +684,35 @@ def outbox_cmd(
         _print_json([v.to_dict() for v in views])
     else:
         console.print(_message_table(views, "to"))
+
+
+@app.command()
+def translate(
+    message_id: Annotated[str, typer.Argument(help="The received message.")],
+    dir: DirOption,
+    lang: Annotated[str, typer.Option(help="Language of the translation.")],
+    text: Annotated[str, typer.Option(help="The translation.")],
+    operator: Annotated[str, typer.Option(help="Who translated it (signed in).")],
+    json_out: JsonOption = False,
+) -> None:
+    """Attach a signed translation to a received message; the original stays as signed."""
+    home = NodeHome(dir)
+    with home.store.write() as conn:
+        attached = attach_translation(
+            conn,
+            home.identity,
+            message_id=message_id,
+            lang=lang,
+            text=text,
+            operator=operator,
+            now=datetime.now(UTC),
+        )
+    if json_out:
+        _print_json(attached.to_dict())
+    else:
+        console.print(
+            f"translation into {lang} by {operator} attached to {message_id}", highlight=False
+        )
 
 
 @app.command()
