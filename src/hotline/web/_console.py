@@ -54,7 +54,7 @@ from hotline.store.messages import MessageView
 from hotline.web import _audit, _map
 from hotline.web import _queries as q
 from hotline.web._compose import COMPOSABLE, body_from_form, field_errors, form_fields
-from hotline.web._i18n import translate
+from hotline.web._i18n import field_label, translate
 from hotline.web._security import (
     CSRF_FIELD,
     HEADERS,
@@ -226,6 +226,7 @@ class Console:
         lang = lang or (session.operator.lang if session else self._guess_lang(request))
         html = self.env.get_template(template).render(
             t=translate(lang),
+            label=field_label(lang),
             lang=lang,
             session=session,
             operator=session.operator if session else None,

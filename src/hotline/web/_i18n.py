@@ -261,6 +261,63 @@ UI: Final[dict[str, tuple[str, str]]] = {
 }
 
 
+#: Compose form labels by field name (the schemas' titles are English only).
+FIELDS: Final[dict[str, tuple[str, str]]] = {
+    "text": ("Text", "Текст"),
+    "lang": ("Language of the text (en, ru, ...)", "Язык текста (en, ru, ...)"),
+    "kind": ("Kind of activity", "Вид деятельности"),
+    "volumes": (
+        "Volumes (4D: footprint, altitudes, time window)",
+        "Объёмы (4D: район, высоты, время)",
+    ),
+    "units": ("Units (one per line)", "Подразделения (по одному в строке)"),
+    "contact": ("Contact", "Контакт"),
+    "remarks": ("Remarks", "Примечания"),
+    "name": ("Name", "Название"),
+    "exercise_type": ("Type of exercise", "Тип учений"),
+    "purpose": ("Purpose", "Цель"),
+    "start_date": ("Start date", "Дата начала"),
+    "end_date": ("End date", "Дата окончания"),
+    "area": ("Area", "Район"),
+    "troops": ("Troops", "Численность войск"),
+    "battle_tanks": ("Battle tanks", "Боевые танки"),
+    "armoured_combat_vehicles": ("Armoured combat vehicles", "Боевые бронированные машины"),
+    "artillery_pieces": ("Artillery pieces", "Артиллерийские системы"),
+    "combat_aircraft_sorties": ("Combat aircraft sorties", "Самолёто-вылеты боевой авиации"),
+    "helicopters": ("Helicopters", "Вертолёты"),
+    "observers_invited": ("Observers invited", "Наблюдатели приглашены"),
+    "occurred_at": ("Occurred at (UTC)", "Время происшествия (UTC)"),
+    "position": ("Position [longitude, latitude]", "Координаты [долгота, широта]"),
+    "domain": ("Domain", "Среда"),
+    "units_involved": ("Units involved (one per line)", "Участники (по одному в строке)"),
+    "narrative": ("Narrative", "Описание"),
+    "severity": ("Severity", "Серьёзность"),
+    "subject": ("Subject", "Тема"),
+    "questions": ("Questions (one per line)", "Вопросы (по одному в строке)"),
+    "in_reply_to": ("In reply to (message id)", "В ответ на (идентификатор сообщения)"),
+    "action_taken": ("Action taken", "Принятые меры"),
+    "stix_bundle": ("STIX 2.1 bundle", "Пакет STIX 2.1"),
+    "requested_actions": ("Requested actions", "Запрашиваемые действия"),
+    "response_deadline": ("Respond by (UTC)", "Ответить до (UTC)"),
+    "tlp": ("TLP marking", "Метка TLP"),
+    "case_id": ("Case id", "Идентификатор дела"),
+    "state": ("New state", "Новое состояние"),
+    "note": ("Note", "Заметка"),
+    "reason": ("Reason", "Причина"),
+}
+
+
+def field_label(lang: str) -> Callable[[str, str], str]:
+    """``label(name, title)`` for compose forms: the field's label in ``lang``, else ``title``."""
+    index = 1 if lang == "ru" else 0
+
+    def label(name: str, title: str) -> str:
+        pair = FIELDS.get(name)
+        return title if pair is None else pair[index]
+
+    return label
+
+
 def translate(lang: str) -> Callable[[str], str]:
     """``t(key)`` for templates: the text of ``key`` in ``lang`` (English for unknown langs)."""
     index = 1 if lang == "ru" else 0
@@ -272,4 +329,4 @@ def translate(lang: str) -> Callable[[str], str]:
     return t
 
 
-__all__ = ["LANGS", "UI", "translate"]
+__all__ = ["FIELDS", "LANGS", "UI", "field_label", "translate"]
