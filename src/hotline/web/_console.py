@@ -76,6 +76,8 @@ KEEPALIVE_S: Final = 15.0
 STREAM_LIFETIME_S: Final = 25.0
 #: How soon the browser reconnects after a stream ends or breaks.
 RECONNECT_MS: Final = 500
+#: The time zone messages are rendered in (times are also shown in UTC by the catalog).
+DISPLAY_TZ: Final = "UTC"
 #: Cases listed on the Cases page, newest first.
 CASES_SHOWN: Final = 200
 #: Cases per peer read for the accountability chart (months of referrals).
@@ -453,7 +455,7 @@ class Console:
         """The text an operator reads for ``view`` in ``lang``; False when not from the catalog."""
         if view.msg_type in MESSAGE_TYPES:
             try:
-                return render(view.msg_type, view.body, lang, "UTC"), True
+                return render(view.msg_type, view.body, lang, DISPLAY_TZ), True
             except HotlineError:
                 pass  # a body the catalog refuses is shown as it came
         return view.text, False
@@ -507,7 +509,11 @@ class Console:
                 fields={"text_hash": "stale"},
             )
         receipt_id = self.node.acknowledge(
-            message_id, operator=session.operator.name, lang=lang, text_hash=shown_hash
+            message_id,
+            operator=session.operator.name,
+            lang=lang,
+            tz=DISPLAY_TZ,
+            text_hash=shown_hash,
         )
         self._record(
             session,
