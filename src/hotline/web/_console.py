@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import secrets
 import signal
 import threading
+import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from importlib import resources
@@ -39,7 +42,7 @@ from starlette.staticfiles import StaticFiles
 from hotline.compose import MESSAGE_TYPES, render, text_hash
 from hotline.compose.priority import Priority
 from hotline.core.encoding import from_us, to_us
-from hotline.errors import AuthError, HotlineError, InputError
+from hotline.errors import AuthError, ErrorCode, HotlineError, InputError
 from hotline.node.runtime import Node
 from hotline.operators import (
     LANGUAGES,
@@ -76,6 +79,13 @@ KEEPALIVE_S: Final = 15.0
 STREAM_LIFETIME_S: Final = 25.0
 #: How soon the browser reconnects after a stream ends or breaks.
 RECONNECT_MS: Final = 500
+#: Failed logins from one address within ``LOGIN_WINDOW_S`` after which that address's further
+#: attempts are refused without being checked (the per-account lock-out does not stop one
+#: password being tried against every account).
+MAX_FAILURES_PER_SOURCE: Final = 20
+LOGIN_WINDOW_S: Final = 600.0
+#: Addresses remembered for that (the oldest are forgotten first).
+MAX_SOURCES_TRACKED: Final = 10_000
 #: The time zone messages are rendered in (times are also shown in UTC by the catalog).
 DISPLAY_TZ: Final = "UTC"
 #: Cases listed on the Cases page, newest first.
@@ -138,6 +148,7 @@ class Console:
         self._signals_hooked = False
         self._map_cache: tuple[tuple[int, ...], _map.MapData, dict[str, Any]] | None = None
         self._partials: dict[tuple[str, str], tuple[int, Markup]] = {}
+        self._login_failures: dict[str, deque[float]] = {}
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -336,6 +347,12 @@ class Console:
         password = str(form.get("password", ""))
         code = str(form.get("totp", "")).strip()
         source = request.client.host if request.client else ""
+        if self._throttled(source):
+            self.registry.record_action(
+                name or "?", "login_throttled", now=datetime.now(UTC), source=source
+            )
+            failed = AuthError("too many failed logins from here", code=ErrorCode.LOGIN_FAILED)
+            return self._login_form(request, failed, status=429)
         try:
             operator = await run_in_threadpool(
                 self.registry.authenticate,
@@ -346,6 +363,7 @@ class Console:
                 source=source,
             )
         except AuthError as e:
+            self._note_failure(source)
             return self._login_form(request, e, status=401)
         token, _ = self.registry.create_session(operator, now=datetime.now(UTC))
         response = RedirectResponse("/inbox", status_code=303)
@@ -356,6 +374,25 @@ class Console:
             LOGIN_COOKIE, path="/", secure=True, httponly=True, samesite="strict"
         )
         return response
+
+    def _recent_failures(self, source: str) -> deque[float]:
+        window = self._login_failures.get(source)
+        if window is None:
+            return deque()
+        cutoff = time.monotonic() - LOGIN_WINDOW_S
+        while window and window[0] < cutoff:
+            window.popleft()
+        return window
+
+    def _throttled(self, source: str) -> bool:
+        return len(self._recent_failures(source)) >= MAX_FAILURES_PER_SOURCE
+
+    def _note_failure(self, source: str) -> None:
+        window = self._recent_failures(source)
+        window.append(time.monotonic())
+        self._login_failures[source] = window
+        if len(self._login_failures) > MAX_SOURCES_TRACKED:
+            del self._login_failures[next(iter(self._login_failures))]
 
     async def logout(self, request: Request) -> Response:
         session, _ = await self._post(request)
@@ -1014,12 +1051,29 @@ def _summary(view: MessageView, limit: int = 80) -> str:
     return view.msg_type
 
 
+class _StaticFiles(StaticFiles):
+    """The console's files, with ``nosniff`` and revalidation on every use (so a node upgrade
+    is seen at once; unchanged files answer 304)."""
+
+    def file_response(
+        self,
+        full_path: Any,
+        stat_result: os.stat_result,
+        scope: Any,
+        status_code: int = 200,
+    ) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+
 def mount_console(app: FastAPI, node: Node) -> Console:
     """Add the console's routes and static files to the node's app; returns the console."""
     console = Console(node)
     for path, handler, methods in console.routes():
         app.add_route(path, console._guarded(handler), methods=methods, include_in_schema=False)
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="console-static")
+    app.mount("/static", _StaticFiles(directory=STATIC_DIR), name="console-static")
     return console
 
 
