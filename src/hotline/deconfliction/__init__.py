@@ -8,6 +8,7 @@ with versions, plans (``file_plan``) and received notifications (``receive_notif
 
 from __future__ import annotations
 
+from hotline.deconfliction._activity import activity_volumes
 from hotline.deconfliction._conflict import (
     FT,
     NM,
@@ -53,6 +54,7 @@ __all__ = [
     "ShapeKind",
     "StalePlanError",
     "Volume",
+    "activity_volumes",
     "assess_notification",
     "conflict_kind",
     "draft_response",

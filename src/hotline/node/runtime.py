@@ -18,6 +18,7 @@ from hotline.core.encoding import b64decode, b64encode, decode_json, to_us
 from hotline.core.envelope import HeartbeatPayload, new_id, read_header
 from hotline.core.treehead import TreeHead, verify_tree_head
 from hotline.core.witness import Cosignature, verify_cosignature
+from hotline.deconfliction import Registry, activity_volumes
 from hotline.errors import (
     ErrorCode,
     HotlineError,
@@ -56,6 +57,9 @@ log = logging.getLogger(__name__)
 
 #: A skipped sequence number is reported lost after this many heartbeat intervals.
 GAP_GRACE_INTERVALS = 2.0
+#: The deconfliction registry is reloaded from the store when older than this (plans filed
+#: through the CLI are seen by the next notification after it).
+REGISTRY_MAX_AGE_S = 30.0
 #: How often the node looks for messages past their acknowledgement deadline.
 ESCALATION_SCAN_S = 5.0
 #: How often each peer's new tree heads are proved consistent with the ones checked before.
@@ -172,6 +176,8 @@ class Node:
         self._tasks: list[asyncio.Task[None]] = []
         self._changed = asyncio.Event()
         self._case_alarms: dict[str, int] = {}
+        self._registry: Registry | None = None
+        self._registry_loaded = datetime.now(UTC)
         self.reload_peers()
 
     def reload_peers(self) -> None:
@@ -225,7 +231,19 @@ class Node:
         source: str,
         also: Callable[[Connection], None] | None = None,
     ) -> Received:
-        result = inbox.receive(
+        result = self._receive_committed(envelopes, source, also)
+        self._assess_activities(result.delivered_ids)
+        if result.delivered_ids or result.updated_ids:
+            self.notify_changed()
+        return result
+
+    def _receive_committed(
+        self,
+        envelopes: list[bytes],
+        source: str,
+        also: Callable[[Connection], None] | None,
+    ) -> Received:
+        return inbox.receive(
             self.store,
             self.identity,
             self.peers,
@@ -234,9 +252,61 @@ class Node:
             source=source,
             also=also,
         )
-        if result.delivered_ids or result.updated_ids:
-            self.notify_changed()
-        return result
+
+    def deconfliction(self) -> Registry:
+        """The node's active volumes (own plans and peers' notifications), loaded on first use
+        and reloaded when older than ``REGISTRY_MAX_AGE_S`` (the CLI may have filed plans)."""
+        now = datetime.now(UTC)
+        if self._registry is None or (now - self._registry_loaded).total_seconds() > (
+            REGISTRY_MAX_AGE_S
+        ):
+            self._registry = Registry(self.store.engine, workers=1)
+            self._registry.load(to_us(now))
+            self._registry_loaded = now
+        return self._registry
+
+    def _assess_activities(self, delivered_ids: list[str]) -> None:
+        """Each received activity notification is checked against every active volume at once;
+        conflicts with our own activities are raised to the operators with a draft response."""
+        for message_id in delivered_ids:
+            view = self.message(message_id)
+            if view.msg_type != "activity_notification":
+                continue
+            now = datetime.now(UTC)
+            try:
+                volumes = activity_volumes(message_id, view.body, owner=view.peer)
+                assessment = self.deconfliction().receive_notification(
+                    view.peer, volumes, now_us=to_us(now)
+                )
+            except HotlineError as e:
+                detail = f"activity notification {message_id} not assessed: {e.detail}"
+                with self.store.write() as conn:
+                    record_security_event(
+                        conn,
+                        at_us=to_us(now),
+                        code="deconfliction_failed",
+                        peer=view.peer,
+                        source=None,
+                        detail=detail,
+                    )
+                continue
+            if assessment.actionable:
+                log.warning(
+                    "ALARM %d conflict(s) with %s's activity notification %s",
+                    len(assessment.actionable),
+                    view.peer,
+                    message_id,
+                )
+                with self.store.write() as conn:
+                    record_security_event(
+                        conn,
+                        at_us=to_us(now),
+                        code="deconfliction_conflict",
+                        peer=view.peer,
+                        source=None,
+                        detail=f"{len(assessment.actionable)} conflict(s) with our activities "
+                        f"in {message_id}. Draft response: {assessment.draft_response}",
+                    )
 
     async def receive_async(
         self,
