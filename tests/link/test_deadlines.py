@@ -95,3 +95,44 @@ def test_a_flash_message_unacknowledged_after_five_minutes_escalates(tmp_path):
         assert overdue(conn, at(12), DEADLINES) == []
     w.close()
     m.close()
+
+
+def test_deadlines_agreed_with_one_peer_override_the_node_defaults(tmp_path):
+    w, m = _pair(tmp_path)
+    outbox.submit_message(
+        w.store,
+        w.identity,
+        w.peer_card("moscow"),
+        msg_type="free_text",
+        priority="routine",
+        body={"text": "weekly", "lang": "en"},
+        now=T0,
+        ttl=timedelta(hours=1),
+    )
+    agreed = {"moscow": {"routine": 600.0}}
+
+    def deadlines(peer: str) -> dict[str, float]:
+        return {**DEADLINES, **agreed.get(peer, {})}
+
+    with w.store.read() as conn:
+        at = to_us(T0 + timedelta(minutes=11))
+        assert overdue(conn, at, DEADLINES) == []  # 24 h by default
+        assert len(overdue(conn, at, deadlines)) == 1  # 10 min agreed with moscow
+    w.close()
+    m.close()
+
+
+def test_named_groups_and_all_resolve_to_peers(tmp_path):
+    import dataclasses
+
+    from hotline.cli.node import resolve_recipients
+    from hotline.node.home import CONFIG_FILE
+
+    w, m = _pair(tmp_path)
+    config = dataclasses.replace(w.config, groups={"participating": ["moscow"]})
+    (w.dir / CONFIG_FILE).write_text(config.to_toml())
+    w2 = NodeHome(w.dir)
+    assert w2.config.groups == {"participating": ["moscow"]}
+    assert resolve_recipients(w2, ["participating", "all", "moscow"]) == ["moscow"]
+    for home in (w, w2, m):
+        home.close()

@@ -334,13 +334,15 @@ def _warn_rules(msg_type: str, body: dict[str, Any], now: datetime) -> None:
 
 
 def resolve_recipients(home: NodeHome, names: list[str]) -> list[str]:
-    """Peer names, with ``all`` for every peer node (not witnesses); each name once."""
+    """Peer names, with ``all`` for every peer node (not witnesses) and the groups named in
+    node.toml; each peer once."""
     cards = home.peer_cards()
     out: list[str] = []
     for name in names:
-        expanded = (
-            sorted(n for n, c in cards.items() if c.role == "node") if name == "all" else [name]
-        )
+        if name == "all":
+            expanded = sorted(n for n, c in cards.items() if c.role == "node")
+        else:
+            expanded = home.config.groups.get(name, [name])
         for peer in expanded:
             if peer not in cards:
                 raise NotFoundError(f"no peer named {peer!r}; add it with 'hotline peer add'")
@@ -720,7 +722,7 @@ def overdue(dir: DirOption, json_out: JsonOption = False) -> None:
     """Messages past their acknowledgement deadline: theirs to acknowledge, and ours."""
     home = NodeHome(dir)
     with home.store.read() as conn:
-        late = find_overdue(conn, to_us(datetime.now(UTC)), home.config.ack_deadlines_s)
+        late = find_overdue(conn, to_us(datetime.now(UTC)), home.config.deadlines_for)
     if json_out:
         _print_json([o.to_dict() for o in late])
         return

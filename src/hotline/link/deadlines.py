@@ -10,6 +10,7 @@ the delivery worker is woken to try every path again; repeated every ``escalatio
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -67,8 +68,18 @@ def _event_time(conn: Connection, message_id: str, state: State) -> int | None:
     return None if value is None else int(value)
 
 
-def overdue(conn: Connection, now_us: int, deadlines: dict[str, float]) -> list[Overdue]:
-    """Messages past their acknowledgement deadline, both directions, most overdue first."""
+Deadlines = dict[str, float] | Callable[[str], dict[str, float]]
+
+
+def _for_peer(deadlines: Deadlines, peer: str) -> dict[str, float]:
+    return deadlines(peer) if callable(deadlines) else deadlines
+
+
+def overdue(conn: Connection, now_us: int, deadlines: Deadlines) -> list[Overdue]:
+    """Messages past their acknowledgement deadline, both directions, most overdue first.
+
+    ``deadlines`` is a table by priority, or a function of the peer giving one (deadlines agreed
+    with a particular peer)."""
     acknowledged = (
         select(message_events.c.message_id)
         .where(message_events.c.state == State.ACKNOWLEDGED.value)
@@ -101,7 +112,9 @@ def overdue(conn: Connection, now_us: int, deadlines: dict[str, float]) -> list[
             if row.direction == "out"
             else (_event_time(conn, row.id, State.DELIVERED) or row.created_at_us)
         )
-        due = start + int(deadline_for(row.priority, deadlines).total_seconds() * 1e6)
+        due = start + int(
+            deadline_for(row.priority, _for_peer(deadlines, row.peer)).total_seconds() * 1e6
+        )
         if now_us > due:
             escalations = conn.execute(
                 select(func.count()).where(
@@ -126,7 +139,7 @@ def overdue(conn: Connection, now_us: int, deadlines: dict[str, float]) -> list[
 
 
 def escalate(
-    conn: Connection, now_us: int, deadlines: dict[str, float], interval_s: float
+    conn: Connection, now_us: int, deadlines: Deadlines, interval_s: float
 ) -> list[Overdue]:
     """Escalate our overdue messages not escalated within ``interval_s``; return them."""
     escalated = []

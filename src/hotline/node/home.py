@@ -60,6 +60,13 @@ class NodeConfig:
     ack_deadlines_s: dict[str, float] = field(default_factory=default_deadlines)
     #: How often an unacknowledged message past its deadline is escalated again.
     escalation_interval_s: float = 60.0
+    #: Deadlines agreed with particular peers, by priority (override ``ack_deadlines_s``).
+    peer_ack_deadlines_s: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: Named groups of peers for notifications to many ("all" is every peer node).
+    groups: dict[str, list[str]] = field(default_factory=dict)
+
+    def deadlines_for(self, peer: str) -> dict[str, float]:
+        return {**self.ack_deadlines_s, **self.peer_ack_deadlines_s.get(peer, {})}
 
     def to_toml(self) -> str:
         def q(text: str) -> str:
@@ -81,6 +88,15 @@ class NodeConfig:
         lines += [f"{k} = {q(v)}" for k, v in sorted(self.display_names.items())]
         lines += ["", "[ack_deadlines_s]"]
         lines += [f"{k} = {float(v)}" for k, v in sorted(self.ack_deadlines_s.items())]
+        for peer, table in sorted(self.peer_ack_deadlines_s.items()):
+            lines += ["", f"[peer_ack_deadlines_s.{peer}]"]
+            lines += [f"{k} = {float(v)}" for k, v in sorted(table.items())]
+        if self.groups:
+            lines += ["", "[groups]"]
+            lines += [
+                f"{name} = [{', '.join(q(p) for p in members)}]"
+                for name, members in sorted(self.groups.items())
+            ]
         return "\n".join(lines) + "\n"
 
     @classmethod
@@ -101,6 +117,8 @@ class NodeConfig:
             "display_names",
             "ack_deadlines_s",
             "escalation_interval_s",
+            "peer_ack_deadlines_s",
+            "groups",
         }
         unknown = set(raw) - known
         if unknown:
@@ -123,6 +141,14 @@ class NodeConfig:
                     **{str(k): float(v) for k, v in raw.get("ack_deadlines_s", {}).items()},
                 },
                 escalation_interval_s=float(raw.get("escalation_interval_s", 60.0)),
+                peer_ack_deadlines_s={
+                    check_name(str(peer)): {str(k): float(v) for k, v in table.items()}
+                    for peer, table in raw.get("peer_ack_deadlines_s", {}).items()
+                },
+                groups={
+                    str(name): [check_name(str(p)) for p in members]
+                    for name, members in raw.get("groups", {}).items()
+                },
             )
         except (KeyError, TypeError, ValueError, InputError) as e:
             raise ConfigError(f"{CONFIG_FILE}: {e}") from e

@@ -548,7 +548,7 @@ class Node:
         config = self.home.config
         with self.store.write() as conn:
             escalated = escalate(
-                conn, to_us(now), config.ack_deadlines_s, config.escalation_interval_s
+                conn, to_us(now), config.deadlines_for, config.escalation_interval_s
             )
         for item in escalated:
             log.warning(
