@@ -1,10 +1,10 @@
 """The Map page's data: own and peers' volumes, and the conflicts between them.
 
-Volumes come from two places: the activity notifications this node sent (own) and received
-(each peer's), read from the messages themselves, and the deconfliction registry's active
-volumes (own plans filed with ``hotline deconflict``). Each notification's volumes are turned
-into a GeoJSON FeatureCollection and parsed by ``hotline.deconfliction.parse_geojson``, the one
-strict parser of volumes; a notification it refuses is left off the map (and counted).
+Volumes come from two places: the deconfliction registry's active volumes (own plans filed with
+``hotline deconflict``, and peers' notifications the node assessed on arrival), and the activity
+notifications this node sent (own) and received (each peer's), read from the messages with
+``hotline.deconfliction.activity_volumes`` (the registry's own naming, ``<message id>/<n>``, so
+a volume in both is drawn once); a notification it refuses is left off the map (and counted).
 Conflicts are found by the deconfliction ``Engine`` (exact, 4D), own against peers only.
 """
 
@@ -26,8 +26,8 @@ from hotline.deconfliction import (
     Shape,
     ShapeKind,
     Volume,
+    activity_volumes,
     draft_response,
-    parse_geojson,
     volumes_table,
 )
 from hotline.errors import HotlineError
@@ -62,54 +62,6 @@ class MapData:
             if mv.volume.key == volume.key:
                 return mv.message_id
         return None
-
-
-def notification_collection(body: dict[str, Any]) -> dict[str, Any]:
-    """The volumes of an ``activity_notification`` body as a GeoJSON FeatureCollection."""
-    features = []
-    for i, vol in enumerate(body.get("volumes", [])):
-        fp = vol["footprint"]
-        props: dict[str, Any] = {
-            "altitude_lower": vol["altitude"]["lower_m"],
-            "altitude_upper": vol["altitude"]["upper_m"],
-            "time_start": vol["window"]["start"],
-            "time_end": vol["window"]["end"],
-        }
-        if fp["type"] == "Circle":
-            geometry: dict[str, Any] = {"type": "Point", "coordinates": fp["center"]}
-            props["radius_m"] = fp["radius_m"]
-        elif fp["type"] == "Corridor":
-            geometry = dict(fp["centerline"])
-            props["half_width_m"] = fp["half_width_m"]
-        else:
-            geometry = {"type": fp["type"], "coordinates": fp["coordinates"]}
-        features.append(
-            {"type": "Feature", "id": f"v{i + 1}", "geometry": geometry, "properties": props}
-        )
-    return {"type": "FeatureCollection", "features": features}
-
-
-def notification_volumes(body: dict[str, Any], owner: str, message_id: str) -> list[Volume]:
-    """The volumes of one notification, named ``<message id>/v<n>``; or HotlineError."""
-    try:
-        parsed = parse_geojson(notification_collection(body), owner=owner)
-    except (KeyError, TypeError) as e:
-        raise HotlineError(f"notification {message_id} has no readable volumes: {e}") from e
-    return [
-        Volume(
-            id=f"{message_id}/{v.id}",
-            footprint=v.footprint,
-            altitude_lower=v.altitude_lower,
-            altitude_upper=v.altitude_upper,
-            time_start_us=v.time_start_us,
-            time_end_us=v.time_end_us,
-            shape=v.shape,
-            owner=owner,
-            version=v.version,
-            max_error_m=v.max_error_m,
-        )
-        for v in parsed
-    ]
 
 
 def _registry_volumes(conn: Connection, now_us: int) -> list[Volume]:
@@ -178,10 +130,17 @@ def map_version(conn: Connection, now_us: int) -> tuple[int, ...]:
     )
 
 
+def _message_of_id(volume_id: str) -> str | None:
+    """The notification a volume came from, by the registry's naming (``<message id>/<n>``)."""
+    head, sep, tail = volume_id.rpartition("/")
+    return head if sep and len(head) == 36 and tail.isdigit() else None
+
+
 def load_map(conn: Connection, now_us: int) -> MapData:
     data = MapData()
+    by_key: dict[tuple[str, str], MapVolume] = {}
     for volume in _registry_volumes(conn, now_us):
-        data.volumes.append(MapVolume(volume, None))
+        by_key[volume.key] = MapVolume(volume, _message_of_id(volume.id))
     rows = conn.execute(
         select(messages.c.id, messages.c.direction, messages.c.peer, messages.c.body)
         .where(and_(messages.c.msg_type == "activity_notification", messages.c.kind == "message"))
@@ -191,17 +150,18 @@ def load_map(conn: Connection, now_us: int) -> MapData:
     for row in rows:
         owner = OWN if row.direction == "out" else row.peer
         try:
-            vols = notification_volumes(json.loads(row.body), owner, row.id)
-        except (HotlineError, ValueError):
+            # The same naming as the node's registry, so a volume already there is one volume.
+            vols = activity_volumes(row.id, json.loads(row.body), owner=owner)
+        except (HotlineError, ValueError, KeyError, TypeError):
             data.refused += 1
             continue
-        data.volumes.extend(
-            MapVolume(v, row.id) for v in vols if v.time_end_us > now_us - SHOW_ENDED_FOR_US
-        )
+        for v in vols:
+            if v.time_end_us > now_us - SHOW_ENDED_FOR_US:
+                by_key[v.key] = MapVolume(v, row.id)
+    data.volumes = list(by_key.values())
     engine = Engine(workers=1)
-    unique = {mv.volume.key: mv.volume for mv in data.volumes}
-    engine.add(unique.values())
-    peers = [v for v in unique.values() if v.owner != OWN]
+    engine.add(mv.volume for mv in data.volumes)
+    peers = [mv.volume for mv in data.volumes if mv.volume.owner != OWN]
     data.conflicts = [c for c in engine.conflicts(peers) if c.kind == ConflictKind.OWN_VS_PEER]
     return data
 
@@ -268,7 +228,5 @@ __all__ = [
     "draft_for",
     "load_map",
     "map_version",
-    "notification_collection",
-    "notification_volumes",
     "to_json",
 ]
