@@ -506,3 +506,29 @@ def test_many_failed_logins_from_one_address_are_throttled(console: tuple[Consol
     assert c.login("alice") == 429  # the right credentials, refused unseen
     static = c.client.get("/static/console.js")
     assert static.headers["x-content-type-options"] == "nosniff"
+
+
+def test_inbox_deadlines_use_the_allowance_agreed_with_the_peer() -> None:
+    from hotline.store.messages import Event, MessageView
+    from hotline.web._queries import ack_deadline_us
+
+    view = MessageView(
+        id="m",
+        direction="in",
+        peer="moscow",
+        seq=1,
+        kind="message",
+        msg_type="free_text",
+        priority="flash",
+        created_at_us=0,
+        expires_at_us=None,
+        in_reply_to=None,
+        body={},
+        sender="moscow",
+        recipient="washington",
+        events=[Event("delivered", 10_000_000, "")],
+    )
+    # Our receipt time plus FLASH's default five minutes ...
+    assert ack_deadline_us(view) == 10_000_000 + 300 * 1_000_000
+    # ... or what was agreed with this peer.
+    assert ack_deadline_us(view, lambda peer: {"flash": 60.0}) == 10_000_000 + 60 * 1_000_000

@@ -437,15 +437,19 @@ class Console:
 
     # -- inbox and messages ----------------------------------------------------------------
 
+    def _deadlines(self, peer: str) -> dict[str, float]:
+        """Acknowledgement allowances agreed with ``peer`` (node.toml), by priority."""
+        return self.node.home.config.deadlines_for(peer)
+
     def _inbox_ctx(self) -> dict[str, Any]:
         with self.node.store.read() as conn:
-            pending, total = q.inbox_pending(conn, self.node.name)
+            pending, total = q.inbox_pending(conn, self.node.name, self._deadlines)
             recent = q.inbox_recent_acknowledged(conn, self.node.name)
         return {
             "pending": pending,
             "pending_total": total,
             "recent": recent,
-            "deadline": q.ack_deadline_us,
+            "deadline": lambda v: q.ack_deadline_us(v, self._deadlines),
             "received": q.received_us,
             "acknowledged_by": q.acknowledged_by,
             "summary": _summary,
@@ -513,7 +517,9 @@ class Console:
             "text_hash": text_hash(text),
             "original": json.dumps(view.body, ensure_ascii=False, indent=2),
             "acknowledged_by": q.acknowledged_by(view),
-            "deadline": q.ack_deadline_us(view) if view.direction == "in" else None,
+            "deadline": q.ack_deadline_us(view, self._deadlines)
+            if view.direction == "in" and view.kind == "message"
+            else None,
             "received": q.received_us(view),
         }
 

@@ -8,13 +8,14 @@ however old, and not the newest hundred.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any, Final
 
 from sqlalchemy import Connection, and_, case, desc, exists, func, not_, select
 
 from hotline.compose.priority import DEFAULT_ACK_DEADLINES, Priority
+from hotline.link.deadlines import deadline_for
 from hotline.operators import operator_actions
 from hotline.store.messages import Event, MessageView, list_messages
 from hotline.store.schema import link_events, message_events, messages, security_events
@@ -96,13 +97,22 @@ def received_us(view: MessageView) -> int:
     return min((e.at_us for e in view.events), default=view.created_at_us)
 
 
-def ack_deadline_us(view: MessageView) -> int:
-    """The acknowledgement deadline: receipt time plus the priority's default allowance."""
-    try:
-        allowance = DEFAULT_ACK_DEADLINES[Priority(view.priority)]
-    except ValueError:
-        allowance = timedelta(hours=24)
-    return received_us(view) + int(allowance.total_seconds() * 1_000_000)
+#: Allowance in seconds by priority, for one peer (the node's ``deadlines_for``).
+Deadlines = Callable[[str], dict[str, float]]
+
+
+def _default_deadlines(peer: str) -> dict[str, float]:
+    del peer
+    return {p.value: d.total_seconds() for p, d in DEFAULT_ACK_DEADLINES.items()}
+
+
+def ack_deadline_us(view: MessageView, deadlines: Deadlines = _default_deadlines) -> int:
+    """The acknowledgement deadline, on this node's clock: from our receipt for a received
+    message, from its creation for a sent one, plus the allowance agreed with the peer for the
+    priority (as the link's escalation computes it)."""
+    start = received_us(view) if view.direction == "in" else view.created_at_us
+    allowance = deadline_for(view.priority, deadlines(view.peer))
+    return start + int(allowance.total_seconds() * 1_000_000)
 
 
 def acknowledged_by(view: MessageView) -> str | None:
@@ -126,7 +136,9 @@ def _not_acknowledged() -> Any:
 _RANK = case(*[(messages.c.priority == p.value, p.rank) for p in Priority], else_=len(Priority))
 
 
-def inbox_pending(conn: Connection, own: str) -> tuple[list[MessageView], int]:
+def inbox_pending(
+    conn: Connection, own: str, deadlines: Deadlines = _default_deadlines
+) -> tuple[list[MessageView], int]:
     """Received messages not yet acknowledged, most urgent first (priority, then deadline),
     at most ``MAX_PENDING`` of them; and how many there are in all."""
     # Sort ids only (the count rides along as a window function), then read the rows shown:
@@ -144,7 +156,7 @@ def inbox_pending(conn: Connection, own: str) -> tuple[list[MessageView], int]:
     rows = list(conn.execute(select(*_COLUMNS).where(messages.c.id.in_(ids)))) if ids else []
     events = _events(conn, [r.id for r in rows])
     views = [_view(r, own, events[r.id]) for r in rows]
-    views.sort(key=lambda v: (priority_rank(v.priority), ack_deadline_us(v)))
+    views.sort(key=lambda v: (priority_rank(v.priority), ack_deadline_us(v, deadlines)))
     return views, int(total or 0)
 
 
