@@ -248,6 +248,10 @@ UI: Final[dict[str, tuple[str, str]]] = {
     "fix_fields": ("Fix the marked fields.", "Исправьте отмеченные поля."),
     "valid": ("Valid: ready to send.", "Сообщение корректно и готово к отправке."),
     "send": ("Send", "Отправить"),
+    "flash_goes_to_release": (
+        "A FLASH message goes to the release queue: a second person must release it.",
+        "Сообщение «МОЛНИЯ» попадает в очередь выпуска: его должно выпустить второе лицо.",
+    ),
     "sent_ok": ("Queued for sending:", "Поставлено в очередь на отправку:"),
     "json_hint": (
         "JSON, as in the schema (docs/schemas)",
