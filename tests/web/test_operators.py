@@ -214,3 +214,26 @@ def test_cli_operator_add_reads_the_password_from_stdin_and_prints_the_uri_once(
     assert "otpauth" not in json.dumps(listed)
     monkeypatch.setattr("sys.stdin", io.StringIO("too short\n"))
     assert main([*args[:2], "bob", *args[3:], "--dir", str(tmp_path / "n")]) == 2
+
+
+def test_new_password_and_new_totp_end_the_sessions(registry: OperatorRegistry) -> None:
+    new = registry.add("alice", "operator", PASSWORD, now=NOW)
+    token, _ = registry.create_session(new.operator, now=NOW)
+    registry.set_password("alice", "another long password", now=NOW)
+    assert registry.session(token, now=NOW) is None
+    with pytest.raises(AuthError):
+        registry.authenticate("alice", PASSWORD, code(new.totp_secret, NOW), now=NOW)
+    token, _ = registry.create_session(new.operator, now=NOW)
+    fresh = registry.reset_totp("alice", now=NOW)
+    assert registry.session(token, now=NOW) is None
+    assert fresh.totp_secret != new.totp_secret and fresh.totp_uri.startswith("otpauth://")
+    later = NOW + timedelta(seconds=60)
+    with pytest.raises(AuthError):  # the old phone's code
+        registry.authenticate(
+            "alice", "another long password", code(new.totp_secret, later), now=later
+        )
+    op = registry.authenticate(
+        "alice", "another long password", code(fresh.totp_secret, later), now=later
+    )
+    assert op.name == "alice"
+    assert [a.action for a in registry.actions(limit=4)][:2] == ["login", "login_failed"]

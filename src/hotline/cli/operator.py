@@ -132,3 +132,31 @@ def disable(
     """Disable an account (its sessions end at once), or enable it with --enable."""
     registry_for(NodeHome(dir)).set_disabled(name, not enable, now=datetime.now(UTC), by="cli")
     console.print(f"{'enabled' if enable else 'disabled'} {name}")
+
+
+@app.command("passwd")
+def passwd(
+    name: Annotated[str, typer.Argument(help="The account.")],
+    dir: DirOption,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+) -> None:
+    """Set an account's password (its sessions end)."""
+    password = _read_password(password_stdin)
+    registry_for(NodeHome(dir)).set_password(name, password, now=datetime.now(UTC), by="cli")
+    console.print(f"password of {name} set")
+
+
+@app.command("reset-totp")
+def reset_totp(
+    name: Annotated[str, typer.Argument(help="The account.")],
+    dir: DirOption,
+) -> None:
+    """Give an account a new TOTP secret (a lost phone) and print its URI once."""
+    new = registry_for(NodeHome(dir)).reset_totp(name, now=datetime.now(UTC), by="cli")
+    console.print(f"new second factor for {name}; the old codes no longer work")
+    console.print(
+        "TOTP provisioning URI (enter it in an authenticator app; it is not shown again):"
+    )
+    sys.stdout.write(new.totp_uri + "\n")

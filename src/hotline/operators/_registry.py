@@ -296,6 +296,38 @@ class OperatorRegistry:
             action = "operator_disabled" if disabled else "operator_enabled"
             self._log(conn, now, by, action, name, "", "")
 
+    def set_password(self, name: str, password: str, *, now: datetime, by: str = "system") -> None:
+        """A new password; the account's sessions end."""
+        check_password(password)
+        password_hash = self.hasher.hash(password)
+        with self._write() as conn:
+            done = conn.execute(
+                update(operators)
+                .where(operators.c.name == name)
+                .values(password_hash=password_hash)
+            ).rowcount
+            if not done:
+                raise NotFoundError(f"no operator named {name!r}")
+            conn.execute(delete(operator_sessions).where(operator_sessions.c.operator == name))
+            self._log(conn, now, by, "password_set", name, "", "")
+
+    def reset_totp(self, name: str, *, now: datetime, by: str = "system") -> NewOperator:
+        """A new TOTP secret (a lost or replaced phone); the account's sessions end. The new
+        provisioning URI is returned once."""
+        secret = pyotp.random_base32()
+        with self._write() as conn:
+            done = conn.execute(
+                update(operators)
+                .where(operators.c.name == name)
+                .values(totp_secret=secret, totp_last_step=0)
+            ).rowcount
+            if not done:
+                raise NotFoundError(f"no operator named {name!r}")
+            conn.execute(delete(operator_sessions).where(operator_sessions.c.operator == name))
+            self._log(conn, now, by, "totp_reset", name, "", "")
+        uri = pyotp.TOTP(secret).provisioning_uri(name=name, issuer_name=self.issuer)
+        return NewOperator(self.get_required(name), uri, secret)
+
     # -- login -----------------------------------------------------------------------------
 
     def authenticate(
