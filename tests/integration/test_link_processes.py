@@ -120,9 +120,15 @@ def test_receiver_down_then_back(linked_nodes, capsys):
     time.sleep(2.0)
     assert {_state(w, i) for i in ids} <= {"queued", "sent"}
     _wait(
-        lambda: _cli_json(capsys, "link", "--dir", str(w.dir))[0]["state"] in ("degraded", "down"),
-        15,
-        "the link to be reported degraded or down",
+        lambda: _cli_json(capsys, "link", "--dir", str(w.dir))[0]["state"] == "down",
+        20,
+        "the link to be reported down",
+    )
+    # Never silent: the outage is an alarm for the operators, once.
+    _wait(
+        lambda: _cli_json(capsys, "events", "--dir", str(w.dir), "--code", "link_down"),
+        10,
+        "the link_down alarm",
     )
     m_node.start()
     _wait(lambda: all(_state(w, i) == "delivered" for i in ids), 15, "delivery after restart")

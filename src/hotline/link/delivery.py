@@ -215,6 +215,7 @@ class PeerLink:
             await asyncio.wait_for(self.wake.wait(), timeout=seconds)
 
     def _note_failure(self, error: HotlineError, kind: str = "delivery_failed") -> None:
+        was = self.status.state
         self.status.consecutive_failures += 1
         self.status.last_error = error.detail[:300]
         self.status.state = (
@@ -222,19 +223,40 @@ class PeerLink:
             if self.status.consecutive_failures >= DOWN_AFTER_FAILURES
             else LinkState.DEGRADED
         )
+        now_us = to_us(datetime.now(UTC))
         try:
             with self.store.write() as conn:
                 record_link_event(
                     conn,
                     peer=self.peer.name,
-                    at_us=to_us(datetime.now(UTC)),
+                    at_us=now_us,
                     kind=kind,
                     detail=f"{error.code}: {error.detail[:300]}",
                 )
+                if self.status.state is LinkState.DOWN and was is not LinkState.DOWN:
+                    # Never silent: a link with no working path is an alarm, once per outage.
+                    log.warning("ALARM link to %s is DOWN: %s", self.peer.name, error.detail)
+                    record_security_event(
+                        conn,
+                        at_us=now_us,
+                        code="link_down",
+                        peer=self.peer.name,
+                        source=None,
+                        detail=f"no working path to {self.peer.name}: {error.detail[:300]}",
+                    )
         except HotlineError:
             log.exception("could not record a link event")
 
     def _note_recovered(self) -> None:
+        if self.status.state is LinkState.DOWN:
+            log.warning("link to %s is UP again", self.peer.name)
+            try:
+                with self.store.write() as conn:
+                    record_link_event(
+                        conn, peer=self.peer.name, at_us=to_us(datetime.now(UTC)), kind="link_up"
+                    )
+            except HotlineError:
+                log.exception("could not record a link event")
         self.status.consecutive_failures = 0
         self.status.state = LinkState.UP
         self.status.last_error = None
