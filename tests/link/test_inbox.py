@@ -335,24 +335,10 @@ def test_an_operator_translation_is_signed_kept_beside_and_never_replaces_the_or
         )
         == 0
     )
-    # A translation of our own message, or by a non-operator name, is refused.
-    assert (
-        main(
-            [
-                "translate",
-                message_id,
-                "--dir",
-                str(w.dir),
-                "--lang",
-                "ru",
-                "--text",
-                "x",
-                "--operator",
-                "smith",
-            ]
-        )
-        == 2
-    )
+    # A translation of an unknown message, or by a non-operator name, is refused.
+    unknown = "01a21700-0000-7000-8000-000000000000"
+    args = ["--lang", "ru", "--text", "x", "--operator", "smith"]
+    assert main(["translate", unknown, "--dir", str(m.dir), *args]) == 6
     assert (
         main(
             [

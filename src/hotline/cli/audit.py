@@ -201,7 +201,8 @@ def audit_check(
         raise typer.Exit(4)
 
 
-async def _export(home: NodeHome, peer: str) -> bytes:
+async def export_bundle(home: NodeHome, peer: str) -> bytes:
+    """The signed audit bundle of the link with ``peer`` (for the CLI and the console)."""
     node = Node(home)
     if peer not in node.links:
         raise NotFoundError(f"no peer named {peer!r}")
@@ -319,7 +320,7 @@ def audit_export(
     out: Annotated[Path, typer.Option(help="Where to write the bundle.")],
 ) -> None:
     """Write a self-contained audit bundle of the link with ``peer`` (docs/audit.md)."""
-    data = asyncio.run(_export(NodeHome(dir), peer))
+    data = asyncio.run(export_bundle(NodeHome(dir), peer))
     out.write_bytes(data)
     console.print(f"wrote {out} ({len(data):,} bytes)", highlight=False)
 

@@ -77,21 +77,7 @@ release_requests = Table(
 )
 Index("ix_release_requests_state", release_requests.c.state, release_requests.c.created_at_us)
 
-# Translations operators attach to a message (local to this node; never sent, never signed).
-message_translations = Table(
-    "message_translations",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("message_id", String(36), nullable=False),
-    Column("lang", String(8), nullable=False),
-    Column("text", Text, nullable=False),
-    Column("operator", String(32), nullable=False),
-    Column("at_us", BigInteger, nullable=False),
-)
-Index("ix_message_translations_message", message_translations.c.message_id)
-
 __all__ = [
-    "message_translations",
     "operator_actions",
     "operator_sessions",
     "operators",

@@ -79,7 +79,8 @@ def attach(
     operator: str,
     now: datetime,
 ) -> Translation:
-    """Sign and keep ``operator``'s translation of a received message into ``lang``."""
+    """Sign and keep ``operator``'s translation of a message into ``lang`` (usually one received
+    from a peer; a translation of one we sent is kept the same way)."""
     if not OPERATOR_NAME.fullmatch(operator):
         raise InputError(f"not an operator name: {operator!r}", fields={"operator": "pattern"})
     if not text.strip() or len(text) > MAX_TRANSLATION_CHARS:
@@ -95,8 +96,6 @@ def attach(
     ).first()
     if row is None or row.kind != "message":
         raise NotFoundError(f"no message {message_id}", code=ErrorCode.UNKNOWN_MESSAGE)
-    if row.direction != "in":
-        raise InputError("translations are attached to received messages")
     payload = encode_json(
         {
             "v": 1,

@@ -572,6 +572,7 @@ class Console:
         view = self.node.message(request.path_params["message_id"])
         done = attach_translation(
             self.node.store,
+            self.node.identity,
             view.id,
             str(form.get("lang", "")),
             str(form.get("text", "")),
@@ -940,9 +941,9 @@ class Console:
         peer = str(form.get("peer", ""))
         if peer not in self.node.peers:
             raise InputError(f"no peer named {peer!r}", fields={"peer": "unknown"})
-        from hotline.cli.audit import _export  # the CLI's export, run inside the node
+        from hotline.cli.audit import export_bundle  # the CLI's export, run inside the node
 
-        data = await _export(self.node.home, peer)
+        data = await export_bundle(self.node.home, peer)
         self._record(session, request, "export_audit_bundle", target=peer, detail=f"{len(data)} B")
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         name = f"hotline-audit-{self.node.name}-{peer}-{stamp}.json"

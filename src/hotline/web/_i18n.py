@@ -115,8 +115,10 @@ UI: Final[dict[str, tuple[str, str]]] = {
     "reply": ("Reply", "Ответить"),
     "translations": ("Translations attached", "Приложенные переводы"),
     "translation_note": (
-        "Kept on this node for colleagues; never sent, never signed.",
-        "Хранятся на этом узле для коллег; не отправляются и не подписываются.",
+        "Signed by this node for the operator who made it and kept in its transcript; never "
+        "sent, never in place of the signed original.",
+        "Подписаны этим узлом от имени оператора и записаны в его журнал; не отправляются и "
+        "не заменяют подписанный оригинал.",
     ),
     "attach_translation": ("Attach a translation", "Приложить перевод"),
     "translation_lang": ("Language of the translation", "Язык перевода"),

@@ -67,21 +67,10 @@ def upgrade() -> None:
         sa.Column("message_ids", sa.Text, nullable=False),
     )
     op.create_index("ix_release_requests_state", "release_requests", ["state", "created_at_us"])
-    op.create_table(
-        "message_translations",
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("message_id", sa.String(36), nullable=False),
-        sa.Column("lang", sa.String(8), nullable=False),
-        sa.Column("text", sa.Text, nullable=False),
-        sa.Column("operator", sa.String(32), nullable=False),
-        sa.Column("at_us", sa.BigInteger, nullable=False),
-    )
-    op.create_index("ix_message_translations_message", "message_translations", ["message_id"])
 
 
 def downgrade() -> None:
     for table in (
-        "message_translations",
         "release_requests",
         "operator_actions",
         "operator_sessions",
