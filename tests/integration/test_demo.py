@@ -23,3 +23,5 @@ def test_demo_runs_the_whole_exchange(tmp_path):
         assert state in result.stdout
     assert "jones releases it" in result.stdout
     assert "the link works" in result.stdout
+    assert "a message of every type" in result.stdout.lower()
+    assert "TOTP secret" in result.stdout and "(releaser)" in result.stdout

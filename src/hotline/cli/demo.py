@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,13 +17,19 @@ import httpx
 import typer
 from rich.console import Console
 
+from hotline.cli import _demo_content as content
 from hotline.cli._app import app
+from hotline.cli.node import _wake_node as wake
 from hotline.cli.release import send_released
 from hotline.core.card import parse_card_file
+from hotline.core.encoding import to_us
+from hotline.deconfliction import OWN, Registry, parse_geojson
 from hotline.errors import TransportError
+from hotline.link import outbox
 from hotline.node.home import NodeHome
 from hotline.operators import OperatorRegistry, Role
 from hotline.operators.release import ReleaseQueue
+from hotline.referrals.cases import open_referral, prepare_referral
 from hotline.store.messages import get_message
 
 console = Console(highlight=False)
@@ -111,6 +117,91 @@ def _link_nodes(base: Path, ports: dict[str, int]) -> dict[str, NodeHome]:
     return homes
 
 
+def _demo_operators(homes: dict[str, NodeHome]) -> list[tuple[str, str, str, str]]:
+    """Console accounts on both nodes: (node, name, role, TOTP secret)."""
+    plan = {
+        "washington": (
+            ("smith", Role.OPERATOR),
+            ("jones", Role.RELEASER),
+            ("walker", Role.AUDITOR),
+        ),
+        "moscow": (("ivanov", Role.OPERATOR), ("petrov", Role.RELEASER)),
+    }
+    out = []
+    for node, people in plan.items():
+        registry = OperatorRegistry(homes[node].store, issuer=f"hotline {node}")
+        for name, role in people:
+            made = registry.add(name, role, DEMO_PASSWORD, now=datetime.now(UTC))
+            out.append((node, name, role.value, made.totp_secret))
+    return out
+
+
+def _example_traffic(homes: dict[str, NodeHome]) -> None:
+    """One message of each catalog type both ways, our own plan meeting moscow's notified
+    activity (a conflict raised on arrival and drawn on the map), and a cyber referral."""
+    now = datetime.now(UTC)
+    washington, moscow = homes["washington"], homes["moscow"]
+    Registry.open(washington.dir, now_us=to_us(now)).add(
+        parse_geojson(content.own_plan_geojson(now), owner=OWN), now_us=to_us(now)
+    )
+    to_moscow = [
+        ("exercise_notification", "routine", content.exercise(now)),
+        ("incident_report", "immediate", content.incident(now)),
+        ("request_for_information", "priority", content.request_for_information()),
+        (
+            "free_text",
+            "routine",
+            {"text": "Прошу подтвердить получение тестового сообщения.", "lang": "ru"},
+        ),
+    ]
+    send_drafts(washington, "moscow", to_moscow, now)
+    send_drafts(
+        moscow,
+        "washington",
+        [("activity_notification", "immediate", content.air_activity(now))],
+        now,
+    )
+    body = prepare_referral(
+        content.referral_bundle(now),
+        narrative="Ransomware staging server hosted in your "
+        "jurisdiction; encrypted a hospital network on 24 November.",
+        actions=content.REFERRAL_ACTIONS,
+        deadline=now + timedelta(hours=72),
+        tlp=content.REFERRAL_TLP,
+        now=now,
+    )
+    open_referral(
+        washington.store,
+        washington.identity,
+        washington.peer_card("moscow"),
+        body,
+        now=now,
+        ttl=timedelta(days=1),
+    )
+    for home in homes.values():
+        wake(home)
+    console.print(
+        "  sent: exercise, incident, request for information, free text (ru), "
+        "an air activity that meets our sortie box, a ransomware referral"
+    )
+
+
+def send_drafts(
+    home: NodeHome, to: str, items: list[tuple[str, str, dict[str, Any]]], now: datetime
+) -> None:
+    outbox.submit_messages(
+        home.store,
+        home.identity,
+        [
+            outbox.Draft(
+                peer=home.peer_card(to), msg_type=t, priority=p, body=b, ttl=timedelta(days=1)
+            )
+            for t, p, b in items
+        ],
+        now=now,
+    )
+
+
 def _flash_with_release(home: NodeHome, *, to: str, text: str) -> str:
     """The two-person rule as a duty officer meets it: smith writes, jones releases."""
     registry = OperatorRegistry(home.store, issuer=f"hotline {home.config.name}")
@@ -194,9 +285,7 @@ def demo(
             wait_healthy(home.config.endpoint)
             console.print(f"  {name} is up at {home.config.endpoint}")
         moscow = LocalApi(homes["moscow"])
-        registry = OperatorRegistry(homes["washington"].store, issuer="hotline washington")
-        for name, role in (("smith", Role.OPERATOR), ("jones", Role.RELEASER)):
-            registry.add(name, role, DEMO_PASSWORD, now=datetime.now(UTC))
+        accounts = _demo_operators(homes)
 
         console.print(
             "3. washington's duty officer writes a FLASH message; a second person releases it; "
@@ -239,6 +328,9 @@ def demo(
         _wait_state(homes["washington"], message_id, "answered", seen, started)
         console.print(f"  moscow's answer {answer['id'][:8]}… is in washington's inbox")
 
+        console.print("4. A message of every type, a conflict on the map, a cyber referral")
+        _example_traffic(homes)
+
         console.rule("[bold green]the link works")
         for name, home in homes.items():
             console.print(f"  {name}: {home.config.endpoint}   logs: {dir / (name + '.log')}")
@@ -249,6 +341,20 @@ def demo(
         console.print("  .venv/bin/hotline send --to moscow --priority immediate --text 'Hello'")
         console.print(f"  .venv/bin/hotline inbox --dir {homes['moscow'].dir}")
         console.print("  .venv/bin/hotline link")
+        console.print(
+            "\nThe duty officers' consoles (password for every demo account: "
+            f"[bold]{DEMO_PASSWORD}[/]):"
+        )
+        for node, name, role, secret in accounts:
+            console.print(
+                f"  {homes[node].config.endpoint}/  {name} ({role})  TOTP secret {secret}",
+                highlight=False,
+            )
+        console.print(
+            '  A current code for an account: .venv/bin/python -c "import pyotp; '
+            "print(pyotp.TOTP('SECRET').now())\"",
+            highlight=False,
+        )
         if exit_after:
             return
         console.print("\nThe nodes keep running. Ctrl-C stops them.")
