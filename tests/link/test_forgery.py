@@ -27,25 +27,6 @@ from hotline.store.schema import security_events
 NOW = datetime(2026, 11, 26, 3, 12, tzinfo=UTC)
 
 
-@pytest.fixture
-def pair(tmp_path):
-    homes = {
-        name: NodeHome.init(
-            tmp_path / name, name=name, listen=f"127.0.0.1:{port}", display_names={"en": name}
-        )
-        for name, port in (("washington", 18961), ("moscow", 18962))
-    }
-    for home, other in (
-        (homes["washington"], homes["moscow"]),
-        (homes["moscow"], homes["washington"]),
-    ):
-        card = other.card(NOW)
-        home.add_peer(card, card.fingerprint, NOW)
-    yield homes["washington"], homes["moscow"]
-    for home in homes.values():
-        home.close()
-
-
 def _receipt_from_moscow(m: NodeHome, items: list[ReceiptItem]) -> bytes:
     receipt_id = new_id(NOW)
     statement = sign_receipt(
@@ -72,7 +53,7 @@ def _codes(home: NodeHome) -> list[str]:
 
 
 def test_a_receipt_for_a_message_never_sent_is_refused(pair):
-    w, m = pair
+    w, m = pair["washington"], pair["moscow"]
     fake = ReceiptItem(id=new_id(NOW), seq=1, envelope_hash="00" * 32, signed_hash="11" * 32)
     result = inbox.receive(
         w.store, w.identity, w.peer_cards(), [_receipt_from_moscow(m, [fake])], now=NOW, source="t"
@@ -82,7 +63,7 @@ def test_a_receipt_for_a_message_never_sent_is_refused(pair):
 
 
 def test_a_receipt_for_other_bytes_than_we_sent_does_not_mark_delivered(pair):
-    w, m = pair
+    w, m = pair["washington"], pair["moscow"]
     message_id = outbox.submit_message(
         w.store,
         w.identity,
@@ -106,7 +87,7 @@ def test_a_receipt_for_other_bytes_than_we_sent_does_not_mark_delivered(pair):
 
 
 def test_an_authentic_body_our_catalog_refuses_is_kept_and_flagged(pair):
-    w, m = pair
+    w, m = pair["washington"], pair["moscow"]
     message_id = new_id(NOW)
     statement = sign_message(
         w.identity,
@@ -132,7 +113,7 @@ def test_an_authentic_body_our_catalog_refuses_is_kept_and_flagged(pair):
 
 
 def test_a_sequence_number_far_ahead_is_refused_without_recording_a_huge_gap(pair):
-    w, m = pair
+    w, m = pair["washington"], pair["moscow"]
     message_id = new_id(NOW)
     statement = sign_message(
         w.identity,
@@ -158,14 +139,14 @@ def test_a_sequence_number_far_ahead_is_refused_without_recording_a_huge_gap(pai
 
 
 def test_a_key_file_readable_by_others_is_refused(pair):
-    w, _m = pair
+    w = pair["washington"]
     os.chmod(w.dir / SIGNING_KEY_FILE, 0o644)
     with pytest.raises(ConfigError):
         NodeHome(w.dir).identity  # noqa: B018
 
 
 def test_a_known_peer_cannot_be_replaced_with_other_keys(pair):
-    w, _m = pair
+    w = pair["washington"]
     impostor = make_card(Identity.generate("moscow"), display_names={}, endpoints=[], created=NOW)
     with pytest.raises(InputError):
         w.add_peer(impostor, impostor.fingerprint, NOW)

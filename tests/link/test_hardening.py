@@ -23,25 +23,6 @@ from hotline.store.schema import inbound_gaps
 NOW = datetime(2026, 11, 26, 3, 12, tzinfo=UTC)
 
 
-@pytest.fixture
-def pair(tmp_path):
-    homes = {
-        name: NodeHome.init(
-            tmp_path / name, name=name, listen=f"127.0.0.1:{port}", display_names={"en": name}
-        )
-        for name, port in (("washington", 18801), ("moscow", 18802))
-    }
-    for home, other in (
-        (homes["washington"], homes["moscow"]),
-        (homes["moscow"], homes["washington"]),
-    ):
-        card = other.card(NOW)
-        home.add_peer(card, card.fingerprint, NOW)
-    yield homes
-    for home in homes.values():
-        home.close()
-
-
 @pytest.mark.parametrize(
     "text", ['{"a": NaN}', '{"a": Infinity}', '{"a": "\\ud800"}', '{"\\udfff": 1}']
 )

@@ -22,22 +22,6 @@ NOW = datetime(2026, 11, 26, 3, 12, tzinfo=UTC)
 TTL = timedelta(hours=1)
 
 
-@pytest.fixture
-def pair(tmp_path):
-    homes = {}
-    for name, port in (("washington", 18501), ("moscow", 18502)):
-        homes[name] = NodeHome.init(
-            tmp_path / name, name=name, listen=f"127.0.0.1:{port}", display_names={"en": name}
-        )
-    for name, home in homes.items():
-        other = homes["moscow" if name == "washington" else "washington"]
-        card = other.card(NOW)
-        home.add_peer(card, card.fingerprint, NOW)
-    yield homes
-    for home in homes.values():
-        home.close()
-
-
 def _send(home: NodeHome, to: str, text: str) -> str:
     return outbox.submit_message(
         home.store,

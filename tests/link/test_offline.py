@@ -5,32 +5,11 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-import pytest
-
 from hotline.cli import main
 from hotline.node.home import NodeHome
 from hotline.store.messages import get_message
 
 NOW = datetime.now(UTC)
-
-
-@pytest.fixture
-def pair(tmp_path):
-    homes = {
-        name: NodeHome.init(
-            tmp_path / name, name=name, listen=f"127.0.0.1:{port}", display_names={"en": name}
-        )
-        for name, port in (("washington", 18971), ("moscow", 18972))
-    }
-    for home, other in (
-        (homes["washington"], homes["moscow"]),
-        (homes["moscow"], homes["washington"]),
-    ):
-        card = other.card(NOW)
-        home.add_peer(card, card.fingerprint, NOW)
-    yield homes["washington"], homes["moscow"]
-    for home in homes.values():
-        home.close()
 
 
 def _run(capsys, *args: str) -> tuple[int, dict]:
@@ -48,7 +27,7 @@ def _state(home: NodeHome, message_id: str) -> str:
 
 
 def test_there_and_back_again_exactly_once(pair, capsys, tmp_path):
-    w, m = pair
+    w, m = pair["washington"], pair["moscow"]
     ids = [
         _run(capsys, "send", "--dir", str(w.dir), "--to", "moscow", "--text", f"m{i}")[1]["id"]
         for i in range(3)
@@ -92,7 +71,7 @@ def test_there_and_back_again_exactly_once(pair, capsys, tmp_path):
 
 
 def test_a_damaged_file_is_refused_and_changes_nothing(pair, capsys, tmp_path):
-    w, m = pair
+    w, m = pair["washington"], pair["moscow"]
     _run(capsys, "send", "--dir", str(w.dir), "--to", "moscow", "--text", "x")
     outgoing = tmp_path / "to-moscow.hotline"
     _run(capsys, "offline", "export", str(outgoing), "--dir", str(w.dir), "--to", "moscow")

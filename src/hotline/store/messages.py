@@ -348,6 +348,15 @@ def notification_copies(conn: Connection, notification: str, own_name: str) -> l
     return [_view(r, own_name, events[r.id]) for r in rows]
 
 
+def views_by_ids(conn: Connection, ids: list[str], own_name: str) -> list[MessageView]:
+    """The messages with ``ids``, in that order (ids not found are left out)."""
+    if not ids:
+        return []
+    rows = {r.id: r for r in conn.execute(select(*_VIEW_COLUMNS).where(messages.c.id.in_(ids)))}
+    events = _events_for(conn, [i for i in ids if i in rows])
+    return [_view(rows[i], own_name, events[i]) for i in ids if i in rows]
+
+
 def get_message(conn: Connection, message_id: str, own_name: str) -> MessageView | None:
     row = conn.execute(select(*_VIEW_COLUMNS).where(messages.c.id == message_id)).first()
     if row is None:

@@ -7,7 +7,6 @@ however old, and not the newest hundred.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -17,7 +16,7 @@ from sqlalchemy import Connection, and_, case, desc, exists, func, not_, select
 from hotline.compose.priority import DEFAULT_ACK_DEADLINES, Priority
 from hotline.link.deadlines import deadline_for
 from hotline.operators import operator_actions
-from hotline.store.messages import Event, MessageView, list_messages
+from hotline.store.messages import MessageView, list_messages, views_by_ids
 from hotline.store.schema import link_events, message_events, messages, security_events
 
 #: Most unacknowledged messages the inbox lists, the most urgent first (it says how many more
@@ -31,58 +30,6 @@ OUTBOX_ROWS: Final = 100
 SECURITY_ROWS: Final = 20
 #: Event codes that raise the red banner (a peer showing two histories, a lost message).
 ALARM_CODES: Final = frozenset({"equivocation", "sequence_gap", "inconsistent_tree_head"})
-
-_COLUMNS = [
-    messages.c.id,
-    messages.c.direction,
-    messages.c.peer,
-    messages.c.seq,
-    messages.c.kind,
-    messages.c.msg_type,
-    messages.c.priority,
-    messages.c.created_at_us,
-    messages.c.expires_at_us,
-    messages.c.in_reply_to,
-    messages.c.body,
-]
-
-
-def _events(conn: Connection, ids: list[str]) -> dict[str, list[Event]]:
-    out: dict[str, list[Event]] = {i: [] for i in ids}
-    for start in range(0, len(ids), 500):
-        rows = conn.execute(
-            select(
-                message_events.c.message_id,
-                message_events.c.state,
-                message_events.c.at_us,
-                message_events.c.detail,
-            )
-            .where(message_events.c.message_id.in_(ids[start : start + 500]))
-            .order_by(message_events.c.id)
-        )
-        for r in rows:
-            out[r.message_id].append(Event(r.state, r.at_us, r.detail))
-    return out
-
-
-def _view(row: Any, own: str, events: list[Event]) -> MessageView:
-    body = json.loads(row.body)
-    return MessageView(
-        id=row.id,
-        direction=row.direction,
-        peer=row.peer,
-        seq=row.seq,
-        kind=row.kind,
-        msg_type=row.msg_type,
-        priority=row.priority,
-        created_at_us=row.created_at_us,
-        expires_at_us=row.expires_at_us,
-        in_reply_to=row.in_reply_to,
-        body=body if isinstance(body, dict) else {"value": body},
-        sender=row.peer if row.direction == "in" else own,
-        recipient=own if row.direction == "in" else row.peer,
-        events=events,
-    )
 
 
 def priority_rank(priority: str) -> int:
@@ -152,10 +99,7 @@ def inbox_pending(
         )
     )
     total = ranked[0].total if ranked else 0
-    ids = [r.id for r in ranked]
-    rows = list(conn.execute(select(*_COLUMNS).where(messages.c.id.in_(ids)))) if ids else []
-    events = _events(conn, [r.id for r in rows])
-    views = [_view(r, own, events[r.id]) for r in rows]
+    views = views_by_ids(conn, [r.id for r in ranked], own)
     views.sort(key=lambda v: (priority_rank(v.priority), ack_deadline_us(v, deadlines)))
     return views, int(total or 0)
 
@@ -173,11 +117,7 @@ def inbox_recent_acknowledged(conn: Connection, own: str) -> list[MessageView]:
             .limit(RECENT_ACKNOWLEDGED)
         )
     ]
-    if not ids:
-        return []
-    rows = {r.id: r for r in conn.execute(select(*_COLUMNS).where(messages.c.id.in_(ids)))}
-    events = _events(conn, ids)
-    return [_view(rows[i], own, events[i]) for i in ids if i in rows]
+    return views_by_ids(conn, ids, own)
 
 
 def outbox(conn: Connection, own: str) -> list[MessageView]:
