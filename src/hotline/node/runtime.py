@@ -31,6 +31,7 @@ from hotline.link import inbox, outbox
 from hotline.link.deadlines import Overdue, escalate
 from hotline.link.delivery import PeerLink
 from hotline.link.inbox import Received
+from hotline.link.status import link_report
 from hotline.node.home import NodeHome
 from hotline.operators.release import needs_release
 from hotline.referrals.cases import list_cases
@@ -757,23 +758,23 @@ class Node:
             await link.close()
 
     def link_report(self) -> list[dict[str, Any]]:
-        out = []
-        for name, link in sorted(self.links.items()):
-            s = link.status
-            out.append(
-                {
-                    "peer": name,
-                    "state": s.state.value,
-                    "last_heartbeat": s.last_heartbeat_at.isoformat()
-                    if s.last_heartbeat_at
-                    else None,
-                    "rtt_ms": None if s.rtt_ms is None else round(s.rtt_ms, 2),
-                    "consecutive_failures": s.consecutive_failures,
-                    "last_error": s.last_error,
-                    "endpoint": link.peer.endpoints[0] if link.peer.endpoints else None,
-                }
-            )
-        return out
+        """Each peer's link as the CLI's ``hotline link`` shows it (derived from the store, so
+        the API, the console and the CLI agree), with its endpoint."""
+        now_us = to_us(datetime.now(UTC))
+        interval = self.home.config.heartbeat_interval_s
+        with self.store.read() as conn:
+            reports = [
+                (link_report(conn, name, now_us, interval).to_dict(), link)
+                for name, link in sorted(self.links.items())
+            ]
+        return [
+            {
+                **report,
+                "consecutive_failures": report["failures_since_ok"],
+                "endpoint": link.peer.endpoints[0] if link.peer.endpoints else None,
+            }
+            for report, link in reports
+        ]
 
 
 __all__ = ["Node"]
