@@ -87,6 +87,8 @@ class Received:
     delivered_ids: list[str] = field(default_factory=list)
     #: Ids of our own messages whose state changed (delivered, acknowledged, answered).
     updated_ids: list[str] = field(default_factory=list)
+    #: Newly committed activity notifications (deconfliction assesses them).
+    activity_ids: list[str] = field(default_factory=list)
     #: For each sender in the batch, the lowest sequence number not yet received from it.
     next_expected: dict[str, int] = field(default_factory=dict)
 
@@ -305,6 +307,8 @@ def _accept_one(
             result.updated_ids.append(payload.in_reply_to)
         add_events(conn, events)
         result.delivered_ids.append(payload.id)
+        if payload.type == "activity_notification":
+            result.activity_ids.append(payload.id)
         _flag_catalog_problems(conn, payload, sender, now_us)
         # Cases follow their messages in the same transaction (cyber referrals, case updates).
         on_message_committed(

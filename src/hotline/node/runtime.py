@@ -233,7 +233,7 @@ class Node:
         also: Callable[[Connection], None] | None = None,
     ) -> Received:
         result = self._receive_committed(envelopes, source, also)
-        self._assess_activities(result.delivered_ids)
+        self._assess_activities(result.activity_ids)
         if result.delivered_ids or result.updated_ids:
             self.notify_changed()
         return result
@@ -266,13 +266,11 @@ class Node:
             self._registry_loaded = now
         return self._registry
 
-    def _assess_activities(self, delivered_ids: list[str]) -> None:
+    def _assess_activities(self, activity_ids: list[str]) -> None:
         """Each received activity notification is checked against every active volume at once;
         conflicts with our own activities are raised to the operators with a draft response."""
-        for message_id in delivered_ids:
+        for message_id in activity_ids:
             view = self.message(message_id)
-            if view.msg_type != "activity_notification":
-                continue
             now = datetime.now(UTC)
             try:
                 volumes = activity_volumes(message_id, view.body, owner=view.peer)
