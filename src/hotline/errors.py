@@ -44,6 +44,7 @@ class ErrorCode(StrEnum):
     SEQUENCE_REUSED = "sequence_reused"
     SEQUENCE_OUT_OF_RANGE = "sequence_out_of_range"
     RELEASE_REQUIRED = "release_required"
+    RATE_LIMITED = "rate_limited"
     UNKNOWN_MESSAGE = "unknown_message"
     INVALID_STATE = "invalid_state"
     # Everything else.
@@ -103,6 +104,10 @@ MESSAGES: Mapping[ErrorCode, tuple[str, str]] = {
     ErrorCode.SEQUENCE_OUT_OF_RANGE: (
         "Sequence number too far ahead",
         "Порядковый номер слишком далеко впереди",
+    ),
+    ErrorCode.RATE_LIMITED: (
+        "Too many requests from this address; try again shortly",
+        "Слишком много запросов с этого адреса; повторите позже",
     ),
     ErrorCode.RELEASE_REQUIRED: (
         "A second person must release this message",
@@ -231,6 +236,12 @@ class ConfigError(HotlineError):
     exit_code = 9
 
 
+class RateLimitedError(HotlineError):
+    default_code = ErrorCode.RATE_LIMITED
+    http_status = 429
+    exit_code = 7
+
+
 class AuthError(HotlineError):
     default_code = ErrorCode.UNAUTHORIZED
     http_status = 401
@@ -246,6 +257,7 @@ __all__ = [
     "InputError",
     "NotFoundError",
     "ProtocolError",
+    "RateLimitedError",
     "StorageError",
     "TransportError",
     "VerificationError",

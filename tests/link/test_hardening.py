@@ -156,3 +156,47 @@ async def _error_cases(home: NodeHome) -> list[httpx.Response]:
             await client.post("/api/v1/messages", json={"to": "washington", "text": "x"}),
             await client.post("/v1/envelopes", content=b"x" * (17 * 1024 * 1024)),
         ]
+
+
+def test_the_rate_limiter_refills_and_keeps_sources_apart():
+    from hotline.node.limits import MAX_TRACKED_SOURCES, RateLimiter
+
+    limiter = RateLimiter(per_second=10, burst=3)
+    assert [limiter.allow("a", 0.0) for _ in range(4)] == [True, True, True, False]
+    assert limiter.allow("b", 0.0)  # another source has its own bucket
+    assert not limiter.allow("a", 0.05)  # half a token
+    assert limiter.allow("a", 0.2)
+    for i in range(MAX_TRACKED_SOURCES + 10):
+        limiter.allow(f"spoofed-{i}", 1.0)
+    assert len(limiter._buckets) == MAX_TRACKED_SOURCES  # bounded memory
+
+
+def test_a_flooding_address_gets_429_and_another_is_still_served(pair):
+    import dataclasses
+
+    from hotline.node.home import CONFIG_FILE
+
+    home = pair["moscow"]
+    config = dataclasses.replace(home.config, rate_limit_per_s=1.0, rate_limit_burst=5.0)
+    (home.dir / CONFIG_FILE).write_text(config.to_toml())
+    slow = NodeHome(home.dir)
+
+    async def run() -> tuple[list[int], int]:
+        app = create_app(Node(slow))
+        flooder = httpx.ASGITransport(app=app, client=("192.0.2.1", 1000))
+        other = httpx.ASGITransport(app=app, client=("192.0.2.2", 1000))
+        async with (
+            httpx.AsyncClient(transport=flooder, base_url="http://t") as a,
+            httpx.AsyncClient(transport=other, base_url="http://t") as b,
+        ):
+            codes = [
+                (await a.get("/v1/transcript/leaves", params={"ref": "x"})).status_code
+                for _ in range(8)
+            ]
+            served = (await b.get("/v1/transcript/leaves", params={"ref": "x"})).status_code
+            return codes, served
+
+    codes, served = asyncio.run(run())
+    assert codes[:5] == [200] * 5 and set(codes[5:]) == {429}
+    assert served == 200
+    slow.close()

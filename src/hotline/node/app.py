@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -30,9 +31,11 @@ from hotline.errors import (
     HotlineError,
     InputError,
     NotFoundError,
+    RateLimitedError,
     WireError,
 )
 from hotline.link.transport_http import ENVELOPE_CONTENT_TYPE
+from hotline.node.limits import RateLimiter
 from hotline.node.runtime import Node
 
 log = logging.getLogger(__name__)
@@ -118,6 +121,13 @@ def create_app(node: Node) -> FastAPI:
         lifespan=lifespan,
     )
     token = node.home.api_token
+    limiter = RateLimiter(node.home.config.rate_limit_per_s, node.home.config.rate_limit_burst)
+
+    def limit_source(request: Request) -> None:
+        """Link endpoints are open to the network: each source address gets a bounded rate."""
+        source = request.client.host if request.client else "unknown"
+        if not limiter.allow(source, time.monotonic()):
+            raise RateLimitedError(f"more than {limiter.per_second:g} requests/s from {source}")
 
     @app.exception_handler(HotlineError)
     async def _hotline_error(request: Request, exc: HotlineError) -> JSONResponse:
@@ -152,12 +162,14 @@ def create_app(node: Node) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"name": node.name, "status": "ok", "version": __version__}
 
-    @app.get("/v1/card", tags=["link"])
+    limited = [Depends(limit_source)]
+
+    @app.get("/v1/card", tags=["link"], dependencies=limited)
     async def card() -> Response:
         data = node.home.card(datetime.now(UTC)).to_file_bytes()
         return Response(data, media_type="application/json")
 
-    @app.post("/v1/envelopes", tags=["link"])
+    @app.post("/v1/envelopes", tags=["link"], dependencies=limited)
     async def envelopes(request: Request) -> dict[str, Any]:
         """Deliver a batch of envelopes; answers receipts and a result per envelope."""
         body = await read_body(request, MAX_BATCH_BYTES)
@@ -172,7 +184,7 @@ def create_app(node: Node) -> FastAPI:
             "next_expected": next_expected,
         }
 
-    @app.post("/v1/heartbeat", tags=["link"])
+    @app.post("/v1/heartbeat", tags=["link"], dependencies=limited)
     async def heartbeat(request: Request) -> Response:
         body = await read_body(request, MAX_ENVELOPE_BYTES)
         source = request.client.host if request.client else "unknown"
@@ -181,13 +193,13 @@ def create_app(node: Node) -> FastAPI:
 
     # -- transcript (peers and witnesses fetch heads and proofs; RFC 9162 forms) ------------
 
-    @app.get("/v1/transcript/head", tags=["transcript"])
+    @app.get("/v1/transcript/head", tags=["transcript"], dependencies=limited)
     async def transcript_head() -> dict[str, Any]:
         """This node's latest signed tree head (signing a fresh one if the log grew)."""
         head = node.own_head(max_age_s=0.0)
         return {"size": head.size, "root": head.root.hex(), "tree_head": b64encode(head.statement)}
 
-    @app.get("/v1/transcript/consistency", tags=["transcript"])
+    @app.get("/v1/transcript/consistency", tags=["transcript"], dependencies=limited)
     async def transcript_consistency(
         first: Annotated[int, Query(ge=0)], second: Annotated[int, Query(ge=0)]
     ) -> dict[str, Any]:
@@ -196,7 +208,7 @@ def create_app(node: Node) -> FastAPI:
             proof = transcript.consistency_proof(conn, first, second)
         return {"first": first, "second": second, "proof": [b64encode(h) for h in proof]}
 
-    @app.get("/v1/transcript/inclusion", tags=["transcript"])
+    @app.get("/v1/transcript/inclusion", tags=["transcript"], dependencies=limited)
     async def transcript_inclusion(
         index: Annotated[int, Query(ge=0)], size: Annotated[int, Query(ge=1)]
     ) -> dict[str, Any]:
@@ -205,7 +217,7 @@ def create_app(node: Node) -> FastAPI:
             proof = transcript.inclusion_proof(conn, index, size)
         return {"index": index, "size": size, "proof": [b64encode(h) for h in proof]}
 
-    @app.get("/v1/transcript/leaves", tags=["transcript"])
+    @app.get("/v1/transcript/leaves", tags=["transcript"], dependencies=limited)
     async def transcript_leaves(ref: Annotated[str, Query(max_length=128)]) -> dict[str, Any]:
         """Where this node logged the statement of message or receipt ``ref``."""
         with node.store.read() as conn:
@@ -219,7 +231,7 @@ def create_app(node: Node) -> FastAPI:
 
     # -- witness (only on a node made with --role witness) ---------------------------------
 
-    @app.post("/v1/witness/cosign", tags=["witness"])
+    @app.post("/v1/witness/cosign", tags=["witness"], dependencies=limited)
     async def witness_cosign(req: CosignRequest) -> dict[str, str]:
         """Cosign a node's tree head that extends the last head of its log cosigned here."""
         if node.home.config.role != "witness":

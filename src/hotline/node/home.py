@@ -62,6 +62,9 @@ class NodeConfig:
     escalation_interval_s: float = 60.0
     #: Deadlines agreed with particular peers, by priority (override ``ack_deadlines_s``).
     peer_ack_deadlines_s: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: Requests per second each source address may make to the link endpoints, and the burst.
+    rate_limit_per_s: float = 200.0
+    rate_limit_burst: float = 400.0
     #: Named groups of peers for notifications to many ("all" is every peer node).
     groups: dict[str, list[str]] = field(default_factory=dict)
 
@@ -82,6 +85,8 @@ class NodeConfig:
             f"default_ttl_s = {self.default_ttl_s}",
             f"store_url = {q(self.store_url)}",
             f"escalation_interval_s = {self.escalation_interval_s}",
+            f"rate_limit_per_s = {self.rate_limit_per_s}",
+            f"rate_limit_burst = {self.rate_limit_burst}",
             "",
             "[display_names]",
         ]
@@ -119,6 +124,8 @@ class NodeConfig:
             "escalation_interval_s",
             "peer_ack_deadlines_s",
             "groups",
+            "rate_limit_per_s",
+            "rate_limit_burst",
         }
         unknown = set(raw) - known
         if unknown:
@@ -141,6 +148,8 @@ class NodeConfig:
                     **{str(k): float(v) for k, v in raw.get("ack_deadlines_s", {}).items()},
                 },
                 escalation_interval_s=float(raw.get("escalation_interval_s", 60.0)),
+                rate_limit_per_s=float(raw.get("rate_limit_per_s", 200.0)),
+                rate_limit_burst=float(raw.get("rate_limit_burst", 400.0)),
                 peer_ack_deadlines_s={
                     check_name(str(peer)): {str(k): float(v) for k, v in table.items()}
                     for peer, table in raw.get("peer_ack_deadlines_s", {}).items()
