@@ -18,7 +18,7 @@ from hotline.link.delivery import PeerLink
 from hotline.node.app import create_app
 from hotline.node.home import NodeHome
 from hotline.node.runtime import Node
-from hotline.store.schema import inbound_gaps
+from hotline.store.schema import inbound_gaps, security_events
 
 NOW = datetime(2026, 11, 26, 3, 12, tzinfo=UTC)
 
@@ -200,3 +200,42 @@ def test_a_flooding_address_gets_429_and_another_is_still_served(pair):
     assert codes[:5] == [200] * 5 and set(codes[5:]) == {429}
     assert served == 200
     slow.close()
+
+
+def test_clock_skew_is_tolerated_up_to_the_bound_then_raised_once(pair):
+    from hotline.link.delivery import clock_skew_s
+
+    t0 = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
+    assert (
+        clock_skew_s(
+            sent=t0, received=t0 + timedelta(seconds=2), peer_time=t0 + timedelta(seconds=1)
+        )
+        == 0.0
+    )
+    assert clock_skew_s(sent=t0, received=t0, peer_time=t0 - timedelta(seconds=45)) == -45.0
+
+    m = pair["moscow"]
+    link = PeerLink(
+        identity=m.identity,
+        store=m.store,
+        peer=m.peer_card("washington"),
+        receive=None,
+        retry_cap_s=1,
+        heartbeat_interval_s=60,  # type: ignore[arg-type]
+        max_clock_skew_s=30,
+    )
+
+    def alarms() -> int:
+        with m.store.read() as conn:
+            return len(
+                list(
+                    conn.execute(
+                        select(security_events.c.id).where(security_events.c.code == "clock_skew")
+                    )
+                )
+            )
+
+    for skew in (5.0, -29.0, 45.0, 50.0, 3.0, -40.0):
+        with m.store.write() as conn:
+            link.note_clock_skew(conn, skew, t0)
+    assert alarms() == 2  # the excursion to +45/+50 s, then the one to -40 s

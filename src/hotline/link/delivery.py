@@ -81,10 +81,18 @@ class LinkStatus:
     rtt_ms: float | None = None
     consecutive_failures: int = 0
     last_error: str | None = None
+    skew_alarmed: bool = False  # one alarm per excursion beyond the tolerated skew
     peer_next_expected: int | None = None
 
 
 ReceiveFn = Callable[[list[bytes], str, Callable[[Connection], None] | None], Awaitable[Received]]
+
+
+def clock_skew_s(*, sent: datetime, received: datetime, peer_time: datetime) -> float:
+    """How far the peer's clock is ahead of ours (negative: behind), assuming it stamped its
+    reply halfway through the round trip."""
+    midpoint = sent + (received - sent) / 2
+    return (peer_time - midpoint).total_seconds()
 
 
 def backoff_delay(failures: int, cap_s: float, rng: random.Random) -> float:
@@ -106,6 +114,7 @@ class PeerLink:
         receive: ReceiveFn,
         retry_cap_s: float,
         heartbeat_interval_s: float,
+        max_clock_skew_s: float = 30.0,
     ) -> None:
         self.identity = identity
         self.store = store
@@ -113,6 +122,7 @@ class PeerLink:
         self.receive = receive
         self.retry_cap_s = retry_cap_s
         self.heartbeat_interval_s = heartbeat_interval_s
+        self.max_clock_skew_s = max_clock_skew_s
         self.status = LinkStatus()
         self.wake = asyncio.Event()
         self._seen_heartbeats: deque[str] = deque(maxlen=SEEN_HEARTBEATS)
@@ -332,6 +342,23 @@ class PeerLink:
                 )
         return payload
 
+    def note_clock_skew(self, conn: Connection, skew_s: float, now: datetime) -> None:
+        """Tolerate skew up to ``max_clock_skew_s``; beyond it, one alarm per excursion."""
+        beyond = abs(skew_s) > self.max_clock_skew_s
+        if beyond and not self.status.skew_alarmed:
+            log.warning("ALARM clock of %s is %+.1fs from ours", self.peer.name, skew_s)
+            record_security_event(
+                conn,
+                at_us=to_us(now),
+                code="clock_skew",
+                peer=self.peer.name,
+                source=None,
+                detail=f"{self.peer.name}'s clock is {skew_s:+.1f}s from ours (tolerated: "
+                f"{self.max_clock_skew_s:g}s); deadlines use our clock, times shown are "
+                "its claims",
+            )
+        self.status.skew_alarmed = beyond
+
     async def heartbeat_once(self, next_expected: int) -> float:
         """Send a heartbeat, check the signed echo, record the round-trip time (ms)."""
         if self._transport is None:
@@ -349,6 +376,12 @@ class PeerLink:
         self.status.rtt_ms = rtt_ms
         self.status.peer_next_expected = payload.next_expected
         self._note_recovered()
+        # The peer signed its reply's time halfway through the round trip, on its clock.
+        skew_s = clock_skew_s(
+            sent=now,
+            received=self.status.last_heartbeat_at,
+            peer_time=parse_time(payload.created, what="heartbeat created"),
+        )
         with self.store.write() as conn:
             record_link_event(
                 conn,
@@ -356,7 +389,9 @@ class PeerLink:
                 at_us=to_us(self.status.last_heartbeat_at),
                 kind="heartbeat_ok",
                 rtt_us=int(rtt_ms * 1000),
+                detail=f"clock skew {skew_s:+.3f}s",
             )
+            self.note_clock_skew(conn, skew_s, self.status.last_heartbeat_at)
         self.wake.set()  # the peer is reachable: try the outbox now
         return rtt_ms
 

@@ -62,6 +62,8 @@ class NodeConfig:
     escalation_interval_s: float = 60.0
     #: Deadlines agreed with particular peers, by priority (override ``ack_deadlines_s``).
     peer_ack_deadlines_s: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: Clock difference to a peer tolerated before an alarm (deadlines use our own clock).
+    max_clock_skew_s: float = 30.0
     #: Requests per second each source address may make to the link endpoints, and the burst.
     rate_limit_per_s: float = 200.0
     rate_limit_burst: float = 400.0
@@ -85,6 +87,7 @@ class NodeConfig:
             f"default_ttl_s = {self.default_ttl_s}",
             f"store_url = {q(self.store_url)}",
             f"escalation_interval_s = {self.escalation_interval_s}",
+            f"max_clock_skew_s = {self.max_clock_skew_s}",
             f"rate_limit_per_s = {self.rate_limit_per_s}",
             f"rate_limit_burst = {self.rate_limit_burst}",
             "",
@@ -126,6 +129,7 @@ class NodeConfig:
             "groups",
             "rate_limit_per_s",
             "rate_limit_burst",
+            "max_clock_skew_s",
         }
         unknown = set(raw) - known
         if unknown:
@@ -148,6 +152,7 @@ class NodeConfig:
                     **{str(k): float(v) for k, v in raw.get("ack_deadlines_s", {}).items()},
                 },
                 escalation_interval_s=float(raw.get("escalation_interval_s", 60.0)),
+                max_clock_skew_s=float(raw.get("max_clock_skew_s", 30.0)),
                 rate_limit_per_s=float(raw.get("rate_limit_per_s", 200.0)),
                 rate_limit_burst=float(raw.get("rate_limit_burst", 400.0)),
                 peer_ack_deadlines_s={

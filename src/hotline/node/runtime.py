@@ -192,6 +192,7 @@ class Node:
                     receive=self.receive_async,
                     retry_cap_s=self.home.config.retry_cap_s,
                     heartbeat_interval_s=self.home.config.heartbeat_interval_s,
+                    max_clock_skew_s=self.home.config.max_clock_skew_s,
                 )
                 if self._tasks:
                     self._start_link(self.links[name])
