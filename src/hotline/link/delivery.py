@@ -127,7 +127,10 @@ class PeerLink:
         self.wake = asyncio.Event()
         self._seen_heartbeats: deque[str] = deque(maxlen=SEEN_HEARTBEATS)
         self._rng = random.Random(secrets.randbits(64))  # noqa: S311 (jitter, not secrets)
-        self._transport = HttpTransport(peer.endpoints[0]) if peer.endpoints else None
+        # The peer's endpoints in its order of preference: the first that works carries the
+        # traffic; heartbeats bring it back to the first as soon as that answers again.
+        self._transports = [HttpTransport(endpoint) for endpoint in peer.endpoints]
+        self._active = 0
 
     # -- delivery --------------------------------------------------------------------------
 
@@ -147,6 +150,47 @@ class PeerLink:
                     source=None,
                     detail=f"message {o.id} (seq {o.seq}) expired undelivered",
                 )
+
+    @property
+    def _transport(self) -> HttpTransport | None:
+        return self._transports[self._active] if self._transports else None
+
+    def _fail_over(self, error: HotlineError) -> None:
+        """The active path failed: use the next endpoint from the next attempt on."""
+        if len(self._transports) < 2 or error.code != ErrorCode.PEER_UNREACHABLE:
+            return
+        old = self._transports[self._active].endpoint
+        self._active = (self._active + 1) % len(self._transports)
+        new = self._transports[self._active].endpoint
+        log.warning("link to %s: %s failed, failing over to %s", self.peer.name, old, new)
+        with self.store.write() as conn:
+            record_link_event(
+                conn,
+                peer=self.peer.name,
+                at_us=to_us(datetime.now(UTC)),
+                kind="failover",
+                detail=f"{old} -> {new}",
+            )
+
+    async def _try_preferred(self, next_expected: int) -> None:
+        """On a fallback path, probe the preferred endpoint; go back to it once it answers."""
+        if self._active == 0:
+            return
+        current = self._active
+        self._active = 0
+        try:
+            await self.heartbeat_once(next_expected)
+        except HotlineError:
+            self._active = current
+            return
+        with self.store.write() as conn:
+            record_link_event(
+                conn,
+                peer=self.peer.name,
+                at_us=to_us(datetime.now(UTC)),
+                kind="fallback",
+                detail=f"back on {self._transports[0].endpoint}",
+            )
 
     @staticmethod
     def _record_attempt(conn: Connection, batch: list[Outgoing], now_us: int) -> None:
@@ -173,9 +217,10 @@ class PeerLink:
         )
         try:
             reply = await self._transport.send_batch([o.envelope for o in batch])
-        except HotlineError:
+        except HotlineError as e:
             with self.store.write() as conn:
                 self._record_attempt(conn, batch, now_us)
+            self._fail_over(e)
             raise
         # One transaction records the attempt and the receipts (one commit on the hot path).
         await self.receive(
@@ -401,12 +446,14 @@ class PeerLink:
             try:
                 await self.heartbeat_once(next_expected())
                 failures = 0
+                await self._try_preferred(next_expected())
                 await asyncio.sleep(self.heartbeat_interval_s)
             except asyncio.CancelledError:
                 raise
             except HotlineError as e:
                 failures += 1
                 self._note_failure(e, "heartbeat_failed")
+                self._fail_over(e)
                 await asyncio.sleep(
                     min(
                         self.heartbeat_interval_s,
@@ -427,5 +474,5 @@ class PeerLink:
         return await self._transport.exchange(path, payload)
 
     async def close(self) -> None:
-        if self._transport is not None:
-            await self._transport.close()
+        for transport in self._transports:
+            await transport.close()

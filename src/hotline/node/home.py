@@ -62,6 +62,8 @@ class NodeConfig:
     escalation_interval_s: float = 60.0
     #: Deadlines agreed with particular peers, by priority (override ``ack_deadlines_s``).
     peer_ack_deadlines_s: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: Further URLs peers may use when ``endpoint`` fails (another network path), in order.
+    alternate_endpoints: list[str] = field(default_factory=list)
     #: Clock difference to a peer tolerated before an alarm (deadlines use our own clock).
     max_clock_skew_s: float = 30.0
     #: Requests per second each source address may make to the link endpoints, and the burst.
@@ -88,6 +90,7 @@ class NodeConfig:
             f"store_url = {q(self.store_url)}",
             f"escalation_interval_s = {self.escalation_interval_s}",
             f"max_clock_skew_s = {self.max_clock_skew_s}",
+            f"alternate_endpoints = [{', '.join(q(e) for e in self.alternate_endpoints)}]",
             f"rate_limit_per_s = {self.rate_limit_per_s}",
             f"rate_limit_burst = {self.rate_limit_burst}",
             "",
@@ -130,6 +133,7 @@ class NodeConfig:
             "rate_limit_per_s",
             "rate_limit_burst",
             "max_clock_skew_s",
+            "alternate_endpoints",
         }
         unknown = set(raw) - known
         if unknown:
@@ -153,6 +157,7 @@ class NodeConfig:
                 },
                 escalation_interval_s=float(raw.get("escalation_interval_s", 60.0)),
                 max_clock_skew_s=float(raw.get("max_clock_skew_s", 30.0)),
+                alternate_endpoints=[str(e) for e in raw.get("alternate_endpoints", [])],
                 rate_limit_per_s=float(raw.get("rate_limit_per_s", 200.0)),
                 rate_limit_burst=float(raw.get("rate_limit_burst", 400.0)),
                 peer_ack_deadlines_s={
@@ -269,6 +274,7 @@ class NodeHome:
 
     def card(self, now: datetime) -> Card:
         endpoints = [self.config.endpoint] if self.config.endpoint else []
+        endpoints += [e for e in self.config.alternate_endpoints if e not in endpoints]
         role = self.config.role if self.config.role in ("node", "witness", "relay") else "node"
         return make_card(
             self.identity,
