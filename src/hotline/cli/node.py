@@ -26,7 +26,7 @@ from hotline.errors import ErrorCode, HotlineError, InputError, NotFoundError
 from hotline.link import outbox
 from hotline.link.deadlines import overdue as find_overdue
 from hotline.link.status import link_report
-from hotline.node.home import NodeHome
+from hotline.node.home import PASSPHRASE_ENV, NodeHome
 from hotline.operators.release import needs_release
 from hotline.store.messages import (
     MessageView,
@@ -85,17 +85,50 @@ def init(
     display_en: Annotated[str | None, typer.Option(help="Display name in English.")] = None,
     display_ru: Annotated[str | None, typer.Option(help="Display name in Russian.")] = None,
     role: Annotated[str, typer.Option(help="node or witness.")] = "node",
+    passphrase_stdin: Annotated[
+        bool, typer.Option("--passphrase-stdin", help="Read the keys' passphrase from stdin.")
+    ] = False,
+    no_passphrase: Annotated[
+        bool, typer.Option("--no-passphrase", help="Keys in the clear (tests, demos only).")
+    ] = False,
 ) -> None:
-    """Create a node: keys (0600 files), config and an empty store."""
+    """Create a node: keys encrypted under a passphrase (0600 files), config, empty store."""
     if role not in ("node", "witness"):
         raise InputError(f"role must be node or witness, not {role!r}")
     names = {"en": display_en or name.capitalize()}
     if display_ru:
         names["ru"] = display_ru
-    home = NodeHome.init(dir, name=name, listen=listen, display_names=names, role=role)
+    passphrase = None if no_passphrase else _new_passphrase(passphrase_stdin)
+    home = NodeHome.init(
+        dir, name=name, listen=listen, display_names=names, role=role, passphrase=passphrase
+    )
     card = home.card(datetime.now(UTC))
     console.print(f"created node [bold]{name}[/] in {dir}")
     console.print(f"fingerprint: [bold]{card.fingerprint}[/]")
+
+
+def _new_passphrase(from_stdin: bool) -> str:
+    """The passphrase for new key files: stdin, HOTLINE_PASSPHRASE, or asked twice."""
+    if from_stdin:
+        passphrase = sys.stdin.readline().rstrip("\r\n")
+    elif os.environ.get(PASSPHRASE_ENV):
+        passphrase = os.environ[PASSPHRASE_ENV]
+    elif sys.stdin.isatty():
+        passphrase = typer.prompt(
+            "passphrase for the node's keys", hide_input=True, confirmation_prompt=True
+        )
+    else:
+        raise InputError(
+            "no passphrase: give --passphrase-stdin, set HOTLINE_PASSPHRASE, or "
+            "--no-passphrase for a test node"
+        )
+    if len(passphrase) < MIN_PASSPHRASE_CHARS:
+        raise InputError(f"a passphrase has at least {MIN_PASSPHRASE_CHARS} characters")
+    return passphrase
+
+
+#: Shortest passphrase accepted for key files (scrypt slows guessing; length still matters).
+MIN_PASSPHRASE_CHARS = 12
 
 
 @app.command()
@@ -770,6 +803,9 @@ def link(dir: DirOption, json_out: JsonOption = False) -> None:
 def serve(
     dir: DirOption,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "warning",
+    passphrase_stdin: Annotated[
+        bool, typer.Option("--passphrase-stdin", help="Read the keys' passphrase from stdin.")
+    ] = False,
 ) -> None:
     """Run the node: link endpoints, local API, delivery and heartbeats."""
     import logging
@@ -780,7 +816,14 @@ def serve(
     from hotline.node.runtime import Node
 
     logging.getLogger().setLevel(log_level.upper())
-    home = NodeHome(dir)
+    passphrase = sys.stdin.readline().rstrip("\r\n") if passphrase_stdin else None
+    home = NodeHome(dir, passphrase=passphrase)
+    if not home.keys_encrypted:
+        logging.getLogger("hotline.node").warning(
+            "UNSAFE: the private keys of %s are not encrypted (made with --no-passphrase); "
+            "use this node for tests and demos only",
+            home.config.name,
+        )
     node = Node(home)
     uvicorn.run(
         create_app(node),

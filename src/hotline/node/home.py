@@ -11,9 +11,11 @@ Layout of ``DIR``::
 
 from __future__ import annotations
 
+import getpass
 import logging
 import os
 import secrets
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,6 +29,7 @@ from hotline.core.encoding import to_us
 from hotline.core.keys import DecryptionKey, SigningKey
 from hotline.errors import ConfigError, ErrorCode, InputError, NotFoundError, VerificationError
 from hotline.link.deadlines import default_deadlines
+from hotline.node.keyfile import is_encrypted, open_key, seal_key
 from hotline.store import Store
 from hotline.store.db import sqlite_url
 from hotline.store.schema import peers
@@ -40,6 +43,8 @@ API_TOKEN_FILE = "api.token"  # noqa: S105 (a file name, not a secret)
 STORE_FILE = "store.sqlite"
 MAX_CONFIG_BYTES = 64 * 1024
 DEFAULT_HEARTBEAT_INTERVAL_S = 60.0
+#: Environment variable that may hold the key files' passphrase (for services and scripts).
+PASSPHRASE_ENV = "HOTLINE_PASSPHRASE"  # noqa: S105 (a variable's name, not a secret)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +197,8 @@ def _write_private(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _read_private(path: Path, size: int) -> bytes:
+def _read_private(path: Path, size: int, passphrase: str | None = None) -> bytes:
+    """A private file's bytes: refused if others can read it; decrypted when encrypted."""
     try:
         mode = path.stat().st_mode & 0o777
         data = path.read_bytes()
@@ -200,6 +206,13 @@ def _read_private(path: Path, size: int) -> bytes:
         raise ConfigError(f"key file missing: {path}") from e
     if mode & 0o077:
         raise ConfigError(f"key file {path} is readable by others (mode {mode:o}); chmod 600 it")
+    if is_encrypted(data):
+        if not passphrase:
+            raise ConfigError(
+                f"{path} is encrypted: give the passphrase (HOTLINE_PASSPHRASE, "
+                "--passphrase-stdin, or the prompt)"
+            )
+        data = open_key(data, passphrase)
     if len(data) != size:
         raise ConfigError(f"key file {path} has {len(data)} bytes, expected {size}")
     return data
@@ -208,8 +221,11 @@ def _read_private(path: Path, size: int) -> bytes:
 class NodeHome:
     """Everything a node keeps in its directory. Opening reads config and keys, nothing else."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, passphrase: str | None = None) -> None:
         self.dir = directory
+        # The passphrase of encrypted key files: given, or HOTLINE_PASSPHRASE, or asked for on a
+        # terminal when the keys are first needed.
+        self._passphrase = passphrase or os.environ.get(PASSPHRASE_ENV)
         path = directory / CONFIG_FILE
         if not path.is_file():
             raise ConfigError(f"no hotline node in {directory} (missing {CONFIG_FILE}); run init")
@@ -230,7 +246,10 @@ class NodeHome:
         listen: str,
         display_names: dict[str, str],
         role: str = "node",
+        passphrase: str | None = None,
     ) -> NodeHome:
+        """Create a node directory. Without ``passphrase`` the key files are stored in the clear
+        (``--no-passphrase``: tests and demos); a node says so in its log at every start."""
         check_name(name)
         host, port = parse_listen(listen)
         if (directory / CONFIG_FILE).exists():
@@ -238,8 +257,11 @@ class NodeHome:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         signing = SigningKey.generate()
         decryption = DecryptionKey.generate()
-        _write_private(directory / SIGNING_KEY_FILE, b"".join(signing.private_bytes()))
-        _write_private(directory / ENCRYPTION_KEY_FILE, b"".join(decryption.private_bytes()))
+        for path, key in (
+            (SIGNING_KEY_FILE, b"".join(signing.private_bytes())),
+            (ENCRYPTION_KEY_FILE, b"".join(decryption.private_bytes())),
+        ):
+            _write_private(directory / path, seal_key(key, passphrase) if passphrase else key)
         _write_private(directory / API_TOKEN_FILE, secrets.token_hex(32).encode("ascii"))
         config = NodeConfig(
             name=name,
@@ -250,7 +272,7 @@ class NodeHome:
             display_names=display_names,
         )
         (directory / CONFIG_FILE).write_text(config.to_toml(), encoding="utf-8")
-        home = cls(directory)
+        home = cls(directory, passphrase=passphrase)
         home.store.close()  # creates and migrates the store now: init fails loudly if it cannot
         home._store = None
         return home
@@ -260,8 +282,10 @@ class NodeHome:
     @property
     def identity(self) -> Identity:
         if self._identity is None:
-            signing = _read_private(self.dir / SIGNING_KEY_FILE, 64)
-            enc = _read_private(self.dir / ENCRYPTION_KEY_FILE, 96)
+            if self.keys_encrypted and not self._passphrase and sys.stdin.isatty():
+                self._passphrase = getpass.getpass(f"passphrase of {self.config.name}'s keys: ")
+            signing = _read_private(self.dir / SIGNING_KEY_FILE, 64, self._passphrase)
+            enc = _read_private(self.dir / ENCRYPTION_KEY_FILE, 96, self._passphrase)
             try:
                 self._identity = Identity(
                     self.config.name,
@@ -271,6 +295,14 @@ class NodeHome:
             except ValueError as e:
                 raise ConfigError(f"key files in {self.dir} are invalid: {e}") from e
         return self._identity
+
+    @property
+    def keys_encrypted(self) -> bool:
+        try:
+            with (self.dir / SIGNING_KEY_FILE).open("rb") as f:
+                return is_encrypted(f.read(4))
+        except FileNotFoundError:
+            return False
 
     def card(self, now: datetime) -> Card:
         endpoints = [self.config.endpoint] if self.config.endpoint else []
