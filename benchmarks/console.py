@@ -23,7 +23,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -40,6 +39,7 @@ from _stats import print_table, summarize
 from hotline.deconfliction import Registry, parse_geojson, to_us
 from hotline.node.home import NodeHome
 from hotline.operators import OperatorRegistry
+from link import _free_port, _start
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".bench" / "console"
@@ -57,30 +57,6 @@ PAGES = [
 ]
 #: FLASH needs a second person's release (the release queue), so the bulk load uses the rest.
 PRIORITIES = ["immediate", "priority", "routine"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _start(home: NodeHome) -> subprocess.Popen[bytes]:
-    with (home.dir / "serve.log").open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "hotline", "serve", "--dir", str(home.dir)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{home.config.endpoint}/healthz", timeout=0.5).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{home.config.name} did not start")
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
