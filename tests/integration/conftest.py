@@ -117,12 +117,9 @@ def make_linked_homes(
     return homes
 
 
-@pytest.fixture
-def linked_nodes(tmp_path: Path) -> Iterator[dict[str, NodeProcess]]:
-    """washington and moscow, linked, with fast retries and heartbeats, started."""
-    homes = make_linked_homes(
-        tmp_path, ["washington", "moscow"], retry_cap_s=1.0, heartbeat_interval_s=2.0
-    )
+def running_nodes(tmp_path: Path, names: list[str]) -> Iterator[dict[str, NodeProcess]]:
+    """Nodes linked to each other, with fast retries and heartbeats, started; stopped after."""
+    homes = make_linked_homes(tmp_path, names, retry_cap_s=1.0, heartbeat_interval_s=2.0)
     nodes = {name: NodeProcess(home, tmp_path) for name, home in homes.items()}
     try:
         for node in nodes.values():
@@ -133,6 +130,12 @@ def linked_nodes(tmp_path: Path) -> Iterator[dict[str, NodeProcess]]:
             node.stop()
         for home in homes.values():
             home.close()
+
+
+@pytest.fixture
+def linked_nodes(tmp_path: Path) -> Iterator[dict[str, NodeProcess]]:
+    """washington and moscow."""
+    yield from running_nodes(tmp_path, ["washington", "moscow"])
 
 
 def rewrite_log(home: NodeHome) -> None:
@@ -202,17 +205,5 @@ def nodes_with_witness(tmp_path):
 
 @pytest.fixture
 def linked_trio(tmp_path: Path) -> Iterator[dict[str, NodeProcess]]:
-    """washington, moscow and beijing, all linked to each other, started."""
-    homes = make_linked_homes(
-        tmp_path, ["washington", "moscow", "beijing"], retry_cap_s=1.0, heartbeat_interval_s=2.0
-    )
-    nodes = {name: NodeProcess(home, tmp_path) for name, home in homes.items()}
-    try:
-        for node in nodes.values():
-            node.start()
-        yield nodes
-    finally:
-        for node in nodes.values():
-            node.stop()
-        for home in homes.values():
-            home.close()
+    """washington, moscow and beijing."""
+    yield from running_nodes(tmp_path, ["washington", "moscow", "beijing"])
