@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from hotline.core.envelope import Kind, new_id, seal, sign_message
 from hotline.node.home import NodeHome
 
 
@@ -36,3 +37,41 @@ def pair(tmp_path: Path) -> Iterator[dict[str, NodeHome]]:
     yield homes
     for home in homes.values():
         home.close()
+
+
+def forge_message(
+    sender: NodeHome,
+    recipient: NodeHome,
+    *,
+    seq: int,
+    text: str = "x",
+    message_id: str | None = None,
+    priority: str = "routine",
+) -> bytes:
+    """A free-text envelope signed and sealed by hand, as a buggy or hostile sender could make:
+    any sequence number, any id (tests of the receiver's replay and sequence rules)."""
+    now = datetime.now(UTC)
+    message_id = message_id or new_id(now)
+    statement = sign_message(
+        sender.identity,
+        to=recipient.config.name,
+        message_id=message_id,
+        seq=seq,
+        created=now,
+        msg_type="free_text",
+        priority=priority,
+        body={"text": text, "lang": "en"},
+    )
+    return seal(
+        kind=Kind.MESSAGE,
+        sender=sender.config.name,
+        recipient=recipient.config.name,
+        envelope_id=message_id,
+        statement=statement,
+        recipient_key=recipient.identity.decryption.public,
+    )
+
+
+@pytest.fixture
+def forge():
+    return forge_message

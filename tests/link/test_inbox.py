@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from hotline import transcript
-from hotline.core.envelope import Kind, new_id, open_envelope, seal, sign_message
+from hotline.core.envelope import new_id, open_envelope
 from hotline.errors import ErrorCode, ProtocolError
 from hotline.link import inbox, outbox
 from hotline.node.home import NodeHome
@@ -101,32 +101,15 @@ def test_duplicate_gets_the_same_receipt_and_is_not_delivered_twice(pair):
     assert [o.status for o in back.outcomes] == ["duplicate"]
 
 
-def test_same_id_with_other_content_is_a_replay_attack(pair):
+def test_same_id_with_other_content_is_a_replay_attack(pair, forge):
     w, m = pair["washington"], pair["moscow"]
     message_id = new_id(NOW)
 
-    def forge(text: str) -> bytes:
-        statement = sign_message(
-            w.identity,
-            to="moscow",
-            message_id=message_id,
-            seq=1,
-            created=NOW,
-            msg_type="free_text",
-            priority="flash",
-            body={"text": text, "lang": "en"},
-        )
-        return seal(
-            kind=Kind.MESSAGE,
-            sender="washington",
-            recipient="moscow",
-            envelope_id=message_id,
-            statement=statement,
-            recipient_key=m.identity.decryption.public,
-        )
+    def forge_text(text: str) -> bytes:
+        return forge(w, m, seq=1, text=text, message_id=message_id, priority="flash")
 
-    _deliver(w, m, [forge("hold fire")])
-    result, _ = _deliver(w, m, [forge("open fire")])
+    _deliver(w, m, [forge_text("hold fire")])
+    result, _ = _deliver(w, m, [forge_text("open fire")])
     assert result.outcomes[0].status == "rejected"
     assert result.outcomes[0].code == ErrorCode.REPLAY_CONFLICT
     with m.store.read() as conn:
@@ -136,29 +119,11 @@ def test_same_id_with_other_content_is_a_replay_attack(pair):
     assert "hold fire" in body  # the original stands; nothing of the replay was written
 
 
-def test_sequence_number_reuse_is_rejected_and_gaps_are_noticed(pair):
+def test_sequence_number_reuse_is_rejected_and_gaps_are_noticed(pair, forge):
     w, m = pair["washington"], pair["moscow"]
 
     def forged(seq: int, text: str) -> bytes:
-        message_id = new_id(NOW)
-        statement = sign_message(
-            w.identity,
-            to="moscow",
-            message_id=message_id,
-            seq=seq,
-            created=NOW,
-            msg_type="free_text",
-            priority="routine",
-            body={"text": text, "lang": "en"},
-        )
-        return seal(
-            kind=Kind.MESSAGE,
-            sender="washington",
-            recipient="moscow",
-            envelope_id=message_id,
-            statement=statement,
-            recipient_key=m.identity.decryption.public,
-        )
+        return forge(w, m, seq=seq, text=text)
 
     result, _ = _deliver(w, m, [forged(1, "a"), forged(1, "b"), forged(4, "c")])
     assert [o.status for o in result.outcomes] == ["accepted", "rejected", "accepted"]
