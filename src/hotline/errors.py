@@ -38,6 +38,9 @@ class ErrorCode(StrEnum):
     UNKNOWN_KEY = "unknown_key"
     HEADER_MISMATCH = "header_mismatch"
     FINGERPRINT_MISMATCH = "fingerprint_mismatch"
+    KEY_REVOKED = "key_revoked"
+    KEY_EXPIRED = "key_expired"
+    KEY_UNCONFIRMED = "key_unconfirmed"
     BAD_PROOF = "bad_proof"
     # Protocol.
     REPLAY_CONFLICT = "replay_conflict"
@@ -91,6 +94,18 @@ MESSAGES: Mapping[ErrorCode, tuple[str, str]] = {
     ErrorCode.FINGERPRINT_MISMATCH: (
         "Fingerprint does not match",
         "Отпечаток ключа не совпадает",
+    ),
+    ErrorCode.KEY_REVOKED: (
+        "Signed with a key its owner declared compromised",
+        "Подписано ключом, который владелец объявил скомпрометированным",
+    ),
+    ErrorCode.KEY_EXPIRED: (
+        "Signed with a key that was rotated out and whose overlap has ended",
+        "Подписано ключом, замененным при ротации, после окончания переходного периода",
+    ),
+    ErrorCode.KEY_UNCONFIRMED: (
+        "Signed with a new key whose fingerprint has not been confirmed out of band",
+        "Подписано новым ключом, отпечаток которого ещё не подтверждён по независимому каналу",
     ),
     ErrorCode.BAD_PROOF: ("Proof does not verify", "Доказательство не прошло проверку"),
     ErrorCode.REPLAY_CONFLICT: (

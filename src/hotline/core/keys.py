@@ -58,6 +58,9 @@ class Purpose(StrEnum):
     COSIGNATURE = "cosignature"
     TRANSLATION = "translation"
     AUDIT_BUNDLE = "audit-bundle"
+    KEY_ROTATION = "key-rotation"  # signed by the old key over the new key's signed claim
+    KEY_ROTATION_NEW = "key-rotation-new"  # the new key's signed claim inside a rotation
+    KEY_REVOCATION = "key-revocation"  # signed by the new key that replaces a compromised one
 
 
 @dataclass(frozen=True, slots=True)
