@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck unit bench lock clean
+.PHONY: install demo test lint typecheck unit bench fuzz lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,8 @@ demo: install
 	$(BIN)/hotline demo
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks fuzz
+	$(BIN)/ruff format --check src tests benchmarks fuzz
 
 typecheck: install
 	$(BIN)/mypy
@@ -43,6 +43,11 @@ test: lint typecheck unit
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py
+
+# Every atheris fuzz target in fuzz/ (docs/benchmarks.md, "Fuzzing"); FUZZ_RUNS executions each.
+FUZZ_RUNS ?= 100000
+fuzz: install
+	$(BIN)/python fuzz/run_all.py --runs $(FUZZ_RUNS)
 
 # Re-pin every dependency (needs uv; run after editing pyproject.toml).
 lock:

@@ -125,10 +125,13 @@ def parse_time(text: str, *, what: str) -> datetime:
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as e:
-        raise WireError(f"{what}: not an RFC 3339 time: {text!r}") from e
+        raise WireError(f"{what}: not an RFC 3339 time: {text[:64]!r}") from e
     if value.tzinfo is None:
-        raise WireError(f"{what}: time without an offset: {text!r}")
-    return value.astimezone(UTC)
+        raise WireError(f"{what}: time without an offset: {text[:64]!r}")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as e:  # year 1 at +01:00, year 9999 at -01:00: no UTC instant
+        raise WireError(f"{what}: time out of range: {text[:64]!r}") from e
 
 
 def to_us(moment: datetime) -> int:

@@ -81,8 +81,7 @@ class NodeConfig:
         return {**self.ack_deadlines_s, **self.peer_ack_deadlines_s.get(peer, {})}
 
     def to_toml(self) -> str:
-        def q(text: str) -> str:
-            return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        q = _toml_string
 
         lines = [
             f"name = {q(self.name)}",
@@ -101,19 +100,31 @@ class NodeConfig:
             "",
             "[display_names]",
         ]
-        lines += [f"{k} = {q(v)}" for k, v in sorted(self.display_names.items())]
+        # Keys are quoted too: a display-name language or a group name may hold any character.
+        lines += [f"{q(k)} = {q(v)}" for k, v in sorted(self.display_names.items())]
         lines += ["", "[ack_deadlines_s]"]
-        lines += [f"{k} = {float(v)}" for k, v in sorted(self.ack_deadlines_s.items())]
+        lines += [f"{q(k)} = {float(v)}" for k, v in sorted(self.ack_deadlines_s.items())]
         for peer, table in sorted(self.peer_ack_deadlines_s.items()):
             lines += ["", f"[peer_ack_deadlines_s.{peer}]"]
-            lines += [f"{k} = {float(v)}" for k, v in sorted(table.items())]
+            lines += [f"{q(k)} = {float(v)}" for k, v in sorted(table.items())]
         if self.groups:
             lines += ["", "[groups]"]
             lines += [
-                f"{name} = [{', '.join(q(p) for p in members)}]"
+                f"{q(name)} = [{', '.join(q(p) for p in members)}]"
                 for name, members in sorted(self.groups.items())
             ]
         return "\n".join(lines) + "\n"
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> NodeConfig:
+        """The settings in the bytes of a node.toml file (UTF-8, at most MAX_CONFIG_BYTES)."""
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{CONFIG_FILE} is larger than {MAX_CONFIG_BYTES} bytes")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{CONFIG_FILE}: not UTF-8 text (byte {e.start})") from e
+        return cls.from_toml(text)
 
     @classmethod
     def from_toml(cls, text: str) -> NodeConfig:
@@ -145,37 +156,89 @@ class NodeConfig:
             raise ConfigError(f"{CONFIG_FILE}: unknown settings {sorted(unknown)}")
         try:
             host, port = parse_listen(str(raw.get("listen", "127.0.0.1:8400")))
+            role = str(raw.get("role", "node"))
+            if role not in ROLES:
+                raise ValueError(f"role must be one of {list(ROLES)}, got {role!r}")
+            deadlines = _table(raw, "ack_deadlines_s")
+            peer_tables = _table(raw, "peer_ack_deadlines_s")
+            groups = _table(raw, "groups")
+            burst = _seconds(raw, "rate_limit_burst", 400.0)
+            if burst < 1:
+                raise ValueError(f"rate_limit_burst must be at least 1, got {burst:g}")
             return cls(
                 name=check_name(str(raw["name"])),
-                role=str(raw.get("role", "node")),
+                role=role,
                 listen_host=host,
                 listen_port=port,
                 endpoint=str(raw.get("endpoint", "")),
-                display_names={str(k): str(v) for k, v in raw.get("display_names", {}).items()},
-                heartbeat_interval_s=float(raw.get("heartbeat_interval_s", 60.0)),
-                retry_cap_s=float(raw.get("retry_cap_s", 60.0)),
-                default_ttl_s=float(raw.get("default_ttl_s", 24 * 3600.0)),
+                display_names={str(k): str(v) for k, v in _table(raw, "display_names").items()},
+                heartbeat_interval_s=_seconds(raw, "heartbeat_interval_s", 60.0),
+                retry_cap_s=_seconds(raw, "retry_cap_s", 60.0),
+                default_ttl_s=_seconds(raw, "default_ttl_s", 24 * 3600.0),
                 store_url=str(raw.get("store_url", "")),
                 ack_deadlines_s={
                     **default_deadlines(),
-                    **{str(k): float(v) for k, v in raw.get("ack_deadlines_s", {}).items()},
+                    **{str(k): _seconds(deadlines, k) for k in deadlines},
                 },
-                escalation_interval_s=float(raw.get("escalation_interval_s", 60.0)),
-                max_clock_skew_s=float(raw.get("max_clock_skew_s", 30.0)),
-                alternate_endpoints=[str(e) for e in raw.get("alternate_endpoints", [])],
-                rate_limit_per_s=float(raw.get("rate_limit_per_s", 200.0)),
-                rate_limit_burst=float(raw.get("rate_limit_burst", 400.0)),
+                escalation_interval_s=_seconds(raw, "escalation_interval_s", 60.0),
+                max_clock_skew_s=_seconds(raw, "max_clock_skew_s", 30.0),
+                alternate_endpoints=[str(e) for e in _list(raw, "alternate_endpoints")],
+                rate_limit_per_s=_seconds(raw, "rate_limit_per_s", 200.0),
+                rate_limit_burst=burst,
                 peer_ack_deadlines_s={
-                    check_name(str(peer)): {str(k): float(v) for k, v in table.items()}
-                    for peer, table in raw.get("peer_ack_deadlines_s", {}).items()
+                    check_name(str(peer)): {
+                        str(k): _seconds(_table(peer_tables, peer), k)
+                        for k in _table(peer_tables, peer)
+                    }
+                    for peer in peer_tables
                 },
                 groups={
-                    str(name): [check_name(str(p)) for p in members]
-                    for name, members in raw.get("groups", {}).items()
+                    str(name): [check_name(str(p)) for p in _list(groups, name)] for name in groups
                 },
             )
         except (KeyError, TypeError, ValueError, InputError) as e:
             raise ConfigError(f"{CONFIG_FILE}: {e}") from e
+
+
+ROLES = ("node", "witness", "relay")
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string: backslash, quote and every control character escaped."""
+    out = []
+    for ch in text:
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _table(raw: dict[str, Any], key: str) -> dict[str, Any]:
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise TypeError(f"{key} must be a table, got {type(value).__name__}")
+    return value
+
+
+def _list(raw: dict[str, Any], key: str) -> list[Any]:
+    value = raw.get(key, [])
+    if not isinstance(value, list):
+        raise TypeError(f"{key} must be a list, got {type(value).__name__}")
+    return value
+
+
+def _seconds(raw: dict[str, Any], key: str, default: float | None = None) -> float:
+    """A positive, finite number (durations and rates): NaN, infinities, 0 and less refused."""
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{key} must be a number, got {type(value).__name__}")
+    number = float(value)
+    if not 0 < number < 1e12:
+        raise ValueError(f"{key} must be a positive number below 10^12, got {value!r}")
+    return number
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -231,7 +294,7 @@ class NodeHome:
             raise ConfigError(f"no hotline node in {directory} (missing {CONFIG_FILE}); run init")
         if path.stat().st_size > MAX_CONFIG_BYTES:
             raise ConfigError(f"{path} is larger than {MAX_CONFIG_BYTES} bytes")
-        self.config = NodeConfig.from_toml(path.read_text(encoding="utf-8"))
+        self.config = NodeConfig.from_bytes(path.read_bytes())
         self._identity: Identity | None = None
         self._store: Store | None = None
 

@@ -149,15 +149,20 @@ def check_shape(value: object) -> dict[str, Any]:
         )
     if len(objects) > MAX_BUNDLE_OBJECTS:
         raise _too_many(len(objects))
-    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    if not _depth_ok(value, MAX_BUNDLE_DEPTH):
+        raise InputError(
+            f"the bundle nests deeper than {MAX_BUNDLE_DEPTH} levels", code=ErrorCode.MALFORMED
+        )
+    try:
+        size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    except UnicodeEncodeError as e:  # a "\ud800" escape: valid JSON, but not Unicode text
+        raise InputError(
+            "the bundle holds a lone surrogate (not Unicode text)", code=ErrorCode.MALFORMED
+        ) from e
     if size > MAX_BUNDLE_BYTES:
         raise InputError(
             f"the bundle is {size} bytes; the limit is {MAX_BUNDLE_BYTES}",
             code=ErrorCode.TOO_LARGE,
-        )
-    if not _depth_ok(value, MAX_BUNDLE_DEPTH):
-        raise InputError(
-            f"the bundle nests deeper than {MAX_BUNDLE_DEPTH} levels", code=ErrorCode.MALFORMED
         )
     for i, obj in enumerate(objects):
         if not (
