@@ -35,6 +35,9 @@ def _mount_groups() -> None:
 
     app.add_typer(case.app, name="case")
     app.add_typer(taxii.app, name="taxii")
+    from hotline.cli import keys
+
+    app.add_typer(keys.app, name="keys")
 
 
 def main(argv: list[str] | None = None) -> int:

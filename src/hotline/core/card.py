@@ -70,6 +70,9 @@ class Identity:
     name: str
     signing: SigningKey
     decryption: DecryptionKey
+    #: Decryption keys of earlier key generations, newest first: envelopes a peer sealed to an
+    #: old key before it learnt of a rotation still open (docs/protocol.md §15).
+    previous: tuple[DecryptionKey, ...] = ()
 
     @classmethod
     def generate(cls, name: str) -> Identity:

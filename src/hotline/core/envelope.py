@@ -20,7 +20,7 @@ import os
 import re
 import struct
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -37,6 +37,7 @@ from hotline.core.keys import (
     Purpose,
     SigningPublicKey,
     Statement,
+    peek_statement,
     verify_statement,
 )
 from hotline.errors import ErrorCode, HotlineError, VerificationError, WireError
@@ -391,6 +392,8 @@ def open_envelope(
     identity: Identity,
     data: bytes,
     sender_key: Callable[[str], SigningPublicKey | None],
+    *,
+    other_keys: Callable[[str], Mapping[bytes, SigningPublicKey]] | None = None,
 ) -> Opened:
     """Open an envelope addressed to ``identity``. Stateless checks, in this order:
 
@@ -400,6 +403,10 @@ def open_envelope(
     the sender's key, both signatures valid; 8. the payload is strict JSON of the kind's shape;
     9. payload ``from``/``to``/``id`` equal the header's.
     Replay and sequence checks need the store and happen in ``hotline.link``.
+
+    ``other_keys`` (by key id) are further keys of the sender a statement may name (keys of
+    other generations, §15); whether such a key may still sign is the caller's check
+    (``hotline.core.keyevents.check_key_use``), made with the statement's ``key_id``.
     """
     header = read_header(data)  # 1-3
     signer = sender_key(header.sender)  # 4
@@ -411,17 +418,11 @@ def open_envelope(
             code=ErrorCode.WRONG_RECIPIENT,
         )
     prefix = data[: 6 + len(header.raw)]
-    try:  # 6
-        plaintext = HPKE_SUITE.decrypt(
-            data[len(prefix) :],
-            identity.decryption.hpke_key(),
-            info=ENVELOPE_INFO_DOMAIN + prefix,
-        )
-    except (InvalidTag, ValueError) as e:
-        raise VerificationError(
-            "decryption failed (wrong recipient key, altered bytes or header)",
-            code=ErrorCode.DECRYPT_FAILED,
-        ) from e
+    plaintext = _decrypt(identity, data[len(prefix) :], ENVELOPE_INFO_DOMAIN + prefix)  # 6
+    if other_keys is not None:
+        named = peek_statement(plaintext)[1]
+        if named != signer.key_id:
+            signer = other_keys(header.sender).get(named, signer)
     statement = verify_statement(plaintext, _PURPOSE_OF_KIND[header.kind], signer)  # 7
     payload = parse_payload(header.kind, statement.payload)  # 8
     if (payload.from_, payload.to, payload.id) != (  # 9
@@ -446,6 +447,20 @@ def parse_payload(kind: Kind, data: bytes) -> MessagePayload | ReceiptPayload | 
         raise WireError(f"payload version {payload.v}", code=ErrorCode.BAD_VERSION)
     _check_payload(payload)
     return payload
+
+
+def _decrypt(identity: Identity, ciphertext: bytes, info: bytes) -> bytes:
+    """HPKE open with the current key, then (an envelope sealed before a rotation reached the
+    sender) with earlier generations' keys."""
+    for key in (identity.decryption, *identity.previous):
+        try:
+            return HPKE_SUITE.decrypt(ciphertext, key.hpke_key(), info=info)
+        except (InvalidTag, ValueError):
+            continue
+    raise VerificationError(
+        "decryption failed (wrong recipient key, altered bytes or header)",
+        code=ErrorCode.DECRYPT_FAILED,
+    )
 
 
 def _check_payload(payload: MessagePayload | ReceiptPayload | HeartbeatPayload) -> None:

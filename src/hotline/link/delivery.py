@@ -33,6 +33,7 @@ from hotline.core.envelope import (
     seal,
     sign_heartbeat,
 )
+from hotline.core.keys import SigningPublicKey, peek_statement
 from hotline.core.treehead import verify_tree_head
 from hotline.errors import ErrorCode, HotlineError, ProtocolError
 from hotline.link.inbox import Received
@@ -134,6 +135,12 @@ class PeerLink:
         # traffic; heartbeats bring it back to the first as soon as that answers again.
         self._transports = [HttpTransport(endpoint) for endpoint in peer.endpoints]
         self._active = 0
+        #: The peer's keys that may sign besides its card's (a key rotated out, during its
+        #: overlap), by key id; set by the node from the key history.
+        self.other_keys: dict[bytes, SigningPublicKey] = {}
+        #: Why nothing may be sealed to the peer now (its key is revoked and no new key is
+        #: confirmed yet), or None.
+        self.blocked: str | None = None
 
     # -- delivery --------------------------------------------------------------------------
 
@@ -205,6 +212,10 @@ class PeerLink:
         """Send one batch; return how many envelopes were pending (0: nothing to do)."""
         if self._transport is None:
             return 0
+        if self.blocked is not None:
+            # Queued envelopes are sealed to a revoked key: they wait, and are sealed again to
+            # the new key once its fingerprint is confirmed (hotline peer confirm-key).
+            raise ProtocolError(self.blocked, code=ErrorCode.KEY_REVOKED)
         now = datetime.now(UTC)
         now_us = to_us(now)
         with self.store.read() as conn:
@@ -358,6 +369,7 @@ class PeerLink:
             self.identity,
             data,
             lambda name: self.peer.signing_key if name == self.peer.name else None,
+            other_keys=lambda _name: self.other_keys,
         )
         payload = opened.payload
         if not isinstance(payload, HeartbeatPayload):
@@ -373,9 +385,10 @@ class PeerLink:
             raise ProtocolError(f"heartbeat {payload.id} replayed", code=ErrorCode.REPLAY_CONFLICT)
         self._seen_heartbeats.append(payload.id)
         if payload.tree_head is not None:
+            statement = b64decode(payload.tree_head, what="tree head", limit=64 * 1024)
             head = verify_tree_head(
-                b64decode(payload.tree_head, what="tree head", limit=64 * 1024),
-                self.peer.signing_key,
+                statement,
+                self.other_keys.get(peek_statement(statement)[1], self.peer.signing_key),
                 log=self.peer.name,
             )
             with self.store.write() as conn:

@@ -37,10 +37,12 @@ from hotline.core.envelope import (
     sha256_hex,
     sign_receipt,
 )
-from hotline.core.keys import SigningPublicKey
+from hotline.core.keyevents import KeyStanding, check_key_use
+from hotline.core.keys import SigningPublicKey, peek_statement
 from hotline.core.merkle import MAX_TREE_SIZE
 from hotline.core.treehead import verify_tree_head
-from hotline.errors import ErrorCode, HotlineError, ProtocolError, WireError
+from hotline.errors import ErrorCode, HotlineError, ProtocolError, VerificationError, WireError
+from hotline.link import keyring
 from hotline.referrals.cases import on_message_committed
 from hotline.store import Store
 from hotline.store.messages import (
@@ -91,6 +93,8 @@ class Received:
     activity_ids: list[str] = field(default_factory=list)
     #: For each sender in the batch, the lowest sequence number not yet received from it.
     next_expected: dict[str, int] = field(default_factory=dict)
+    #: Peers whose keys changed (a rotation or revocation was accepted): reload their cards.
+    key_changes: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -104,6 +108,16 @@ class _Batch:
     items: dict[str, list[tuple[ReceiptItem, int]]] = field(default_factory=dict)
     #: Per sender: receipts signed earlier, to send again for duplicates.
     old_receipts: dict[str, dict[str, bytes]] = field(default_factory=dict)
+    #: Per sender: its keys by key id with their standing (key history), read once per batch
+    #: and again after one of its key events.
+    keys: dict[str, dict[bytes, tuple[SigningPublicKey, KeyStanding]]] = field(default_factory=dict)
+
+    def peer_keys(
+        self, conn: Connection, peer: Card
+    ) -> dict[bytes, tuple[SigningPublicKey, KeyStanding]]:
+        if peer.name not in self.keys:
+            self.keys[peer.name] = keyring.peer_keys(conn, peer)
+        return self.keys[peer.name]
 
 
 def receive(
@@ -131,11 +145,15 @@ def receive(
 
     now_us = to_us(now)
     with store.write() as conn:
+
+        def other_keys(name: str) -> dict[bytes, SigningPublicKey]:
+            return {k: v[0] for k, v in batch.peer_keys(conn, peers[name]).items()}
+
         if also is not None:
             also(conn)
         for data in envelopes:
             try:
-                opened = open_envelope(identity, data, sender_key)
+                opened = open_envelope(identity, data, sender_key, other_keys=other_keys)
                 with conn.begin_nested():
                     _accept_one(conn, peers, opened, now_us, batch)
             except Exception as e:
@@ -228,6 +246,7 @@ def _accept_one(
     payload = opened.payload
     sender = opened.header.sender
     result = batch.result
+    _check_signing_key(conn, peers[sender], opened, now_us, batch)
     if isinstance(payload, ReceiptPayload) and payload.kind == ReceiptKind.DELIVERED:
         _accept_delivered_receipt(conn, opened, payload, now_us, batch)
         return
@@ -279,9 +298,24 @@ def _accept_one(
             + (f" and {len(skipped) - 20} more" if len(skipped) > 20 else ""),
         )
 
+    key_entry: transcript.NewEntry | None = None
     if isinstance(payload, MessagePayload):
         if payload.tree_head is not None:
-            _record_embedded_head(conn, peers[sender], payload.tree_head, now_us)
+            _record_embedded_head(
+                conn, peers[sender], payload.tree_head, now_us, batch.peer_keys(conn, peers[sender])
+            )
+        if payload.type in keyring.KEY_EVENT_TYPES:
+            key_entry = keyring.accept_peer_event(
+                conn,
+                peers[sender],
+                carrier_key_id=opened.statement.key_id,
+                msg_type=payload.type,
+                body=payload.body,
+                message_id=payload.id,
+                now_us=now_us,
+            )
+            batch.keys.pop(sender, None)
+            result.key_changes.append(sender)
         expires_us = to_us(parse_time(payload.expires, what="expires")) if payload.expires else None
         _insert_incoming(
             conn,
@@ -309,7 +343,8 @@ def _accept_one(
         result.delivered_ids.append(payload.id)
         if payload.type == "activity_notification":
             result.activity_ids.append(payload.id)
-        _flag_catalog_problems(conn, payload, sender, now_us)
+        if key_entry is None:
+            _flag_catalog_problems(conn, payload, sender, now_us)
         # Cases follow their messages in the same transaction (cyber referrals, case updates).
         on_message_committed(
             conn,
@@ -336,14 +371,42 @@ def _accept_one(
             len(batch.entries) - 1,
         )
     )
+    if key_entry is not None:  # the key event's statement is a leaf of its own
+        batch.entries.append(key_entry)
     result.outcomes.append(Outcome(payload.id, "accepted"))
 
 
-def _record_embedded_head(conn: Connection, peer: Card, encoded: str, now_us: int) -> None:
-    """A tree head a peer's message carries: verified, kept, checked for equivocation."""
-    head = verify_tree_head(
-        b64decode(encoded, what="tree head", limit=64 * 1024), peer.signing_key, log=peer.name
+def _check_signing_key(
+    conn: Connection, peer: Card, opened: Opened, now_us: int, batch: _Batch
+) -> None:
+    """The key that signed this statement may still sign (docs/protocol.md §15.5): active, or
+    rotated and within its overlap; never revoked (but for another revocation), nor pending."""
+    keys = batch.peer_keys(conn, peer)
+    found = keys.get(opened.statement.key_id)
+    if found is None:  # open_envelope verified with one of these keys; this cannot happen
+        raise VerificationError("signed by a key not in the history", code=ErrorCode.UNKNOWN_KEY)
+    payload = opened.payload
+    created = getattr(payload, "created", "")
+    check_key_use(
+        found[1],
+        now=from_us(now_us),
+        signed_at=parse_time(created, what="created") if created else from_us(now_us),
+        revocation=isinstance(payload, MessagePayload) and payload.type == keyring.REVOCATION_TYPE,
     )
+
+
+def _record_embedded_head(
+    conn: Connection,
+    peer: Card,
+    encoded: str,
+    now_us: int,
+    keys: Mapping[bytes, tuple[SigningPublicKey, KeyStanding]],
+) -> None:
+    """A tree head a peer's message carries: verified (with whichever of the peer's keys signed
+    it: a head signed before a rotation stays valid), kept, checked for equivocation."""
+    statement = b64decode(encoded, what="tree head", limit=64 * 1024)
+    signer = keys.get(peek_statement(statement)[1], (peer.signing_key, None))[0]
+    head = verify_tree_head(statement, signer, log=peer.name)
     record_peer_head(
         conn,
         peer=peer.name,

@@ -103,6 +103,8 @@ class Draft:
     author: str | None = None
     released_by: str | None = None
     notification: str | None = None  # one id for the copies of a notification to many peers
+    #: A key event (docs/protocol.md §15): not a catalog type, so not validated by the catalog.
+    key_event: bool = False
 
 
 def checked_body(msg_type: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -121,7 +123,7 @@ def _queue(
     head: TreeHead,
     entries: list[transcript.NewEntry],
 ) -> str:
-    body = checked_body(draft.msg_type, draft.body)
+    body = draft.body if draft.key_event else checked_body(draft.msg_type, draft.body)
     if draft.msg_type == "response" and body.get("in_reply_to") != draft.in_reply_to:
         raise InputError(
             "a response names the message it answers in its body and envelope alike",
@@ -186,12 +188,20 @@ def submit_messages(
 ) -> list[str]:
     """Sign, seal and durably queue messages in one transaction: all of them or none."""
     with store.write() as conn:
-        # One tree head and one transcript append serve the whole batch.
-        head = current_own_head(conn, identity, now)
-        entries: list[transcript.NewEntry] = []
-        ids = [_queue(conn, identity, draft, now, head, entries) for draft in drafts]
-        transcript.append(conn, entries)
-        return ids
+        return queue_messages(conn, identity, drafts, now=now)
+
+
+def queue_messages(
+    conn: Connection, identity: Identity, drafts: list[Draft], *, now: datetime
+) -> list[str]:
+    """``submit_messages`` inside the caller's transaction (a key event commits its messages
+    with the key change they announce)."""
+    # One tree head and one transcript append serve the whole batch.
+    head = current_own_head(conn, identity, now)
+    entries: list[transcript.NewEntry] = []
+    ids = [_queue(conn, identity, draft, now, head, entries) for draft in drafts]
+    transcript.append(conn, entries)
+    return ids
 
 
 def submit_message(

@@ -5,6 +5,7 @@ Layout of ``DIR``::
     node.toml          name, listen address, endpoint, display names, timings
     keys/signing.key   Ed25519 seed (32) || ML-DSA-65 seed (32)         mode 0600
     keys/encryption.key ML-KEM-768 seed (64) || X25519 private key (32)  mode 0600
+    keys/previous/KEYID.encryption.key  decryption keys of earlier generations (rotation)
     api.token          bearer token of the local API (CLI -> running node)  mode 0600
     store.sqlite       the store (unless ``store_url`` names another)
 """
@@ -18,7 +19,7 @@ import secrets
 import sys
 import tomllib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,10 @@ from sqlalchemy import insert, select
 
 from hotline.core.card import Card, Identity, check_name, make_card, parse_card_statement
 from hotline.core.encoding import to_us
+from hotline.core.keyevents import KeyState
 from hotline.core.keys import DecryptionKey, SigningKey
 from hotline.errors import ConfigError, ErrorCode, InputError, NotFoundError, VerificationError
+from hotline.link import keyring
 from hotline.link.deadlines import default_deadlines
 from hotline.node.keyfile import is_encrypted, open_key, seal_key
 from hotline.store import Store
@@ -39,6 +42,12 @@ log = logging.getLogger(__name__)
 CONFIG_FILE = "node.toml"
 SIGNING_KEY_FILE = "keys/signing.key"
 ENCRYPTION_KEY_FILE = "keys/encryption.key"
+#: Decryption keys of earlier generations: envelopes peers sealed before they learnt of a
+#: rotation still open. Old signing keys are not kept (nothing needs them once rotated out).
+PREVIOUS_KEYS_DIR = "keys/previous"
+#: A rotation writes the new keys beside the current ones first; they replace them once the
+#: store has committed the rotation (and at the next start if the node stopped in between).
+NEXT_SUFFIX = ".next"
 API_TOKEN_FILE = "api.token"  # noqa: S105 (a file name, not a secret)
 STORE_FILE = "store.sqlite"
 MAX_CONFIG_BYTES = 64 * 1024
@@ -347,17 +356,105 @@ class NodeHome:
         if self._identity is None:
             if self.keys_encrypted and not self._passphrase and sys.stdin.isatty():
                 self._passphrase = getpass.getpass(f"passphrase of {self.config.name}'s keys: ")
-            signing = _read_private(self.dir / SIGNING_KEY_FILE, 64, self._passphrase)
-            enc = _read_private(self.dir / ENCRYPTION_KEY_FILE, 96, self._passphrase)
-            try:
-                self._identity = Identity(
-                    self.config.name,
-                    SigningKey(signing[:32], signing[32:]),
-                    DecryptionKey(enc[:64], enc[64:]),
-                )
-            except ValueError as e:
-                raise ConfigError(f"key files in {self.dir} are invalid: {e}") from e
+            self._finish_key_change()
+            self._identity = self._load_identity()
         return self._identity
+
+    def _load_identity(self, suffix: str = "") -> Identity:
+        signing = _read_private(self.dir / (SIGNING_KEY_FILE + suffix), 64, self._passphrase)
+        enc = _read_private(self.dir / (ENCRYPTION_KEY_FILE + suffix), 96, self._passphrase)
+        previous = []
+        folder = self.dir / PREVIOUS_KEYS_DIR
+        if not suffix and folder.is_dir():
+            # Newest first: an envelope is most likely sealed to the generation just retired.
+            files = sorted(folder.glob("*.encryption.key"), key=lambda p: -p.stat().st_mtime_ns)
+            for path in files:
+                old = _read_private(path, 96, self._passphrase)
+                previous.append(DecryptionKey(old[:64], old[64:]))
+        try:
+            return Identity(
+                self.config.name,
+                SigningKey(signing[:32], signing[32:]),
+                DecryptionKey(enc[:64], enc[64:]),
+                tuple(previous),
+            )
+        except ValueError as e:
+            raise ConfigError(f"key files in {self.dir} are invalid: {e}") from e
+
+    def reload_identity(self) -> Identity:
+        """Read the key files again (a rotation by the CLI while the node runs)."""
+        self._identity = None
+        return self.identity
+
+    def _finish_key_change(self) -> None:
+        """Key files of a rotation or revocation replace the current ones if (and only if) the
+        store committed that change: the key history's active own key is theirs."""
+        nxt = self.dir / (SIGNING_KEY_FILE + NEXT_SUFFIX)
+        if not nxt.exists():
+            return
+        new = self._load_identity(NEXT_SUFFIX)
+        with self.store.read() as conn:
+            committed = any(
+                r.state is KeyState.ACTIVE and r.key_id == new.signing.public.key_id.hex()
+                for r in keyring.history(conn, self.config.name)
+            )
+        if committed:
+            self._install_next()
+        else:  # the change never committed: the new keys were never announced
+            for name in (SIGNING_KEY_FILE, ENCRYPTION_KEY_FILE):
+                (self.dir / (name + NEXT_SUFFIX)).unlink(missing_ok=True)
+
+    def _install_next(self) -> None:
+        current = self._load_identity()
+        key_id = current.signing.public.key_id.hex()
+        folder = self.dir / PREVIOUS_KEYS_DIR
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        archived = folder / f"{key_id}.encryption.key"
+        if not archived.exists():
+            _write_private(archived, (self.dir / ENCRYPTION_KEY_FILE).read_bytes())
+        for name in (ENCRYPTION_KEY_FILE, SIGNING_KEY_FILE):  # signing last: it names the change
+            os.replace(self.dir / (name + NEXT_SUFFIX), self.dir / name)
+
+    def change_keys(
+        self, now: datetime, *, overlap: timedelta | None = None, compromised_at: datetime | None
+    ) -> keyring.OwnEvent:
+        """Rotate (``overlap``) or revoke (``compromised_at``) this node's keys: new keys, the
+        signed key event recorded and queued to every peer in one transaction, then the new key
+        files in place (docs/protocol.md §15)."""
+        old = self.identity
+        old_card = self.card(now)
+        new = Identity(self.config.name, SigningKey.generate(), DecryptionKey.generate())
+        new_card = self.card(now, identity=new)
+        passphrase = self._passphrase if self.keys_encrypted else None
+        if self.keys_encrypted and not passphrase:
+            raise ConfigError("the passphrase is needed to write the new key files")
+        for path, key in (
+            (SIGNING_KEY_FILE, b"".join(new.signing.private_bytes())),
+            (ENCRYPTION_KEY_FILE, b"".join(new.decryption.private_bytes())),
+        ):
+            sealed = seal_key(key, passphrase) if passphrase else key
+            _write_private(self.dir / (path + NEXT_SUFFIX), sealed)
+        cards = self.peer_cards()
+        ttl = timedelta(seconds=self.config.default_ttl_s)
+        try:
+            with self.store.write() as conn:
+                if compromised_at is None:
+                    event = keyring.record_own_rotation(
+                        conn, old, old_card, new, new_card, cards, now=now,
+                        overlap=overlap or timedelta(days=7),
+                    )  # fmt: skip
+                else:
+                    event = keyring.record_own_revocation(
+                        conn, old, old_card, new, new_card, cards, now=now,
+                        compromised_at=min(compromised_at, now), ttl=ttl,
+                    )  # fmt: skip
+        except BaseException:
+            for name in (SIGNING_KEY_FILE, ENCRYPTION_KEY_FILE):
+                (self.dir / (name + NEXT_SUFFIX)).unlink(missing_ok=True)
+            raise
+        self._install_next()
+        self._identity = None
+        return event
 
     @property
     def keys_encrypted(self) -> bool:
@@ -367,12 +464,12 @@ class NodeHome:
         except FileNotFoundError:
             return False
 
-    def card(self, now: datetime) -> Card:
+    def card(self, now: datetime, *, identity: Identity | None = None) -> Card:
         endpoints = [self.config.endpoint] if self.config.endpoint else []
         endpoints += [e for e in self.config.alternate_endpoints if e not in endpoints]
         role = self.config.role if self.config.role in ("node", "witness", "relay") else "node"
         return make_card(
-            self.identity,
+            identity or self.identity,
             display_names=self.config.display_names,
             endpoints=endpoints,
             created=now,
@@ -426,6 +523,7 @@ class NodeHome:
                     added_at_us=to_us(now),
                 )
             )
+            keyring.add_key(conn, card, state=KeyState.ACTIVE, now_us=to_us(now), confirmed=True)
 
     def peer_cards(self) -> dict[str, Card]:
         with self.store.read() as conn:

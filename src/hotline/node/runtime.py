@@ -27,12 +27,12 @@ from hotline.errors import (
     TransportError,
     VerificationError,
 )
-from hotline.link import inbox, outbox
+from hotline.link import inbox, keyring, outbox
 from hotline.link.deadlines import Overdue, escalate
 from hotline.link.delivery import PeerLink
 from hotline.link.inbox import Received
 from hotline.link.status import link_report
-from hotline.node.home import NodeHome
+from hotline.node.home import SIGNING_KEY_FILE, NodeHome
 from hotline.operators.release import needs_release
 from hotline.referrals.cases import list_cases
 from hotline.store.messages import (
@@ -179,11 +179,18 @@ class Node:
         self._case_alarms: dict[str, int] = {}
         self._registry: Registry | None = None
         self._registry_loaded = datetime.now(UTC)
+        self._key_file_mtime = self._key_mtime()
         self.reload_peers()
 
     def reload_peers(self) -> None:
         self.peers = self.home.peer_cards()
+        now = datetime.now(UTC)
         for name, card in self.peers.items():
+            link = self.links.get(name)
+            if link is not None:
+                # A rotation or a confirmed new key replaced the card: seal to its keys now.
+                link.peer = card
+                self._refresh_keys(link, now)
             if name not in self.links:
                 self.links[name] = PeerLink(
                     identity=self.identity,
@@ -194,8 +201,46 @@ class Node:
                     heartbeat_interval_s=self.home.config.heartbeat_interval_s,
                     max_clock_skew_s=self.home.config.max_clock_skew_s,
                 )
+                self._refresh_keys(self.links[name], now)
                 if self._tasks:
                     self._start_link(self.links[name])
+
+    def _refresh_keys(self, link: PeerLink, now: datetime) -> None:
+        """The peer's keys that may sign now, and whether its key is revoked (docs/protocol.md
+        §15): read from the key history."""
+        with self.store.read() as conn:
+            link.other_keys = keyring.usable_keys(conn, link.peer, now)
+            revoked = keyring.revoked_without_successor(conn, link.peer.name)
+        link.blocked = (
+            f"{link.peer.name}'s key is revoked; nothing is sent until its new key's fingerprint "
+            f"is confirmed (hotline peer confirm-key {link.peer.name})"
+            if revoked
+            else None
+        )
+
+    def reload_identity(self) -> None:
+        """Pick up new key files (``hotline keys rotate`` or ``revoke`` while the node runs)."""
+        mtime = self._key_mtime()
+        if mtime == self._key_file_mtime:
+            return
+        self._key_file_mtime = mtime
+        identity = self.home.reload_identity()
+        if identity.signing.public.key_id == self.identity.signing.public.key_id:
+            return
+        log.warning(
+            "now signing with key %s (was %s)",
+            identity.signing.public.key_id.hex(),
+            self.identity.signing.public.key_id.hex(),
+        )
+        self.identity = identity
+        for link in self.links.values():
+            link.identity = identity
+
+    def _key_mtime(self) -> int:
+        try:
+            return (self.home.dir / SIGNING_KEY_FILE).stat().st_mtime_ns
+        except FileNotFoundError:
+            return 0
 
     # -- change notification (live views, long-polls) --------------------------------------
 
@@ -234,6 +279,8 @@ class Node:
         also: Callable[[Connection], None] | None = None,
     ) -> Received:
         result = self._receive_committed(envelopes, source, also)
+        if result.key_changes:
+            self.reload_peers()
         self._assess_activities(result.activity_ids)
         if result.delivered_ids or result.updated_ids:
             self.notify_changed()
@@ -712,6 +759,7 @@ class Node:
     def wake(self, peer: str | None = None) -> None:
         """Look at the outbox now (after a write by this process or by the CLI)."""
         if peer is None:
+            self.reload_identity()
             self.reload_peers()
         for name, link in self.links.items():
             if peer is None or name == peer:
@@ -746,6 +794,10 @@ class Node:
         # Another process (the CLI) may change the store; wake long-polls now and then.
         while True:
             await asyncio.sleep(1.0)
+            try:
+                self.reload_identity()
+            except HotlineError as e:
+                log.warning("reading new key files: %s", e)
             self.notify_changed()
 
     async def stop(self) -> None:

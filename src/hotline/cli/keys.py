@@ -1,0 +1,190 @@
+"""Key lifecycle commands: rotate and revoke this node's keys, list their history, and confirm
+a peer's new key after a fresh fingerprint check (docs/protocol.md §15)."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from hotline.cli.node import (
+    DirOption,
+    JsonOption,
+    _parse_ttl,
+    _print_json,
+    _wake_node,
+    console,
+    peer_app,
+)
+from hotline.core.card import normalize_fingerprint
+from hotline.core.encoding import parse_time, to_us
+from hotline.core.keyevents import MAX_OVERLAP
+from hotline.errors import HotlineError, InputError
+from hotline.link import keyring
+from hotline.node.home import NodeHome
+
+app = typer.Typer(help="This node's keys: rotation, revocation, history.", no_args_is_help=True)
+
+
+def _event_out(event: keyring.OwnEvent) -> dict[str, Any]:
+    return {
+        "kind": event.kind.value,
+        "old_key_id": event.old_key_id,
+        "new_key_id": event.new_key_id,
+        "new_fingerprint": event.new_fingerprint,
+        "sent_to": event.message_ids,
+        "dropped": event.dropped,
+    }
+
+
+@app.command("rotate")
+def rotate(
+    dir: DirOption,
+    overlap: Annotated[
+        str, typer.Option(help="How long peers accept the old key too, e.g. 7d (at most 90d).")
+    ] = "7d",
+    json_out: JsonOption = False,
+) -> None:
+    """New keys; a rotation statement signed by the old and the new key goes to every peer."""
+    length = _parse_ttl(overlap) or timedelta(days=7)
+    if not timedelta(0) < length <= MAX_OVERLAP:
+        raise InputError(f"--overlap must be more than 0 and at most {MAX_OVERLAP.days}d")
+    home = NodeHome(dir)
+    event = home.change_keys(datetime.now(UTC), overlap=length, compromised_at=None)
+    _wake_node(home)
+    if json_out:
+        _print_json(_event_out(event))
+        return
+    console.print(f"rotated: key {event.old_key_id} -> [bold]{event.new_key_id}[/]")
+    console.print(f"new fingerprint: [bold]{event.new_fingerprint}[/]", highlight=False)
+    console.print(
+        f"queued to {len(event.message_ids)} peer(s): {', '.join(event.message_ids) or '-'}; "
+        f"they accept the old key for {overlap} more"
+    )
+
+
+@app.command("revoke")
+def revoke(
+    dir: DirOption,
+    compromised_at: Annotated[
+        str,
+        typer.Option(
+            help="When the key may have been compromised (RFC 3339, e.g. "
+            "2026-11-26T03:00:00Z), or 'now'."
+        ),
+    ],
+    json_out: JsonOption = False,
+) -> None:
+    """Declare the current key compromised; new keys; every peer must check the new
+    fingerprint with you by telephone (hotline peer confirm-key) before it accepts them."""
+    now = datetime.now(UTC)
+    since = now if compromised_at == "now" else _time(compromised_at)
+    if since > now:
+        raise InputError("--compromised-at is in the future")
+    home = NodeHome(dir)
+    event = home.change_keys(now, compromised_at=since)
+    _wake_node(home)
+    if json_out:
+        _print_json(_event_out(event))
+        return
+    console.print(f"revoked key {event.old_key_id} as compromised since {since.isoformat()}")
+    console.print(f"new key {event.new_key_id}")
+    console.print(
+        f"READ THIS FINGERPRINT TO EACH PEER BY TELEPHONE: [bold]{event.new_fingerprint}[/]",
+        highlight=False,
+    )
+    if event.dropped:
+        console.print(
+            f"{len(event.dropped)} queued message(s) were signed by the revoked key and will "
+            f"not be delivered; send them again: {', '.join(event.dropped[:10])}"
+        )
+
+
+def _time(text: str) -> datetime:
+    try:
+        return parse_time(text, what="--compromised-at")
+    except HotlineError as e:
+        raise InputError(e.detail, fields={"compromised_at": "RFC 3339 time"}) from e
+
+
+@app.command("list")
+def list_keys(dir: DirOption, json_out: JsonOption = False) -> None:
+    """This node's keys, oldest first: active, overlap, retired or revoked."""
+    home = NodeHome(dir)
+    now = datetime.now(UTC)
+    with home.store.write() as conn:
+        keyring.ensure_own_key(conn, home.card(now), to_us(now))
+        records = keyring.history(conn, home.config.name)
+    rows = [r.to_dict(to_us(now)) for r in records]
+    if json_out:
+        _print_json(rows)
+        return
+    _print_keys(rows)
+
+
+def _print_keys(rows: list[dict[str, Any]]) -> None:
+    table = Table("key id", "state", "fingerprint", "added", "until / compromised")
+    for r in rows:
+        table.add_row(
+            r["key_id"],
+            r["state"],
+            r["fingerprint"],
+            (r["added"] or "")[:19],
+            (r["valid_until"] or r["compromised_at"] or "")[:19],
+        )
+    console.print(table)
+
+
+@peer_app.command("confirm-key")
+def confirm_key(
+    name: Annotated[str, typer.Argument(help="The peer whose new key to confirm.")],
+    dir: DirOption,
+    fingerprint: Annotated[
+        str | None, typer.Option(help="The new fingerprint, read out of band (for scripts).")
+    ] = None,
+) -> None:
+    """Accept a peer's new key after its revocation, once its fingerprint is checked again."""
+    home = NodeHome(dir)
+    if fingerprint is None:
+        if not sys.stdin.isatty():
+            raise InputError("no terminal to confirm on: pass --fingerprint CODE")
+        fingerprint = typer.prompt("Read the new fingerprint with the other side; type it")
+    now_us = to_us(datetime.now(UTC))
+    with home.store.write() as conn:
+        record = keyring.confirm_peer_key(
+            conn, home.identity, name, normalize_fingerprint(fingerprint), now_us
+        )
+    console.print(f"confirmed {name}'s key {record.key_id}; it is now the peer's key")
+    _wake_node(home)
+
+
+@peer_app.command("show")
+def peer_show(
+    name: Annotated[str, typer.Argument(help="A peer's name.")],
+    dir: DirOption,
+    json_out: JsonOption = False,
+) -> None:
+    """A peer's card and the state of each of its keys (active, overlap, revoked, pending)."""
+    home = NodeHome(dir)
+    card = home.peer_card(name)
+    now_us = to_us(datetime.now(UTC))
+    with home.store.read() as conn:
+        records = keyring.history(conn, name)
+    keys = [r.to_dict(now_us) for r in records]
+    out: dict[str, Any] = {
+        "name": card.name,
+        "role": card.role,
+        "fingerprint": card.fingerprint,
+        "endpoints": list(card.endpoints),
+        "display_names": card.display_names,
+        "keys": keys,
+    }
+    if json_out:
+        _print_json(out)
+        return
+    console.print(f"[bold]{card.name}[/] ({card.role}) fingerprint {card.fingerprint}")
+    console.print(f"endpoints: {', '.join(card.endpoints)}")
+    _print_keys(keys)

@@ -1,0 +1,174 @@
+"""Key rotation and revocation between two real node processes over HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from hotline.cli import main
+from hotline.core.card import Identity
+from hotline.core.envelope import Kind, encode_batch, new_id, seal, sign_message
+from hotline.link import keyring
+from hotline.node.home import NodeHome
+from hotline.store.messages import get_message
+from hotline.store.schema import security_events
+
+pytestmark = pytest.mark.integration
+
+
+def _wait(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def _cli_json(capsys, *args: str):
+    capsys.readouterr()
+    code = main([*args, "--json"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    return json.loads(out)
+
+
+def _state(home: NodeHome, message_id: str) -> str | None:
+    with home.store.read() as conn:
+        view = get_message(conn, message_id, home.config.name)
+    return None if view is None else view.state.value
+
+
+def _send(capsys, src: NodeHome, to: str, text: str) -> str:
+    return str(_cli_json(capsys, "send", "--dir", str(src.dir), "--to", to, "--text", text)["id"])
+
+
+def _post_signed_by(identity: Identity, dst: NodeHome, seq: int) -> dict[str, object]:
+    """A message signed with ``identity`` (e.g. a key rotated out), straight to dst's link."""
+    now = datetime.now(UTC)
+    message_id = new_id(now)
+    statement = sign_message(
+        identity,
+        to=dst.config.name,
+        message_id=message_id,
+        seq=seq,
+        created=now,
+        msg_type="free_text",
+        priority="routine",
+        body={"text": "old key", "lang": "en"},
+    )
+    envelope = seal(
+        kind=Kind.MESSAGE,
+        sender=identity.name,
+        recipient=dst.config.name,
+        envelope_id=message_id,
+        statement=statement,
+        recipient_key=NodeHome(dst.dir).identity.decryption.public,
+    )
+    reply = httpx.post(
+        f"{dst.config.endpoint}/v1/envelopes",
+        content=encode_batch([envelope]),
+        headers={"content-type": "application/vnd.hotline.batch"},
+        timeout=10,
+    )
+    result: dict[str, object] = reply.json()["results"][0]
+    return result
+
+
+def _key_state(home: NodeHome, peer: str) -> dict[str, str]:
+    with home.store.read() as conn:
+        return {
+            r.key_id: r.shown_state(int(time.time() * 1e6)) for r in keyring.history(conn, peer)
+        }
+
+
+def _events(home: NodeHome, code: str) -> int:
+    with home.store.read() as conn:
+        return len(
+            list(conn.execute(select(security_events.c.id).where(security_events.c.code == code)))
+        )
+
+
+def test_rotation_keeps_messages_flowing_and_retires_the_old_key(linked_nodes, capsys):
+    w, m = linked_nodes["washington"].home, linked_nodes["moscow"].home
+    old = NodeHome(w.dir).identity
+    first = _send(capsys, w, "moscow", "before the rotation")
+    _wait(lambda: _state(w, first) == "delivered", 15, "first message delivered")
+
+    rotated = _cli_json(capsys, "keys", "rotate", "--dir", str(w.dir), "--overlap", "6s")
+    _wait(
+        lambda: _key_state(m, "washington").get(rotated["new_key_id"]) == "active",
+        15,
+        "moscow accepts washington's new key",
+    )
+    assert _key_state(m, "washington")[rotated["old_key_id"]] == "overlap"
+
+    # Both directions keep working across the overlap, with the running nodes on new keys.
+    ids = [
+        (w, _send(capsys, w, "moscow", "signed by the new key")),
+        (m, _send(capsys, m, "washington", "to the new encryption key")),
+    ]
+    for home, message_id in ids:
+        _wait(lambda h=home, i=message_id: _state(h, i) == "delivered", 15, "delivery")
+    # Within the overlap the old key is still accepted ...
+    assert _post_signed_by(old, m, 5000)["status"] == "accepted"
+    listed = _cli_json(capsys, "keys", "list", "--dir", str(w.dir))
+    assert [k["state"] for k in listed] == ["overlap", "active"]
+    shown = _cli_json(capsys, "peer", "show", "washington", "--dir", str(m.dir))
+    assert shown["fingerprint"] == rotated["new_fingerprint"]
+
+    # ... and refused once it ends; the new key goes on.
+    time.sleep(6.5)
+    refused = _post_signed_by(old, m, 5001)
+    assert (refused["status"], refused["code"]) == ("rejected", "key_expired")
+    after = _send(capsys, w, "moscow", "after the overlap")
+    _wait(lambda: _state(w, after) == "delivered", 15, "delivery after the overlap")
+
+
+def test_revocation_refuses_the_old_key_until_the_new_fingerprint_is_confirmed(
+    linked_nodes, capsys
+):
+    w, m = linked_nodes["washington"].home, linked_nodes["moscow"].home
+    old = NodeHome(w.dir).identity
+    revoked = _cli_json(capsys, "keys", "revoke", "--dir", str(w.dir), "--compromised-at", "now")
+    _wait(
+        lambda: _key_state(m, "washington").get(revoked["new_key_id"]) == "pending",
+        15,
+        "moscow learns of the revocation",
+    )
+    assert _key_state(m, "washington")[revoked["old_key_id"]] == "revoked"
+    refused = _post_signed_by(old, m, 5000)
+    assert (refused["status"], refused["code"]) == ("rejected", "key_revoked")
+
+    # Signed by the new, unconfirmed key: refused (and retried) in one direction; in the other,
+    # moscow seals nothing to washington's revoked key.
+    to_moscow = _send(capsys, w, "moscow", "from the new key")
+    to_washington = _send(capsys, m, "washington", "waits for the fingerprint")
+    _wait(lambda: _events(m, "key_unconfirmed") > 0, 15, "moscow refuses the unconfirmed key")
+    time.sleep(1.0)
+    assert _state(w, to_moscow) in ("queued", "sent")
+    assert _state(m, to_washington) == "queued"
+
+    assert (
+        main(
+            [
+                "peer",
+                "confirm-key",
+                "washington",
+                "--dir",
+                str(m.dir),
+                "--fingerprint",
+                revoked["new_fingerprint"],
+            ]
+        )
+        == 0
+    )
+    _wait(lambda: _state(w, to_moscow) == "delivered", 20, "delivery after the confirmation")
+    _wait(lambda: _state(m, to_washington) == "delivered", 20, "moscow's queue, sealed again")
+    shown = _cli_json(capsys, "peer", "show", "washington", "--dir", str(m.dir))
+    assert [k["state"] for k in shown["keys"]] == ["revoked", "active"]
