@@ -32,21 +32,44 @@ def free_port() -> int:
 
 
 class NodeProcess:
-    """One ``hotline serve`` process; can be stopped, killed with SIGKILL and restarted."""
+    """One ``hotline serve`` process; can be stopped, killed with SIGKILL and restarted.
 
-    def __init__(self, home: NodeHome, log_dir: Path) -> None:
+    ``wrapper`` prefixes the command (``ip netns exec NS`` runs it in a network namespace);
+    ``local_url`` is where this machine reaches its API when that is not the listen address.
+    """
+
+    def __init__(
+        self,
+        home: NodeHome,
+        log_dir: Path,
+        *,
+        wrapper: list[str] | None = None,
+        local_url: str | None = None,
+    ) -> None:
         self.home = home
         self.log_path = log_dir / f"{home.config.name}.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self.wrapper = wrapper or []
+        self._local_url = local_url
 
     @property
     def endpoint(self) -> str:
+        """The URL in the node's card: where peers reach it (maybe through a proxy)."""
         return self.home.config.endpoint
+
+    @property
+    def local_url(self) -> str:
+        """Where the operator API is reached from this machine: the listen address."""
+        if self._local_url is not None:
+            return self._local_url
+        host = self.home.config.listen_host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.home.config.listen_port}"
 
     def start(self) -> None:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [
+                    *self.wrapper,
                     sys.executable,
                     "-m",
                     "hotline",
@@ -65,7 +88,7 @@ class NodeProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"node exited: {self.log_path.read_text()[-2000:]}")
             try:
-                if httpx.get(f"{self.endpoint}/healthz", timeout=0.5).status_code == 200:
+                if httpx.get(f"{self.local_url}/healthz", timeout=0.5).status_code == 200:
                     return
             except httpx.HTTPError:
                 time.sleep(0.05)
@@ -86,7 +109,7 @@ class NodeProcess:
 
     def api(self) -> httpx.Client:
         return httpx.Client(
-            base_url=self.endpoint,
+            base_url=self.local_url,
             headers={"authorization": f"Bearer {self.home.api_token}"},
             timeout=30.0,
         )

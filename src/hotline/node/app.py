@@ -20,6 +20,7 @@ from fastapi import Body, Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import ClientDisconnect
 
 from hotline import __version__, transcript
 from hotline.compose.priority import Priority
@@ -53,11 +54,18 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise WireError(f"body of {declared} bytes over limit {limit}", code=ErrorCode.TOO_LARGE)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise WireError(f"body over limit {limit}", code=ErrorCode.TOO_LARGE)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise WireError(f"body over limit {limit}", code=ErrorCode.TOO_LARGE)
+            chunks.append(chunk)
+    except ClientDisconnect as e:
+        # A path that breaks mid-request (found by the chaos storm): the sender retries; this
+        # is a refusal like any other, not an internal error with a traceback.
+        raise WireError(
+            f"the connection closed after {size} bytes of the body", code=ErrorCode.MALFORMED
+        ) from e
     return b"".join(chunks)
 
 
