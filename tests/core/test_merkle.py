@@ -607,3 +607,61 @@ def test_a_proof_does_not_bind_the_tree_size() -> None:
         merkle.verify_consistency(
             old_size=1, new_size=new_size, old_root=hashes[0], new_root=root33, proof=proof
         )
+
+
+def _accepts(leaf: bytes, index: int, size: int, proof: list[bytes], root: bytes) -> bool:
+    try:
+        merkle.verify_inclusion(leaf_hash=leaf, index=index, size=size, proof=proof, root=root)
+    except HotlineError:
+        return False
+    return True
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.integers(min_value=1, max_value=70), st.data())
+def test_inclusion_checker_accepts_exactly_what_verify_inclusion_accepts(
+    size: int, data: st.DataObject
+) -> None:
+    """One checker over a stream of honest and damaged proofs (the damaged ones often sharing
+    the top of an accepted path, where its memory would wrongly shortcut if it were inexact)
+    gives, proof by proof, the verdict of the plain RFC 9162 verifier."""
+    hashes = [merkle.leaf_hash(i.to_bytes(4, "big")) for i in range(size)]
+    root = merkle.root_from_leaf_hashes(hashes)
+    checker = merkle.InclusionChecker(size=size, root=root)
+    for _ in range(data.draw(st.integers(min_value=1, max_value=30))):
+        index = data.draw(st.integers(min_value=0, max_value=size - 1))
+        proof = merkle.inclusion_proof(hashes, index)
+        leaf = hashes[index]
+        damage = data.draw(st.sampled_from(["none", "none", "byte", "leaf", "index", "cut", "add"]))
+        if damage == "byte" and proof:
+            at = data.draw(st.integers(min_value=0, max_value=len(proof) - 1))
+            proof[at] = bytes([proof[at][0] ^ 1]) + proof[at][1:]
+        elif damage == "leaf":
+            leaf = hashes[(index + 1) % size]
+        elif damage == "index":
+            index = data.draw(st.integers(min_value=0, max_value=size))
+        elif damage == "cut" and proof:
+            proof = proof[1:]
+        elif damage == "add":
+            proof = [*proof, hashes[0]]
+        expected = _accepts(leaf, index, size, proof, root)
+        try:
+            checker.check(leaf, index, merkle.encode_proof(proof))
+            verdict = True
+        except VerificationError as e:
+            assert e.code == ErrorCode.BAD_PROOF
+            verdict = False
+        assert verdict == expected, (damage, index, size)
+
+
+def test_inclusion_checker_refuses_malformed_proofs() -> None:
+    root = merkle.root_from_leaf_hashes(LEAF_HASHES)
+    checker = merkle.InclusionChecker(size=8, root=root)
+    with pytest.raises(WireError):
+        checker.check(LEAF_HASHES[0], 0, b"\x00" * 33)
+    with pytest.raises(WireError):
+        checker.check(LEAF_HASHES[0], 0, b"\x00" * 32 * 65)
+    with pytest.raises(InputError):
+        checker.check(b"short", 0, b"")
+    with pytest.raises(InputError):
+        merkle.InclusionChecker(size=8, root=b"short")

@@ -89,29 +89,39 @@ def test_a_node_that_rewrites_its_log_is_caught_by_its_peer(linked_nodes, log_re
 
 
 def _bundle_of(capsys, w: NodeHome, tmp_path) -> tuple[dict, bytes]:
-    out = tmp_path / "bundle.json"
+    """The exported bundle as {"header": ..., "records": [...]} and its signature line."""
+    out = tmp_path / "bundle.hotline"
     args = ["audit", "export", "--dir", str(w.dir), "--peer", "moscow", "--out", str(out)]
     assert main(args) == 0
-    body, signature, _ = out.read_bytes().split(b"\n")
-    return json.loads(body), signature
+    lines = out.read_bytes().split(b"\n")
+    assert lines[-1] == b""
+    records = [json.loads(line) for line in lines[1:-2]]
+    return {"header": json.loads(lines[0]), "records": records}, lines[-2]
 
 
 def _verify(capsys, tmp_path, bundle: dict, signature: bytes | None = None) -> tuple[int, str]:
     """Verify ``bundle`` re-signed by washington (the tampering tests forge as the exporter
     would, to reach the checks behind the exporter's signature), or with ``signature``."""
-    path = tmp_path / "candidate.json"
-    body = json.dumps(bundle, separators=(",", ":")).encode()
+    path = tmp_path / "candidate.hotline"
+    body = b"".join(
+        json.dumps(x, separators=(",", ":")).encode() + b"\n"
+        for x in [bundle["header"], *bundle["records"]]
+    )
     if signature is None:
         home = NodeHome(tmp_path / "washington")
-        data = sign_bundle(home.identity, body, bundle["exported_at"])
+        data = sign_bundle(home.identity, body, bundle["header"]["exported_at"])
         home.close()
     else:
-        data = body + b"\n" + signature + b"\n"
+        data = body + signature + b"\n"
     path.write_bytes(data)
     capsys.readouterr()
     code = main(["audit", "verify", str(path), "--workers", "1", "--json"])
     captured = capsys.readouterr()
     return code, captured.out + captured.err
+
+
+def _statement(record: list) -> bytes:
+    return base64.b64decode(record[0])
 
 
 def test_audit_bundle_verifies_offline_and_every_tampering_is_named(linked_nodes, capsys, tmp_path):
@@ -126,12 +136,13 @@ def test_audit_bundle_verifies_offline_and_every_tampering_is_named(linked_nodes
     report = json.loads(out)
     # Any change to the exported bytes breaks the exporter's signature.
     edited = json.loads(json.dumps(bundle))
-    edited["exported_at"] = edited["exported_at"].replace("20", "21", 1)
+    edited["header"]["exported_at"] = edited["header"]["exported_at"].replace("20", "21", 1)
     code, out = _verify(capsys, tmp_path, edited, signature)
     assert code == 4 and "signature" in out
     # An entry renamed to another message id is refused.
     renamed = json.loads(json.dumps(bundle))
-    renamed["logs"]["washington"]["entries"][0]["ref"] = ids[2]
+    entry = next(e for r in renamed["records"] for e in r[1] if e[0] == "washington")
+    entry[3] = ids[2] if entry[3] != ids[2] else ids[1]
     code, out = _verify(capsys, tmp_path, renamed)
     assert code == 4 and "ref" in out
     assert report["messages"] == 4  # three from washington, the answer from moscow
@@ -139,38 +150,53 @@ def test_audit_bundle_verifies_offline_and_every_tampering_is_named(linked_nodes
     assert set(report["logs"]) == {"washington", "moscow"}
     assert report["logs"]["moscow"]["entries"] > 0
 
-    # One byte changed in a statement.
-    key = next(iter(bundle["statements"]))
+    # One byte changed in a statement: named by its record.
     tampered = json.loads(json.dumps(bundle))
-    raw = bytearray(base64.b64decode(tampered["statements"][key]))
+    raw = bytearray(_statement(tampered["records"][2]))
     raw[len(raw) // 2] ^= 1
-    tampered["statements"][key] = base64.b64encode(bytes(raw)).decode()
+    tampered["records"][2][0] = base64.b64encode(bytes(raw)).decode()
     code, out = _verify(capsys, tmp_path, tampered)
-    assert code == 4 and key in out
+    assert code == 4 and "records[2]" in out
 
-    # A message dropped from the bundle and from both logs: its sequence number is missing.
+    # A message dropped from the bundle (its record, so from both logs): its number is missing.
     dropped = json.loads(json.dumps(bundle))
-    victim = next(
-        k
-        for k, v in dropped["statements"].items()
-        if ids[1] in base64.b64decode(v).decode("utf-8", "replace")
-        and b'"type"' in base64.b64decode(v)
-    )
-    del dropped["statements"][victim]
-    for log in dropped["logs"].values():
-        log["entries"] = [e for e in log["entries"] if e["statement"] != victim]
+    dropped["records"] = [
+        r
+        for r in dropped["records"]
+        if not (ids[1].encode() in _statement(r) and b'"type"' in _statement(r))
+    ]
+    assert len(dropped["records"]) == len(bundle["records"]) - 1
+    dropped["header"]["records"] -= 1
     code, out = _verify(capsys, tmp_path, dropped)
     assert code == 4 and "missing" in out
+    # ... and without correcting the count, the header's count names it.
+    dropped["header"]["records"] += 1
+    code, out = _verify(capsys, tmp_path, dropped)
+    assert code == 4 and "records" in out
 
-    # Two entries of washington's log swapped: their inclusion proofs no longer hold.
+    # Two of washington's entries swapped between records: their inclusion proofs no longer hold.
     swapped = json.loads(json.dumps(bundle))
-    entries = swapped["logs"]["washington"]["entries"]
-    entries[0]["index"], entries[1]["index"] = entries[1]["index"], entries[0]["index"]
+    first, second = [
+        e
+        for r in swapped["records"]
+        for e in r[1]
+        if e[0] == "washington" and e[2] == "message.out"
+    ][:2]
+    first[1], second[1] = second[1], first[1]
     code, out = _verify(capsys, tmp_path, swapped)
     assert code == 4 and "logs.washington.entries" in out
 
+    # The same statement twice (a DELIVERED receipt has no sequence number to betray it).
+    doubled = json.loads(json.dumps(bundle))
+    receipt = next(r for r in doubled["records"] if b'"kind":"delivered"' in _statement(r))
+    doubled["records"].append([receipt[0], []])
+    doubled["header"]["records"] += 1
+    code, out = _verify(capsys, tmp_path, doubled)
+    assert code == 4 and "the same statement as" in out
+
     # moscow's last tree head replaced by washington's: not signed by moscow.
     replaced = json.loads(json.dumps(bundle))
-    replaced["logs"]["moscow"]["heads"][-1] = replaced["logs"]["washington"]["heads"][-1]
+    logs = replaced["header"]["logs"]
+    logs["moscow"]["heads"][-1] = logs["washington"]["heads"][-1]
     code, out = _verify(capsys, tmp_path, replaced)
     assert code == 4 and "logs.moscow.heads" in out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -14,6 +15,7 @@ from hotline.errors import HotlineError
 from hotline.link import inbox, outbox
 from hotline.node.home import NodeHome
 from hotline.store.messages import pending_outgoing
+from hotline.transcript import bundle as bundle_module
 from hotline.transcript.bundle import (
     BundleError,
     encode_bundle,
@@ -112,27 +114,98 @@ def test_any_changed_byte_is_refused_with_a_typed_error(bundle_file, data):
         verify_bundle(damaged)
 
 
+def _lines(data: bytes) -> tuple[bytes, list[bytes], bytes]:
+    """(header, records, signature) of a bundle file."""
+    lines = data.split(b"\n")
+    assert lines[-1] == b""
+    return lines[0], lines[1:-2], lines[-2]
+
+
+def _resign(exporter, header: bytes, records: list[bytes]) -> bytes:
+    body = b"".join(line + b"\n" for line in [header, *records])
+    return sign_bundle(exporter.identity, body, json.loads(header)["exported_at"])
+
+
 def test_truncated_or_reassembled_files_are_refused(bundle_file):
-    body, signature, _ = bundle_file.split(b"\n")
+    header, records, signature = _lines(bundle_file)
+    body = b"".join(line + b"\n" for line in [header, *records])
     for candidate in (
         body,
-        body + b"\n",
-        signature + b"\n" + body + b"\n",
-        body + b"\n" + signature + b"\n" + b"extra\n",
+        body[:-1],
+        header + b"\n" + signature + b"\n",
+        signature + b"\n" + body,
+        body + signature + b"\n" + b"extra\n",
+        body + signature,
+        b"",
+        b"\n",
     ):
         with pytest.raises(HotlineError):
             verify_bundle(candidate)
 
 
 def test_the_failing_item_is_named(bundle_file, exporter):
-    body, _signature, _ = bundle_file.split(b"\n")
-    bundle = json.loads(body)
-    bundle["logs"]["washington"]["entries"][2]["proof"].pop()
-    edited = json.dumps(bundle, separators=(",", ":")).encode()
+    header, records, signature = _lines(bundle_file)
+    record = json.loads(records[2])
+    proof = base64.b64decode(record[1][0][4])
+    record[1][0][4] = base64.b64encode(proof[:-32]).decode()
+    edited = [*records[:2], json.dumps(record, separators=(",", ":")).encode(), *records[3:]]
+    body = b"".join(line + b"\n" for line in [header, *edited])
     with pytest.raises(BundleError) as e:
-        verify_bundle(edited + b"\n" + bundle_file.split(b"\n")[1] + b"\n")
+        verify_bundle(body + signature + b"\n")
     assert e.value.item == "signature"
     # Re-signed as a dishonest exporter would, the proof check behind the signature names it.
     with pytest.raises(BundleError) as e:
-        verify_bundle(sign_bundle(exporter.identity, edited, bundle["exported_at"]))
-    assert e.value.item.startswith("logs.washington.entries[")
+        verify_bundle(_resign(exporter, header, edited))
+    assert (
+        e.value.item
+        == f"logs.washington.entries[{record[1][0][1]}] ({record[1][0][2]} {record[1][0][3]})"
+    )
+
+
+def test_a_record_listed_twice_or_missing_is_named(bundle_file, exporter):
+    header, records, _signature = _lines(bundle_file)
+    count = json.loads(header)["records"]
+    # The header's count guards against a dropped or added record.
+    with pytest.raises(BundleError) as e:
+        verify_bundle(_resign(exporter, header, records[:-1]))
+    assert e.value.item == "records"
+    # A statement twice (a DELIVERED receipt has no sequence number to betray a repeat).
+    receipt = next(r for r in records if b'"receipt.' in r)
+    again = json.dumps([json.loads(receipt)[0], []], separators=(",", ":")).encode()
+    grown = header.replace(f'"records":{count}'.encode(), f'"records":{count + 1}'.encode())
+    with pytest.raises(BundleError) as e:
+        verify_bundle(_resign(exporter, grown, [*records, again]))
+    assert e.value.item == f"records[{count}]"
+    assert "the same statement as records[" in str(e.value)
+
+
+def test_a_replaced_tree_head_is_named(bundle_file, exporter):
+    header, records, _signature = _lines(bundle_file)
+    parsed = json.loads(header)
+    # A head of another log (here: washington's own head passed off as moscow's) is refused.
+    parsed["logs"]["moscow"] = {"heads": parsed["logs"]["washington"]["heads"], "consistency": []}
+    edited = json.dumps(parsed, separators=(",", ":")).encode()
+    with pytest.raises(BundleError) as e:
+        verify_bundle(_resign(exporter, edited, records))
+    assert e.value.item == "logs.moscow.heads[0]"
+
+
+def test_the_parallel_path_gives_the_same_verdicts(bundle_file, exporter, tmp_path, monkeypatch):
+    """Worker processes reading their own runs of lines (from a file and from bytes) report
+    the same summary and name the same failing item as one process."""
+    monkeypatch.setattr(bundle_module, "_PARALLEL_MIN_RECORDS", 0)
+    path = tmp_path / "bundle.hotline"
+    path.write_bytes(bundle_file)
+    one = verify_bundle(bundle_file).to_dict()
+    assert verify_bundle(path, workers=2).to_dict() == one
+    assert verify_bundle(bundle_file, workers=2).to_dict() == one
+    header, records, _signature = _lines(bundle_file)
+    tampered = bytearray(records[-2])
+    tampered[len(tampered) // 2] ^= 1
+    edited = _resign(exporter, header, [*records[:-2], bytes(tampered), records[-1]])
+    path.write_bytes(edited)
+    with pytest.raises(BundleError) as serial:
+        verify_bundle(edited)
+    with pytest.raises(BundleError) as parallel:
+        verify_bundle(path, workers=2)
+    assert parallel.value.item == serial.value.item

@@ -344,7 +344,7 @@ def audit_verify(
         raise NotFoundError(f"no bundle file {bundle}") from e
     if size > MAX_BUNDLE_BYTES:
         raise InputError(f"{bundle}: {size} bytes is over the bundle limit")
-    report = verify_bundle(bundle.read_bytes(), workers=workers)
+    report = verify_bundle(bundle, workers=workers)
     if json_out:
         _print_json({"ok": True, **report.to_dict()})
         return

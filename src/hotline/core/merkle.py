@@ -445,6 +445,104 @@ def verify_inclusion(
         )
 
 
+class InclusionChecker:
+    """Checks many inclusion proofs against one tree head, sharing work between them.
+
+    ``check(leaf_hash, index, proof)`` accepts exactly the proofs :func:`verify_inclusion`
+    accepts (the proof given as its byte form, :func:`encode_proof`), and raises the same kinds
+    of error otherwise; it only skips hashing that an earlier accepted proof already did.
+
+    Why it is exact: the rest of the RFC 9162 §2.1.3.2 loop after any step is a function of the
+    state ``(fn, sn, r)`` and of the proof hashes not yet consumed. Each step of a proof that
+    reached the root is remembered as ``(fn, sn) -> (r, the unconsumed hashes)``. When a later
+    proof arrives at the same ``(fn, sn)`` with the same ``r`` and the same unconsumed bytes, its
+    remaining steps are the remembered ones, which reached the root. Proofs of nearby leaves share
+    all but their lowest levels, so a bundle's proofs cost about two hashes each instead of
+    log2(size) (issue 3's benchmark: 202,000 proofs at 10^5 leaves).
+    """
+
+    __slots__ = ("_root", "_size", "_states")
+
+    #: Remembered steps before the memory is cleared (bounded; any subset of the remembered
+    #: steps is still correct, it only saves less).
+    MAX_STATES = 1 << 14
+
+    def __init__(self, *, size: int, root: bytes) -> None:
+        _check_count("size", size)
+        _check_hash("root", root, InputError)
+        self._size = size
+        self._root = root
+        self._states: dict[tuple[int, int], tuple[bytes, bytes, int]] = {}
+
+    def check(self, leaf_hash: bytes, index: int, proof: bytes) -> None:
+        """Raise unless ``proof`` (hashes concatenated) proves ``leaf_hash`` at ``index``."""
+        _check_count("index", index)
+        _check_hash("leaf hash", leaf_hash, InputError)
+        if not isinstance(proof, bytes):
+            raise InputError(f"a proof's byte form is bytes, got {type(proof).__name__}")
+        count, partial = divmod(len(proof), HASH_SIZE)
+        if partial or count > MAX_PROOF_HASHES:
+            decode_proof(proof)  # raises the precise WireError
+        size = self._size
+        fields: dict[str, object] = {"index": index, "size": size}
+        if index >= size:
+            raise VerificationError(
+                f"leaf index {index} is outside a tree of size {size}",
+                code=ErrorCode.BAD_PROOF,
+                fields=fields,
+            )
+        states = self._states
+        seen: list[tuple[tuple[int, int], tuple[bytes, bytes, int]]] = []
+        fn, sn = index, size - 1
+        r = leaf_hash
+        for at in range(0, len(proof), HASH_SIZE):
+            known = states.get((fn, sn))
+            if (
+                known is not None
+                and known[0] == r
+                and known[1][known[2] :] == proof[at:]  # same unconsumed hashes
+            ):
+                self._remember(seen)
+                return
+            seen.append(((fn, sn), (r, proof, at)))
+            if sn == 0:
+                raise VerificationError(
+                    "inclusion proof is longer than the path to the root",
+                    code=ErrorCode.BAD_PROOF,
+                    fields=fields,
+                )
+            p = proof[at : at + HASH_SIZE]
+            if fn & 1 or fn == sn:
+                r = hashlib.sha256(NODE_PREFIX + p + r).digest()
+                if not fn & 1:
+                    while not fn & 1 and fn != 0:
+                        fn >>= 1
+                        sn >>= 1
+            else:
+                r = hashlib.sha256(NODE_PREFIX + r + p).digest()
+            fn >>= 1
+            sn >>= 1
+        if sn != 0:
+            raise VerificationError(
+                "inclusion proof is shorter than the path to the root",
+                code=ErrorCode.BAD_PROOF,
+                fields=fields,
+            )
+        if r != self._root:
+            raise VerificationError(
+                f"inclusion proof for leaf {index} of {size} leads to root {r.hex()}, "
+                f"expected {self._root.hex()}",
+                code=ErrorCode.BAD_PROOF,
+                fields=fields,
+            )
+        self._remember(seen)
+
+    def _remember(self, seen: list[tuple[tuple[int, int], tuple[bytes, bytes, int]]]) -> None:
+        if len(self._states) + len(seen) > self.MAX_STATES:
+            self._states.clear()
+        self._states.update(seen)
+
+
 def verify_consistency(
     *, old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
 ) -> None:
@@ -592,6 +690,7 @@ __all__ = [
     "MAX_TREE_SIZE",
     "NODE_PREFIX",
     "Growth",
+    "InclusionChecker",
     "Subtree",
     "append_leaves",
     "consistency_proof",

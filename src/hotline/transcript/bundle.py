@@ -1,22 +1,30 @@
 """Audit bundles: the whole record of one link, verifiable offline by anyone.
 
-A bundle file (docs/audit.md) is two lines: the bundle JSON, then the exporter's signed statement
-(purpose ``audit-bundle``) of the SHA-256 of the first line's exact bytes, so no byte of it can
-change unnoticed. The bundle holds both nodes' cards, every signed statement exchanged on the link
-(messages and receipts, as signed by their authors, so no decryption key is needed), and for
-each node's log: its signed tree heads, consistency proofs between them, and an inclusion proof
-of every entry of the link against the last head. ``verify_bundle`` checks all of it with no node
-and no store; it is pure apart from optionally spreading signature checks over processes.
+A bundle file (docs/audit.md) is a stream of lines: a header (both nodes' cards, each log's
+signed tree heads and the consistency proofs between them, the witnesses' cosignatures), then
+one record per signed statement exchanged on the link (messages and receipts, as signed by their
+authors, so no decryption key is needed) with the inclusion proof of each log entry that holds
+it, then the exporter's signed statement (purpose ``audit-bundle``) of the SHA-256 of every byte
+before it, so no byte can change unnoticed. ``verify_bundle`` checks all of it with no node and
+no store; it is pure apart from reading the file and spreading the records over processes.
+
+Why records on lines: each worker process reads, parses and checks its own run of records, so
+the main process never parses the whole file (a 100,000-message bundle is 700 MB), and no
+record's bytes cross a process boundary. A record is a JSON array (positional, so no key can be
+repeated or misread by another parser); the header is small and parsed strictly.
 """
 
 from __future__ import annotations
 
-import contextlib
+import base64
 import hashlib
-from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
+import itertools
+import mmap
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -29,20 +37,21 @@ from hotline.core.treehead import TreeHead, verify_tree_head
 from hotline.core.witness import verify_cosignature
 from hotline.errors import ErrorCode, HotlineError, VerificationError, WireError
 
-BUNDLE_VERSION = 1
-#: Largest bundle accepted: about 200,000 statements with their proofs.
+BUNDLE_VERSION = 2
+#: Largest bundle accepted: about 500,000 statements with their proofs.
 MAX_BUNDLE_BYTES = 4 * 1024 * 1024 * 1024
 MAX_STATEMENTS = 2_000_000
+#: The header holds every signed head of both logs and every cosignature (about 5.5 KB each):
+#: 64 MiB is over 10,000 of them.
+MAX_HEADER_BYTES = 64 * 1024 * 1024
+#: One record: a statement (at most 1 MiB, 1.4 MB in base64) and its entries.
+MAX_RECORD_BYTES = 2 * 1024 * 1024
+#: Bytes of records per worker task at most; smaller tasks balance the processes' load.
+_SHARD_BYTES = 32 * 1024 * 1024
+#: Below this many records, starting processes costs more than it saves.
+_PARALLEL_MIN_RECORDS = 2000
 
 _PURPOSES = {p.value: p for p in (Purpose.MESSAGE, Purpose.RECEIPT)}
-
-
-class _Entry(msgspec.Struct, forbid_unknown_fields=True):
-    index: int
-    kind: str
-    ref: str
-    statement: str  # SHA-256 hex of the statement, a key of "statements"
-    proof: list[str]
 
 
 class _Consistency(msgspec.Struct, forbid_unknown_fields=True):
@@ -54,7 +63,6 @@ class _Consistency(msgspec.Struct, forbid_unknown_fields=True):
 class _Log(msgspec.Struct, forbid_unknown_fields=True):
     heads: list[str]
     consistency: list[_Consistency]
-    entries: list[_Entry]
 
 
 class _Witness(msgspec.Struct, forbid_unknown_fields=True):
@@ -62,15 +70,19 @@ class _Witness(msgspec.Struct, forbid_unknown_fields=True):
     cosignatures: list[str]  # cosignatures of heads of the exporter's log
 
 
-class _Bundle(msgspec.Struct, forbid_unknown_fields=True):
+class _Header(msgspec.Struct, forbid_unknown_fields=True):
     hotline_audit_bundle: int
     link: list[str]
     exported_by: str
     exported_at: str
     cards: dict[str, str]
-    statements: dict[str, str]
     logs: dict[str, _Log]
-    witnesses: dict[str, _Witness] = msgspec.field(default_factory=dict)
+    witnesses: dict[str, _Witness]
+    records: int
+
+
+#: A record line: [statement (base64), [[log, index, kind, ref, proof (base64)], ...]].
+_Record = tuple[str, list[tuple[str, int, str, str, str]]]
 
 
 class BundleError(VerificationError):
@@ -139,7 +151,8 @@ class _ExportPayload(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def sign_bundle(identity: Identity, body: bytes, exported_at: str) -> bytes:
-    """The bundle file: the body, a newline, the exporter's signature statement, a newline."""
+    """The bundle file: ``body`` (header and record lines, each ending in a newline), then the
+    exporter's signature statement over the SHA-256 of those exact bytes, and a newline."""
     payload = msgspec.json.encode(
         {
             "v": BUNDLE_VERSION,
@@ -149,11 +162,16 @@ def sign_bundle(identity: Identity, body: bytes, exported_at: str) -> bytes:
         }
     )
     statement = identity.signing.sign(Purpose.AUDIT_BUNDLE, payload)
-    return body + b"\n" + b64encode(statement).encode("ascii") + b"\n"
+    return body + b64encode(statement).encode("ascii") + b"\n"
 
 
 def statement_key(statement: bytes) -> str:
     return hashlib.sha256(statement).hexdigest()
+
+
+def _join_proof(proof: list[str]) -> str:
+    """One base64 text of the proof's hashes concatenated (the byte form of merkle.encode_proof)."""
+    return b64encode(b"".join(base64.b64decode(h, validate=True) for h in proof))
 
 
 def encode_bundle(
@@ -166,94 +184,178 @@ def encode_bundle(
     logs: dict[str, dict[str, Any]],
     witnesses: dict[str, dict[str, Any]] | None = None,
 ) -> bytes:
-    return msgspec.json.encode(
+    """The bundle's header and record lines (``sign_bundle`` adds the signature line).
+
+    ``statements`` maps the SHA-256 hex of each statement to its base64; each of ``logs`` has
+    ``heads``, ``consistency`` and ``entries`` (``index``, ``kind``, ``ref``, ``statement``: the
+    key of a statement, ``proof``: a list of base64 hashes). Records come in the order of the
+    exporter's log (then any others), so nearby records share the top of their proofs."""
+    entries_of: dict[str, list[list[Any]]] = {key: [] for key in statements}
+    position: dict[str, int] = {}
+    for owner, log in logs.items():
+        for entry in log.get("entries", []):
+            key = entry["statement"]
+            if key not in entries_of:
+                raise ValueError(f"entry {entry['index']} of {owner} names no statement")
+            entries_of[key].append(
+                [owner, entry["index"], entry["kind"], entry["ref"], _join_proof(entry["proof"])]
+            )
+            if owner == exported_by:
+                position[key] = min(position.get(key, entry["index"]), entry["index"])
+    order = sorted(statements, key=lambda k: (k not in position, position.get(k, 0)))
+    header = msgspec.json.encode(
         {
             "hotline_audit_bundle": BUNDLE_VERSION,
             "link": list(link),
             "exported_by": exported_by,
             "exported_at": exported_at,
             "cards": cards,
-            "statements": statements,
-            "logs": logs,
+            "logs": {
+                owner: {"heads": log["heads"], "consistency": log["consistency"]}
+                for owner, log in logs.items()
+            },
             "witnesses": witnesses or {},
+            "records": len(statements),
         }
     )
+    lines = [header]
+    lines.extend(msgspec.json.encode([statements[key], entries_of[key]]) for key in order)
+    lines.append(b"")
+    return b"\n".join(lines)
 
 
-# -- verifying --------------------------------------------------------------------------------
+# -- verifying: one run of records, in a worker process -----------------------------------------
+
+# What a worker returns per record: leaf hash, purpose label, author, recipient, seq (None for
+# DELIVERED receipts), and the logs that list it. Plain values: results cross process boundaries.
+_Row = tuple[bytes, str, str, str, int | None, tuple[str, ...]]
+# A failure: record number, item, detail.
+_Failure = tuple[int, str, str]
 
 
-# What a worker returns for one statement: its key, the fields the summary and the sequence
-# check need (purpose, from, to, id, seq, created), and an error text or None.
-_Fields = tuple[str, str, str, str, int | None, str]
-# One entry of a log naming a statement: owner, index, kind, ref, proof (base64), size, root.
-_EntryJob = tuple[str, int, str, str, list[str], int, bytes]
-_Job = tuple[str, str, dict[str, tuple[bytes, bytes]], list[_EntryJob]]
+@dataclass(slots=True)
+class _ShardResult:
+    rows: list[_Row]
+    indexes: dict[str, list[tuple[int, int]]]  # log -> (leaf index, record number)
+    first: datetime | None
+    last: datetime | None
+    failure: _Failure | None
 
 
-def _check_statement(job: _Job) -> tuple[str, _Fields | None, str | None]:
-    """Everything about one statement, in a worker process: its bytes hash to its key, its
-    author signed it, and each log entry naming it has the right kind and ref and an inclusion
-    proof that holds. Takes and returns plain values (it crosses process boundaries)."""
-    key, encoded, keys, entries = job
-    item = f"statements.{key}"
+@dataclass(frozen=True, slots=True)
+class _ShardTask:
+    source: str | bytes  # a file path (the worker maps it) or the bytes themselves
+    start: int
+    end: int
+    keys: dict[str, tuple[bytes, bytes]]  # party -> (Ed25519, ML-DSA-65) public keys
+    heads: dict[str, tuple[int, bytes]]  # log -> (size, root) of its last head
+
+
+def _lines(task: _ShardTask) -> Iterator[bytes]:
+    if isinstance(task.source, bytes):
+        view = task.source
+        yield from view[task.start : task.end].split(b"\n")[:-1]
+        return
+    with open(task.source, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        yield from m[task.start : task.end].split(b"\n")[:-1]
+
+
+def _check_shard(task: _ShardTask) -> _ShardResult:
+    """Check one run of records: each statement signed by its author (a party to the link) for
+    a message or receipt; each entry's ref and kind agree with the statement, and its inclusion
+    proof holds against its log's last head. Stops at the first failure."""
+    checkers = {
+        owner: merkle.InclusionChecker(size=size, root=root)
+        for owner, (size, root) in task.heads.items()
+    }
+    signers = {n: SigningPublicKey(ed25519=ed, mldsa65=ml) for n, (ed, ml) in task.keys.items()}
+    decoder = msgspec.json.Decoder(_Record)
+    result = _ShardResult([], {o: [] for o in task.heads}, None, None, None)
+    number = 0
     try:
-        statement = b64decode(encoded, what=item, limit=1 << 20)
-        if statement_key(statement) != key:
-            return key, None, f"{item}: content does not match its hash"
+        for number, line in enumerate(_lines(task)):
+            row, created = _check_record(number, line, decoder, signers, checkers, result.indexes)
+            result.rows.append(row)
+            if created is not None:
+                if result.first is None or created < result.first:
+                    result.first = created
+                if result.last is None or created > result.last:
+                    result.last = created
+    except BundleError as e:
+        result.failure = (number, e.item, e.detail)
+    return result
+
+
+def _check_record(
+    number: int,
+    line: bytes,
+    decoder: msgspec.json.Decoder[_Record],
+    signers: dict[str, SigningPublicKey],
+    checkers: dict[str, merkle.InclusionChecker],
+    indexes: dict[str, list[tuple[int, int]]],
+) -> tuple[_Row, datetime | None]:
+    item = f"records[{number}]"
+    if len(line) > MAX_RECORD_BYTES:
+        raise BundleError(item, f"{len(line)} bytes, limit {MAX_RECORD_BYTES}")
+    try:
+        encoded, entries = decoder.decode(line)
+        statement = b64decode(encoded, what="statement", limit=1 << 20)
         label, _key_id, unverified = peek_statement(statement)
         purpose = _PURPOSES.get(label)
         if purpose is None:
-            return key, None, f"{item}: purpose {label!r} does not belong in a bundle"
+            raise BundleError(item, f"purpose {label!r} does not belong in a bundle")
         fields = msgspec.json.decode(unverified, type=dict)
         author = fields.get("from")
-        if author not in keys:
-            return key, None, f"{item}: author {author!r} is not a party to the link"
-        ed, ml = keys[author]
-        verify_statement(statement, purpose, SigningPublicKey(ed25519=ed, mldsa65=ml))
-        seq = fields.get("seq")
-        summary: _Fields = (
-            label,
-            str(author),
-            str(fields.get("to")),
-            str(fields.get("id")),
-            seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
-            str(fields.get("created", "")),
-        )
-        leaf = merkle.leaf_hash(statement)
-        noun = "message" if purpose is Purpose.MESSAGE else "receipt"
-        for owner, index, kind, ref, proof, size, root in entries:
-            where = f"logs.{owner}.entries[{index}] ({kind} {ref})"
-            if ref != summary[3]:
-                return key, None, f"{where}: ref {ref!r} is not the statement's id"
-            direction = "out" if author == owner else "in"
-            if kind != f"{noun}.{direction}":
-                return key, None, f"{where}: kind {kind!r}; the statement is a {noun}.{direction}"
-            hashes = [b64decode(h, what=where, size=merkle.HASH_SIZE) for h in proof]
-            try:
-                merkle.verify_inclusion(
-                    leaf_hash=leaf, index=index, size=size, proof=hashes, root=root
-                )
-            except HotlineError as e:
-                return key, None, f"{where}: {e.detail}"
+        signer = signers.get(author) if isinstance(author, str) else None
+        if signer is None:
+            raise BundleError(item, f"author {author!r} is not a party to the link")
+        verify_statement(statement, purpose, signer)
+    except BundleError:
+        raise
     except (HotlineError, msgspec.DecodeError) as e:
-        return key, None, f"{item}: {e}"
-    return key, summary, None
-
-
-def _check_statements(jobs: list[_Job], workers: int) -> dict[str, _Fields]:
-    if workers > 1 and len(jobs) > 2000:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(_check_statement, jobs, chunksize=256))
-    else:
-        results = [_check_statement(job) for job in jobs]
-    fields: dict[str, _Fields] = {}
-    for key, summary, error in results:
-        if error is not None:
-            raise BundleError(error.split(":")[0], error)
-        if summary is not None:
-            fields[key] = summary
-    return fields
+        raise BundleError(item, str(e)) from e
+    seq = fields.get("seq")
+    message_id = fields.get("id")
+    leaf = merkle.leaf_hash(statement)
+    noun = "message" if purpose is Purpose.MESSAGE else "receipt"
+    owners: list[str] = []
+    for owner, index, kind, ref, proof in entries:
+        where = f"logs.{owner}.entries[{index}] ({kind} {ref})"
+        checker = checkers.get(owner)
+        if checker is None:
+            raise BundleError(where, f"{owner!r} is not a log of this bundle")
+        if ref != message_id:
+            raise BundleError(where, f"ref {ref!r} is not the statement's id")
+        direction = "out" if author == owner else "in"
+        if kind != f"{noun}.{direction}":
+            raise BundleError(where, f"kind {kind!r}; the statement is a {noun}.{direction}")
+        try:
+            hashes = base64.b64decode(proof, validate=True)
+            checker.check(leaf, index, hashes)
+        except ValueError as e:  # binascii.Error, or text that is not ASCII
+            raise BundleError(where, f"proof is not valid base64 ({e})") from e
+        except HotlineError as e:
+            raise BundleError(where, e.detail) from e
+        indexes[owner].append((index, number))
+        owners.append(owner)
+    created: datetime | None = None
+    text = fields.get("created")
+    if isinstance(text, str):
+        try:
+            created = parse_time(text, what="created")
+        except HotlineError:
+            created = None
+        if created is not None and created.tzinfo is None:
+            created = None  # not a hotline time; a naive one would not compare with the others
+    row: _Row = (
+        leaf,
+        label,
+        str(author),
+        str(fields.get("to")),
+        seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
+        tuple(owners),
+    )
+    return row, created
 
 
 def _decode_hashes(values: Iterable[str], item: str) -> list[bytes]:
@@ -303,31 +405,110 @@ def _check_log(owner: str, log: _Log, card: Card) -> TreeHead:
     return heads[-1]
 
 
-def verify_bundle(data: bytes, *, workers: int = 1) -> BundleReport:
+class _Source:
+    """The bundle's bytes, from memory or mapped from a file (never read whole into memory)."""
+
+    def __init__(self, data: bytes | Path) -> None:
+        self.path: str | None = None
+        self._map: mmap.mmap | None = None
+        if isinstance(data, Path):
+            self.path = str(data)
+            with open(data, "rb") as f:
+                size = f.seek(0, 2)
+                if size > MAX_BUNDLE_BYTES:
+                    raise WireError(f"bundle of {size} bytes over limit", code=ErrorCode.TOO_LARGE)
+                if size == 0:
+                    raise BundleError("file", "empty")
+                self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            self.data: bytes | mmap.mmap = self._map
+        else:
+            if len(data) > MAX_BUNDLE_BYTES:
+                raise WireError(f"bundle of {len(data)} bytes over limit", code=ErrorCode.TOO_LARGE)
+            self.data = data
+
+    def close(self) -> None:
+        if self._map is not None:
+            self._map.close()
+
+    def sha256(self, end: int) -> str:
+        digest = hashlib.sha256()
+        view = memoryview(self.data)
+        try:
+            for at in range(0, end, 16 * 1024 * 1024):
+                digest.update(view[at : min(end, at + 16 * 1024 * 1024)])
+        finally:
+            view.release()
+        return digest.hexdigest()
+
+
+def _layout(data: bytes | mmap.mmap) -> tuple[int, int]:
+    """(end of the header line, start of the signature line), each newline included in the
+    line before it; refuses a file that is not header, records, signature."""
+    if data[-1:] != b"\n":
+        raise BundleError("file", "a bundle file ends with its signature line and a newline")
+    header_end = data.find(b"\n", 0, MAX_HEADER_BYTES + 1) + 1
+    if header_end == 0:
+        raise BundleError("header", f"no header line within {MAX_HEADER_BYTES} bytes")
+    signature_start = data.rfind(b"\n", 0, len(data) - 1) + 1
+    if signature_start < header_end:
+        raise BundleError("file", "a bundle is a header line, records, then a signature line")
+    return header_end, signature_start
+
+
+def _shards(data: bytes | mmap.mmap, start: int, end: int, count: int) -> list[tuple[int, int]]:
+    """Split the record lines in [start, end) into about ``count`` runs of whole lines."""
+    bounds = [start]
+    step = max(1, (end - start) // max(1, count))
+    while bounds[-1] < end:
+        target = bounds[-1] + step
+        if target >= end:
+            bounds.append(end)
+            break
+        cut = data.find(b"\n", target - 1, end)
+        bounds.append(end if cut < 0 else cut + 1)
+    return list(itertools.pairwise(bounds))
+
+
+def verify_bundle(data: bytes | Path, *, workers: int = 1) -> BundleReport:
     """Check every signature, inclusion proof and consistency proof; return a summary.
 
-    Steps: 1. strict structure and limits; 2. both cards self-signed, and the exporter's signature
-    over the bundle's exact bytes; 3. every statement signed
-    by its author (a party to the link) for a message or receipt purpose; 4. each log's heads
-    signed by its owner and consistent one to the next; 5. every listed entry included in the
-    log's last head; 6. which statements each log holds (both sides agree on their bytes); 7. each
-    direction's sequence numbers are complete.
-    Raises ``BundleError`` naming the first item that fails.
+    Steps (docs/audit.md): 1. layout, strict header, limits; 2. both cards self-signed, and the
+    exporter's signature over every byte before its line; 3. every record's statement signed by
+    its author (a party to the link) for a message or receipt purpose; 4. each log's heads signed
+    by its owner and consistent one to the next; 5. every entry's ref and kind agree with its
+    statement and its inclusion proof holds against the log's last head; no index twice, no
+    statement twice; 6. which statements each log holds; 7. each direction's sequence numbers
+    are complete; 8. witnesses' cosignatures. Records (3, 5) are checked by ``workers``
+    processes, each reading its own run of lines, while this process hashes the file for 2.
+    Raises ``BundleError`` naming the first item that fails (in the order of the steps).
     """
-    if len(data) > MAX_BUNDLE_BYTES:  # 1
-        raise WireError(f"bundle of {len(data)} bytes over limit", code=ErrorCode.TOO_LARGE)
-    body, newline, signature_line = data.partition(b"\n")
-    if not newline or not signature_line.endswith(b"\n") or b"\n" in signature_line[:-1]:
-        raise BundleError("file", "a bundle file is two lines: the bundle, then its signature")
-    bundle = decode_json(body, _Bundle, what="audit bundle", limit=MAX_BUNDLE_BYTES)
-    if bundle.hotline_audit_bundle != BUNDLE_VERSION:
-        raise WireError(f"bundle version {bundle.hotline_audit_bundle}", code=ErrorCode.BAD_VERSION)
-    if len(bundle.link) != 2 or set(bundle.cards) != set(bundle.link):
+    source = _Source(data)
+    try:
+        return _verify(source, workers)
+    finally:
+        source.close()
+
+
+def _verify(source: _Source, workers: int) -> BundleReport:
+    raw = source.data
+    header_end, signature_start = _layout(raw)  # 1
+    header = decode_json(
+        bytes(raw[: header_end - 1]), _Header, what="header", limit=MAX_HEADER_BYTES
+    )
+    if header.hotline_audit_bundle != BUNDLE_VERSION:
+        raise WireError(
+            f"bundle format {header.hotline_audit_bundle}; this verifier reads format "
+            f"{BUNDLE_VERSION}",
+            code=ErrorCode.BAD_VERSION,
+        )
+    if len(set(header.link)) != 2 or set(header.cards) != set(header.link):
         raise BundleError("link", "a bundle covers one link: two parties, a card for each")
-    if len(bundle.statements) > MAX_STATEMENTS:
-        raise WireError("too many statements", code=ErrorCode.TOO_LARGE)
+    if not 0 <= header.records <= MAX_STATEMENTS:
+        raise WireError(
+            f"{header.records} records, limit {MAX_STATEMENTS}", code=ErrorCode.TOO_LARGE
+        )
     cards: dict[str, Card] = {}
-    for name, encoded in bundle.cards.items():  # 2
+    for name, encoded in header.cards.items():  # 2
         try:
             card = parse_card_statement(b64decode(encoded, what=f"cards.{name}"))
         except HotlineError as e:
@@ -335,55 +516,140 @@ def verify_bundle(data: bytes, *, workers: int = 1) -> BundleReport:
         if card.name != name:
             raise BundleError(f"cards.{name}", f"card is for {card.name!r}")
         cards[name] = card
-    _check_export_signature(bundle, body, signature_line[:-1], cards)
-    reports: dict[str, LogReport] = {}
-    entries_of: dict[str, list[_EntryJob]] = {key: [] for key in bundle.statements}
-    for owner, log in bundle.logs.items():  # 4
-        if owner not in cards:
-            raise BundleError(f"logs.{owner}", "log of a node that is not a party to the link")
-        last = _check_log(owner, log, cards[owner])
-        seen_indexes: set[int] = set()
-        for entry in log.entries:  # 5 (the proofs are checked with the statements)
-            item = f"logs.{owner}.entries[{entry.index}] ({entry.kind} {entry.ref})"
-            if entry.index in seen_indexes:
-                raise BundleError(item, "index listed twice")
-            seen_indexes.add(entry.index)
-            jobs_for = entries_of.get(entry.statement)
-            if jobs_for is None:
-                raise BundleError(item, "names a statement the bundle does not hold")
-            jobs_for.append(
-                (owner, entry.index, entry.kind, entry.ref, entry.proof, last.size, last.root)
-            )
-        reports[owner] = LogReport(owner, last.size, len(log.heads), len(log.entries))
+    if header.exported_by not in cards:
+        raise BundleError("exported_by", f"{header.exported_by!r} is not a party to the link")
+    signature = bytes(raw[signature_start:-1])
+    lasts: dict[str, TreeHead] = {}
+    try:
+        for owner, log in header.logs.items():  # 4
+            if owner not in cards:
+                raise BundleError(f"logs.{owner}", "log of a node that is not a party to the link")
+            lasts[owner] = _check_log(owner, log, cards[owner])
+    except BundleError:
+        # A changed byte is the exporter's signature failing first (step 2 before step 4).
+        _check_export_signature(header, source.sha256(signature_start), signature, cards)
+        raise
     keys = {n: (c.signing_key.ed25519, c.signing_key.mldsa65) for n, c in cards.items()}
-    fields = _check_statements(  # 3, 5
-        [(key, encoded, keys, entries_of[key]) for key, encoded in bundle.statements.items()],
-        workers,
-    )
-    for owner, report in reports.items():  # 6
-        report.unproved = sorted(
-            key for key, jobs in entries_of.items() if all(j[0] != owner for j in jobs)
+    heads = {owner: (head.size, head.root) for owner, head in lasts.items()}
+    shards = _shards(raw, header_end, signature_start, max(workers * 4, len(raw) // _SHARD_BYTES))
+    tasks = [
+        _ShardTask(
+            source=source.path if source.path is not None else bytes(raw[start:end]),
+            start=start if source.path is not None else 0,
+            end=end if source.path is not None else end - start,
+            keys=keys,
+            heads=heads,
         )
-    _check_sequences(fields)  # 7
-    checks = len(fields)
-    witnessed = _check_witnesses(bundle)  # 8
-    summary = _summary(bundle, fields, reports, checks)
-    summary.witnessed = witnessed
-    return summary
+        for start, end in shards
+    ]
+    if workers > 1 and len(tasks) > 1 and header.records >= _PARALLEL_MIN_RECORDS:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures: list[Future[_ShardResult]] = [pool.submit(_check_shard, t) for t in tasks]
+            digest = source.sha256(signature_start)  # 2, while the workers check records
+            try:
+                _check_export_signature(header, digest, signature, cards)
+            except BundleError:
+                for f in futures:
+                    f.cancel()
+                raise
+            results = [f.result() for f in futures]
+    else:
+        _check_export_signature(header, source.sha256(signature_start), signature, cards)
+        results = [_check_shard(t) for t in tasks]
+    return _conclude(header, cards, lasts, results)
 
 
-def _check_witnesses(bundle: _Bundle) -> dict[str, int]:
+def _conclude(
+    header: _Header,
+    cards: dict[str, Card],
+    lasts: dict[str, TreeHead],
+    results: list[_ShardResult],
+) -> BundleReport:
+    """Steps 3 and 5 to 8 over the workers' results, in record order (workers number the
+    records of their run from 0; ``base`` makes the numbers the file's)."""
+    base = 0
+    for result in results:
+        if result.failure is not None:
+            local, item, detail = result.failure
+            if item.startswith("records["):
+                item = f"records[{base + local}]"
+            raise BundleError(item, detail.replace(f"records[{local}]", item))
+        base += len(result.rows)
+    if base != header.records:
+        raise BundleError(
+            "records", f"the header announces {header.records}, the file holds {base}"
+        )
+    leaves: dict[bytes, int] = {}
+    indexes: dict[str, dict[int, int]] = {owner: {} for owner in lasts}
+    rows: list[_Row] = []
+    base = 0
+    for result in results:
+        for offset, row in enumerate(result.rows):
+            number = base + offset
+            earlier = leaves.setdefault(row[0], number)
+            if earlier != number:
+                raise BundleError(f"records[{number}]", f"the same statement as records[{earlier}]")
+            rows.append(row)
+        for owner, listed in result.indexes.items():
+            seen = indexes[owner]
+            for index, local in listed:
+                number = base + local
+                earlier = seen.setdefault(index, number)
+                if earlier != number:
+                    raise BundleError(
+                        f"logs.{owner}.entries[{index}]",
+                        f"index listed twice (records[{earlier}] and records[{number}])",
+                    )
+        base += len(result.rows)
+    reports = {
+        owner: LogReport(
+            owner,
+            head.size,
+            len(header.logs[owner].heads),
+            len(indexes[owner]),
+            unproved=[row[0].hex() for row in rows if owner not in row[5]],
+        )
+        for owner, head in lasts.items()
+    }
+    _check_sequences(rows)  # 7
+    witnessed = _check_witnesses(header, cards)  # 8
+    senders: dict[str, int] = {}
+    messages = receipts = 0
+    for _leaf, label, sender, _to, _seq, _owners in rows:
+        if label == Purpose.MESSAGE.value:
+            messages += 1
+            senders[sender] = senders.get(sender, 0) + 1
+        else:
+            receipts += 1
+    firsts = [r.first for r in results if r.first is not None]
+    lasts_seen = [r.last for r in results if r.last is not None]
+    return BundleReport(
+        link=(header.link[0], header.link[1]),
+        exported_by=header.exported_by,
+        statements=len(rows),
+        messages=messages,
+        receipts=receipts,
+        senders=senders,
+        first=min(firsts) if firsts else None,
+        last=max(lasts_seen) if lasts_seen else None,
+        logs=reports,
+        signature_checks=len(rows),
+        witnessed=witnessed,
+    )
+
+
+def _check_witnesses(header: _Header, cards: dict[str, Card]) -> dict[str, int]:
     """Each cosignature is by a witness card in the bundle and names one of the exporter's heads
     with the same root. Returns, per witness, the largest head size it cosigned."""
-    owner = bundle.exported_by
+    owner = header.exported_by
     heads: dict[int, bytes] = {}
-    for encoded in bundle.logs.get(owner, _Log([], [], [])).heads:
+    for encoded in header.logs.get(owner, _Log([], [])).heads:
         head = verify_tree_head(
-            b64decode(encoded, what="head"), _card_key(bundle, owner), log=owner
+            b64decode(encoded, what="head"), cards[owner].signing_key, log=owner
         )
         heads[head.size] = head.root
     largest: dict[str, int] = {}
-    for name, witness in bundle.witnesses.items():
+    for name, witness in header.witnesses.items():
         item = f"witnesses.{name}"
         try:
             card = parse_card_statement(b64decode(witness.card, what=item))
@@ -409,41 +675,37 @@ def _check_witnesses(bundle: _Bundle) -> dict[str, int]:
     return largest
 
 
-def _card_key(bundle: _Bundle, name: str) -> SigningPublicKey:
-    return parse_card_statement(b64decode(bundle.cards[name], what=f"cards.{name}")).signing_key
-
-
 def _check_export_signature(
-    bundle: _Bundle, body: bytes, encoded: bytes, cards: dict[str, Card]
+    header: _Header, digest: str, encoded: bytes, cards: dict[str, Card]
 ) -> None:
     item = "signature"
-    if bundle.exported_by not in cards:
-        raise BundleError("exported_by", f"{bundle.exported_by!r} is not a party to the link")
     try:
         statement = b64decode(encoded.decode("ascii"), what=item, limit=64 * 1024)
         checked = verify_statement(
-            statement, Purpose.AUDIT_BUNDLE, cards[bundle.exported_by].signing_key
+            statement, Purpose.AUDIT_BUNDLE, cards[header.exported_by].signing_key
         )
         payload = decode_json(checked.payload, _ExportPayload, what=item)
     except (HotlineError, UnicodeDecodeError) as e:
         raise BundleError(item, str(e)) from e
-    if payload.bundle_sha256 != hashlib.sha256(body).hexdigest():
+    if payload.v != BUNDLE_VERSION:
+        raise BundleError(item, f"signs a bundle of format {payload.v}")
+    if payload.bundle_sha256 != digest:
         raise BundleError(item, "the bundle's bytes differ from what the exporter signed")
-    if (payload.exported_by, payload.exported_at) != (bundle.exported_by, bundle.exported_at):
+    if (payload.exported_by, payload.exported_at) != (header.exported_by, header.exported_at):
         raise BundleError(item, "signed exporter or time differ from the bundle's")
 
 
-def _check_sequences(fields: dict[str, _Fields]) -> None:
+def _check_sequences(rows: list[_Row]) -> None:
     """Each direction's sequence numbers run 1..N with none missing and none used twice: a
     message dropped from the bundle (from every log at once) still leaves its number's gap."""
-    seen: dict[tuple[str, str], dict[int, str]] = {}
-    for key, (_label, sender, recipient, _id, seq, _created) in fields.items():
+    seen: dict[tuple[str, str], dict[int, int]] = {}
+    for number, (_leaf, _label, sender, recipient, seq, _owners) in enumerate(rows):
         if seq is None:
             continue  # DELIVERED receipts are not sequenced
         numbers = seen.setdefault((sender, recipient), {})
         if seq in numbers:
-            raise BundleError(f"statements.{key}", f"sequence number {seq} used twice")
-        numbers[seq] = key
+            raise BundleError(f"records[{number}]", f"sequence number {seq} used twice")
+        numbers[seq] = number
     for (sender, recipient), numbers in seen.items():
         missing = sorted(set(range(1, max(numbers) + 1)) - set(numbers))
         if missing:
@@ -451,34 +713,6 @@ def _check_sequences(fields: dict[str, _Fields]) -> None:
                 f"sequence {sender}->{recipient}",
                 f"numbers {missing[:10]} missing: statements were dropped from the bundle",
             )
-
-
-def _summary(
-    bundle: _Bundle, fields: dict[str, _Fields], reports: dict[str, LogReport], checks: int
-) -> BundleReport:
-    senders: dict[str, int] = {}
-    times: list[datetime] = []
-    messages = receipts = 0
-    for label, sender, _to, _id, _seq, created in fields.values():
-        if label == Purpose.MESSAGE.value:
-            messages += 1
-            senders[sender] = senders.get(sender, 0) + 1
-        else:
-            receipts += 1
-        with contextlib.suppress(HotlineError):
-            times.append(parse_time(created, what="created"))
-    return BundleReport(
-        link=(bundle.link[0], bundle.link[1]),
-        exported_by=bundle.exported_by,
-        statements=len(fields),
-        messages=messages,
-        receipts=receipts,
-        senders=senders,
-        first=min(times) if times else None,
-        last=max(times) if times else None,
-        logs=reports,
-        signature_checks=checks,
-    )
 
 
 __all__ = [
