@@ -94,7 +94,7 @@ def _events(home: NodeHome, code: str) -> int:
         )
 
 
-def test_rotation_keeps_messages_flowing_and_retires_the_old_key(linked_nodes, capsys):
+def test_rotation_keeps_messages_flowing_and_retires_the_old_key(linked_nodes, capsys, tmp_path):
     w, m = linked_nodes["washington"].home, linked_nodes["moscow"].home
     old = NodeHome(w.dir).identity
     first = _send(capsys, w, "moscow", "before the rotation")
@@ -128,6 +128,14 @@ def test_rotation_keeps_messages_flowing_and_retires_the_old_key(linked_nodes, c
     assert (refused["status"], refused["code"]) == ("rejected", "key_expired")
     after = _send(capsys, w, "moscow", "after the overlap")
     _wait(lambda: _state(w, after) == "delivered", 15, "delivery after the overlap")
+
+    # The audit record spans the rotation: exported with the key history, verified offline.
+    bundle = tmp_path / "link.bundle"
+    export = ["audit", "export", "--dir", str(w.dir), "--peer", "moscow", "--out", str(bundle)]
+    assert main(export) == 0
+    verified = _cli_json(capsys, "audit", "verify", str(bundle))
+    assert verified["keys"] == {"washington": 2, "moscow": 1}
+    assert verified["messages"] >= 4
 
 
 def test_revocation_refuses_the_old_key_until_the_new_fingerprint_is_confirmed(

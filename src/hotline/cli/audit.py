@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
-from sqlalchemy import desc, select
+from sqlalchemy import Connection, desc, select
 
 from hotline import transcript
 from hotline.cli._app import app, err_console
@@ -19,6 +19,7 @@ from hotline.cli.node import DirOption, JsonOption, _print_json, console
 from hotline.core import merkle
 from hotline.core.encoding import b64encode, format_time, from_us
 from hotline.errors import HotlineError, InputError, NotFoundError
+from hotline.link import keyring
 from hotline.node.home import NodeHome
 from hotline.node.runtime import HttpPeerLog, Node
 from hotline.store.schema import security_events
@@ -244,6 +245,12 @@ async def export_bundle(home: NodeHome, peer: str) -> bytes:
             }
             for name, card in witness_cards.items()
         }
+        with home.store.read() as conn:
+            key_history = {
+                name: section
+                for name in (home.config.name, peer)
+                if (section := _key_history_section(conn, name)) is not None
+            }
         exported_at = format_time(datetime.now(UTC))
         body = encode_bundle(
             link=(home.config.name, peer),
@@ -253,10 +260,20 @@ async def export_bundle(home: NodeHome, peer: str) -> bytes:
             statements=statements,
             logs=logs,
             witnesses=witnesses,
+            key_history=key_history,
         )
         return sign_bundle(home.identity, body, exported_at)
     finally:
         await link.close()
+
+
+def _key_history_section(conn: Connection, name: str) -> dict[str, Any] | None:
+    """A party's first card and key events, if its keys ever changed (docs/audit.md)."""
+    events = keyring.events(conn, name)
+    if not events:
+        return None
+    first = keyring.history(conn, name)[0].card
+    return {"first_card": b64encode(first.statement), "events": [b64encode(s) for _k, s in events]}
 
 
 def _their_kind(ours: str) -> str:
@@ -359,6 +376,11 @@ def audit_verify(
         highlight=False,
     )
     console.print(f"  senders: {report.senders}", highlight=False)
+    changed = {name: n for name, n in report.keys.items() if n > 1}
+    if changed:
+        console.print(f"  key history replayed (keys per party): {changed}", highlight=False)
+    for line in report.suspect[:20]:
+        console.print(f"  [yellow]SUSPECT[/] {line}", highlight=False)
     console.print(f"  from {report.first} to {report.last}", highlight=False)
     for name, log in report.logs.items():
         console.print(

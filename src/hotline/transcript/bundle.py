@@ -31,7 +31,8 @@ import msgspec
 
 from hotline.core import merkle
 from hotline.core.card import Card, Identity, parse_card_statement
-from hotline.core.encoding import b64decode, b64encode, decode_json, parse_time
+from hotline.core.encoding import b64decode, b64encode, decode_json, format_time, parse_time
+from hotline.core.keyevents import KeyPeriod, replay_history
 from hotline.core.keys import Purpose, SigningPublicKey, peek_statement, verify_statement
 from hotline.core.treehead import TreeHead, verify_tree_head
 from hotline.core.witness import verify_cosignature
@@ -52,6 +53,10 @@ _SHARD_BYTES = 32 * 1024 * 1024
 _PARALLEL_MIN_RECORDS = 2000
 
 _PURPOSES = {p.value: p for p in (Purpose.MESSAGE, Purpose.RECEIPT)}
+#: Key events per party in one bundle: generous for decades of yearly rotations.
+MAX_KEY_EVENTS = 1_000
+#: A key event statement in a bundle (a rotation is about 17 KB).
+MAX_EVENT_BYTES = 64 * 1024
 
 
 class _Consistency(msgspec.Struct, forbid_unknown_fields=True):
@@ -70,6 +75,11 @@ class _Witness(msgspec.Struct, forbid_unknown_fields=True):
     cosignatures: list[str]  # cosignatures of heads of the exporter's log
 
 
+class _KeyHistory(msgspec.Struct, forbid_unknown_fields=True):
+    first_card: str  # the party's first card (its first key), base64 of the statement
+    events: list[str]  # its rotation and revocation statements, oldest first, base64
+
+
 class _Header(msgspec.Struct, forbid_unknown_fields=True):
     hotline_audit_bundle: int
     link: list[str]
@@ -79,6 +89,9 @@ class _Header(msgspec.Struct, forbid_unknown_fields=True):
     logs: dict[str, _Log]
     witnesses: dict[str, _Witness]
     records: int
+    #: Per party whose keys changed: its key history (docs/audit.md). A party without one has
+    #: had only the key of its card.
+    key_history: dict[str, _KeyHistory] = msgspec.field(default_factory=dict)
 
 
 #: A record line: [statement (base64), [[log, index, kind, ref, proof (base64)], ...]].
@@ -115,6 +128,12 @@ class BundleReport:
     logs: dict[str, LogReport]
     signature_checks: int
     witnessed: dict[str, int] = field(default_factory=dict)
+    #: Per party, how many keys its history shows (1: never rotated).
+    keys: dict[str, int] = field(default_factory=dict)
+    #: Statements signed by a key outside its valid period (a revoked key at or after the
+    #: compromise, a rotated key after its overlap): "records[N]: why". The receiver accepted
+    #: them before it knew, or they are forgeries made with a stolen key; shown, not fatal.
+    suspect: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -137,6 +156,8 @@ class BundleReport:
             },
             "signature_checks": self.signature_checks,
             "witnessed": self.witnessed,
+            "keys": self.keys,
+            "suspect": self.suspect,
         }
 
 
@@ -183,6 +204,7 @@ def encode_bundle(
     statements: dict[str, str],
     logs: dict[str, dict[str, Any]],
     witnesses: dict[str, dict[str, Any]] | None = None,
+    key_history: dict[str, dict[str, Any]] | None = None,
 ) -> bytes:
     """The bundle's header and record lines (``sign_bundle`` adds the signature line).
 
@@ -203,21 +225,22 @@ def encode_bundle(
             if owner == exported_by:
                 position[key] = min(position.get(key, entry["index"]), entry["index"])
     order = sorted(statements, key=lambda k: (k not in position, position.get(k, 0)))
-    header = msgspec.json.encode(
-        {
-            "hotline_audit_bundle": BUNDLE_VERSION,
-            "link": list(link),
-            "exported_by": exported_by,
-            "exported_at": exported_at,
-            "cards": cards,
-            "logs": {
-                owner: {"heads": log["heads"], "consistency": log["consistency"]}
-                for owner, log in logs.items()
-            },
-            "witnesses": witnesses or {},
-            "records": len(statements),
-        }
-    )
+    fields: dict[str, Any] = {
+        "hotline_audit_bundle": BUNDLE_VERSION,
+        "link": list(link),
+        "exported_by": exported_by,
+        "exported_at": exported_at,
+        "cards": cards,
+        "logs": {
+            owner: {"heads": log["heads"], "consistency": log["consistency"]}
+            for owner, log in logs.items()
+        },
+        "witnesses": witnesses or {},
+        "records": len(statements),
+    }
+    if key_history:
+        fields["key_history"] = key_history
+    header = msgspec.json.encode(fields)
     lines = [header]
     lines.extend(msgspec.json.encode([statements[key], entries_of[key]]) for key in order)
     lines.append(b"")
@@ -240,6 +263,7 @@ class _ShardResult:
     first: datetime | None
     last: datetime | None
     failure: _Failure | None
+    suspect: list[tuple[int, str]] = field(default_factory=list)  # (record number, why)
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,8 +271,11 @@ class _ShardTask:
     source: str | bytes  # a file path (the worker maps it) or the bytes themselves
     start: int
     end: int
-    keys: dict[str, tuple[bytes, bytes]]  # party -> (Ed25519, ML-DSA-65) public keys
+    # party -> key id -> (Ed25519, ML-DSA-65) public keys: every key of its history
+    keys: dict[str, dict[bytes, tuple[bytes, bytes]]]
     heads: dict[str, tuple[int, bytes]]  # log -> (size, root) of its last head
+    # party -> key id -> (end of its overlap, compromise time): when each key could sign
+    periods: dict[str, dict[bytes, tuple[datetime | None, datetime | None]]]
 
 
 def _lines(task: _ShardTask) -> Iterator[bytes]:
@@ -268,13 +295,18 @@ def _check_shard(task: _ShardTask) -> _ShardResult:
         owner: merkle.InclusionChecker(size=size, root=root)
         for owner, (size, root) in task.heads.items()
     }
-    signers = {n: SigningPublicKey(ed25519=ed, mldsa65=ml) for n, (ed, ml) in task.keys.items()}
+    signers = {
+        n: {k: SigningPublicKey(ed25519=ed, mldsa65=ml) for k, (ed, ml) in keys.items()}
+        for n, keys in task.keys.items()
+    }
     decoder = msgspec.json.Decoder(_Record)
     result = _ShardResult([], {o: [] for o in task.heads}, None, None, None)
     number = 0
     try:
         for number, line in enumerate(_lines(task)):
-            row, created = _check_record(number, line, decoder, signers, checkers, result.indexes)
+            row, created = _check_record(
+                number, line, decoder, signers, checkers, result.indexes, task.periods, result
+            )
             result.rows.append(row)
             if created is not None:
                 if result.first is None or created < result.first:
@@ -290,9 +322,11 @@ def _check_record(
     number: int,
     line: bytes,
     decoder: msgspec.json.Decoder[_Record],
-    signers: dict[str, SigningPublicKey],
+    signers: dict[str, dict[bytes, SigningPublicKey]],
     checkers: dict[str, merkle.InclusionChecker],
     indexes: dict[str, list[tuple[int, int]]],
+    periods: dict[str, dict[bytes, tuple[datetime | None, datetime | None]]],
+    result: _ShardResult,
 ) -> tuple[_Row, datetime | None]:
     item = f"records[{number}]"
     if len(line) > MAX_RECORD_BYTES:
@@ -300,15 +334,18 @@ def _check_record(
     try:
         encoded, entries = decoder.decode(line)
         statement = b64decode(encoded, what="statement", limit=1 << 20)
-        label, _key_id, unverified = peek_statement(statement)
+        label, key_id, unverified = peek_statement(statement)
         purpose = _PURPOSES.get(label)
         if purpose is None:
             raise BundleError(item, f"purpose {label!r} does not belong in a bundle")
         fields = msgspec.json.decode(unverified, type=dict)
         author = fields.get("from")
-        signer = signers.get(author) if isinstance(author, str) else None
-        if signer is None:
+        keys = signers.get(author) if isinstance(author, str) else None
+        if keys is None:
             raise BundleError(item, f"author {author!r} is not a party to the link")
+        signer = keys.get(key_id)
+        if signer is None:  # a key of the author's history signs, or nothing does
+            raise BundleError(item, f"signed by key {key_id.hex()}, not one of {author}'s keys")
         verify_statement(statement, purpose, signer)
     except BundleError:
         raise
@@ -347,6 +384,10 @@ def _check_record(
             created = None
         if created is not None and created.tzinfo is None:
             created = None  # not a hotline time; a naive one would not compare with the others
+    why = _outside_period(periods[str(author)].get(key_id), created, key_id)
+    if why is not None and fields.get("type") != "key_revocation":
+        # (The carrier of a revocation is signed by the revoked key by design.)
+        result.suspect.append((number, why))
     row: _Row = (
         leaf,
         label,
@@ -358,6 +399,61 @@ def _check_record(
     return row, created
 
 
+def _outside_period(
+    period: tuple[datetime | None, datetime | None] | None, signed_at: datetime | None, key: bytes
+) -> str | None:
+    """Why a statement signed at ``signed_at`` by a key with this period is doubtful, if it is:
+    a revoked key signing at or after the compromise, a rotated key after its overlap."""
+    if period is None or signed_at is None:
+        return None
+    valid_until, compromised_at = period
+    if compromised_at is not None and signed_at >= compromised_at:
+        return (
+            f"signed {format_time(signed_at)} by key {key.hex()}, compromised as of "
+            f"{format_time(compromised_at)}"
+        )
+    if valid_until is not None and signed_at > valid_until:
+        return (
+            f"signed {format_time(signed_at)} by key {key.hex()}, after its overlap ended "
+            f"{format_time(valid_until)}"
+        )
+    return None
+
+
+def _head_signer(statement: bytes, keys: dict[bytes, SigningPublicKey]) -> SigningPublicKey:
+    """The owner's key a head names (any key of its history: heads stay valid after a
+    rotation); the first key if it names none of them, so that verification says so."""
+    key_id = peek_statement(statement)[1]
+    return keys.get(key_id) or next(iter(keys.values()))
+
+
+def _key_periods(header: _Header, name: str, card: Card) -> list[KeyPeriod]:
+    """A party's keys: its key history replayed from its first card (each rotation signed by
+    the key before it), or only its card's key. The card must hold one of those keys."""
+    history = header.key_history.get(name)
+    if history is None:
+        return [KeyPeriod(card.signing_key, card)]
+    item = f"key_history.{name}"
+    if len(history.events) > MAX_KEY_EVENTS:
+        raise WireError(f"{item}: more than {MAX_KEY_EVENTS} key events", code=ErrorCode.TOO_LARGE)
+    try:
+        first = parse_card_statement(b64decode(history.first_card, what=f"{item}.first_card"))
+        if first.name != name:
+            raise BundleError(f"{item}.first_card", f"card is for {first.name!r}")
+        events = [
+            b64decode(e, what=f"{item}.events[{i}]", limit=MAX_EVENT_BYTES)
+            for i, e in enumerate(history.events)
+        ]
+        periods = replay_history(first, events)
+    except BundleError:
+        raise
+    except HotlineError as e:
+        raise BundleError(item, e.detail) from e
+    if all(p.key_id != card.signing_key.key_id for p in periods):
+        raise BundleError(f"cards.{name}", "the card's key is not in the party's key history")
+    return periods
+
+
 def _decode_hashes(values: Iterable[str], item: str) -> list[bytes]:
     try:
         return [b64decode(v, what=item, size=merkle.HASH_SIZE) for v in values]
@@ -365,15 +461,15 @@ def _decode_hashes(values: Iterable[str], item: str) -> list[bytes]:
         raise BundleError(item, e.detail) from e
 
 
-def _check_log(owner: str, log: _Log, card: Card) -> TreeHead:
-    """Heads signed by the owner, consistent one to the next; returns the last head."""
+def _check_log(owner: str, log: _Log, keys: dict[bytes, SigningPublicKey]) -> TreeHead:
+    """Heads signed by the owner (any key of its history), consistent one to the next; returns
+    the last head."""
     heads: list[TreeHead] = []
     for i, encoded in enumerate(log.heads):
         item = f"logs.{owner}.heads[{i}]"
         try:
-            heads.append(
-                verify_tree_head(b64decode(encoded, what=item), card.signing_key, log=owner)
-            )
+            statement = b64decode(encoded, what=item)
+            heads.append(verify_tree_head(statement, _head_signer(statement, keys), log=owner))
         except HotlineError as e:
             raise BundleError(item, e.detail) from e
     if not heads:
@@ -478,7 +574,10 @@ def verify_bundle(data: bytes | Path, *, workers: int = 1) -> BundleReport:
     by its owner and consistent one to the next; 5. every entry's ref and kind agree with its
     statement and its inclusion proof holds against the log's last head; no index twice, no
     statement twice; 6. which statements each log holds; 7. each direction's sequence numbers
-    are complete; 8. witnesses' cosignatures. Records (3, 5) are checked by ``workers``
+    are complete; 8. witnesses' cosignatures; 9. statements signed by a key outside its period
+    are listed as suspect. Signatures (3, 4, 8) are checked with the key they name among the
+    party's keys: its card's, or every key of its key history (2b: replayed from its first card,
+    each rotation signed by the key before it). Records (3, 5) are checked by ``workers``
     processes, each reading its own run of lines, while this process hashes the file for 2.
     Raises ``BundleError`` naming the first item that fails (in the order of the steps).
     """
@@ -519,17 +618,26 @@ def _verify(source: _Source, workers: int) -> BundleReport:
     if header.exported_by not in cards:
         raise BundleError("exported_by", f"{header.exported_by!r} is not a party to the link")
     signature = bytes(raw[signature_start:-1])
+    try:  # 2b
+        periods = {name: _key_periods(header, name, card) for name, card in cards.items()}
+    except BundleError:
+        _check_export_signature(header, source.sha256(signature_start), signature, cards)
+        raise
+    party_keys = {name: {p.key_id: p.key for p in ps} for name, ps in periods.items()}
     lasts: dict[str, TreeHead] = {}
     try:
         for owner, log in header.logs.items():  # 4
             if owner not in cards:
                 raise BundleError(f"logs.{owner}", "log of a node that is not a party to the link")
-            lasts[owner] = _check_log(owner, log, cards[owner])
+            lasts[owner] = _check_log(owner, log, party_keys[owner])
     except BundleError:
         # A changed byte is the exporter's signature failing first (step 2 before step 4).
         _check_export_signature(header, source.sha256(signature_start), signature, cards)
         raise
-    keys = {n: (c.signing_key.ed25519, c.signing_key.mldsa65) for n, c in cards.items()}
+    keys = {n: {k: (v.ed25519, v.mldsa65) for k, v in ks.items()} for n, ks in party_keys.items()}
+    windows = {
+        n: {p.key_id: (p.valid_until, p.compromised_at) for p in ps} for n, ps in periods.items()
+    }
     heads = {owner: (head.size, head.root) for owner, head in lasts.items()}
     shards = _shards(raw, header_end, signature_start, max(workers * 4, len(raw) // _SHARD_BYTES))
     tasks = [
@@ -539,6 +647,7 @@ def _verify(source: _Source, workers: int) -> BundleReport:
             end=end if source.path is not None else end - start,
             keys=keys,
             heads=heads,
+            periods=windows,
         )
         for start, end in shards
     ]
@@ -556,12 +665,14 @@ def _verify(source: _Source, workers: int) -> BundleReport:
     else:
         _check_export_signature(header, source.sha256(signature_start), signature, cards)
         results = [_check_shard(t) for t in tasks]
-    return _conclude(header, cards, lasts, results)
+    report = _conclude(header, party_keys, lasts, results)
+    report.keys = {name: len(ps) for name, ps in periods.items()}  # 9
+    return report
 
 
 def _conclude(
     header: _Header,
-    cards: dict[str, Card],
+    party_keys: dict[str, dict[bytes, SigningPublicKey]],
     lasts: dict[str, TreeHead],
     results: list[_ShardResult],
 ) -> BundleReport:
@@ -582,8 +693,10 @@ def _conclude(
     leaves: dict[bytes, int] = {}
     indexes: dict[str, dict[int, int]] = {owner: {} for owner in lasts}
     rows: list[_Row] = []
+    suspect: list[str] = []
     base = 0
     for result in results:
+        suspect.extend(f"records[{base + local}]: {why}" for local, why in result.suspect)
         for offset, row in enumerate(result.rows):
             number = base + offset
             earlier = leaves.setdefault(row[0], number)
@@ -612,7 +725,7 @@ def _conclude(
         for owner, head in lasts.items()
     }
     _check_sequences(rows)  # 7
-    witnessed = _check_witnesses(header, cards)  # 8
+    witnessed = _check_witnesses(header, party_keys)  # 8
     senders: dict[str, int] = {}
     messages = receipts = 0
     for _leaf, label, sender, _to, _seq, _owners in rows:
@@ -635,18 +748,20 @@ def _conclude(
         logs=reports,
         signature_checks=len(rows),
         witnessed=witnessed,
+        suspect=suspect,
     )
 
 
-def _check_witnesses(header: _Header, cards: dict[str, Card]) -> dict[str, int]:
+def _check_witnesses(
+    header: _Header, party_keys: dict[str, dict[bytes, SigningPublicKey]]
+) -> dict[str, int]:
     """Each cosignature is by a witness card in the bundle and names one of the exporter's heads
     with the same root. Returns, per witness, the largest head size it cosigned."""
     owner = header.exported_by
     heads: dict[int, bytes] = {}
     for encoded in header.logs.get(owner, _Log([], [])).heads:
-        head = verify_tree_head(
-            b64decode(encoded, what="head"), cards[owner].signing_key, log=owner
-        )
+        statement = b64decode(encoded, what="head")
+        head = verify_tree_head(statement, _head_signer(statement, party_keys[owner]), log=owner)
         heads[head.size] = head.root
     largest: dict[str, int] = {}
     for name, witness in header.witnesses.items():
