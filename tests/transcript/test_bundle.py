@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -209,3 +210,80 @@ def test_the_parallel_path_gives_the_same_verdicts(bundle_file, exporter, tmp_pa
     with pytest.raises(BundleError) as parallel:
         verify_bundle(path, workers=2)
     assert parallel.value.item == serial.value.item
+
+
+JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.binary(max_size=500)
+    | st.lists(JSON, min_size=1, max_size=3).map(
+        lambda vs: b"".join(json.dumps(v).encode() + b"\n" for v in vs) + b"QQ==\n"
+    )
+)
+def test_arbitrary_bytes_are_refused_with_a_typed_error(data):
+    with pytest.raises(HotlineError):
+        verify_bundle(data)
+
+
+def _paths(value, prefix):
+    out = [prefix]
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out += _paths(v, [*prefix, k])
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            out += _paths(v, [*prefix, i])
+    return out
+
+
+def _replace(value, path, new):
+    if not path:
+        return new
+    head, *rest = path
+    if isinstance(value, dict):
+        return {**value, head: _replace(value.get(head), rest, new)}
+    copy = list(value)
+    copy[head] = _replace(copy[head], rest, new)
+    return copy
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(data=st.data())
+def test_a_resigned_bundle_with_any_member_replaced_verifies_or_gets_a_typed_error(
+    bundle_file, exporter, data
+):
+    """What a dishonest exporter can do: change anything in the header or a record, then sign
+    it. The checks behind the signature (cards, heads, proofs, sequences) answer with typed
+    errors, never crash."""
+    header, records, _signature = _lines(bundle_file)
+    lines = [header, *records]
+    which = data.draw(st.integers(0, len(lines) - 1))
+    value = json.loads(lines[which])
+    edited = _replace(value, data.draw(st.sampled_from(_paths(value, []))), data.draw(JSON))
+    lines[which] = json.dumps(edited, separators=(",", ":")).encode()
+    with contextlib.suppress(HotlineError):
+        verify_bundle(
+            _resign(exporter, header, lines[1:]) if which else _resign_raw(exporter, lines)
+        )
+
+
+def _resign_raw(exporter, lines: list[bytes]) -> bytes:
+    """Re-sign with an edited header (which may no longer name an export time)."""
+    body = b"".join(line + b"\n" for line in lines)
+    return sign_bundle(exporter.identity, body, format_time(NOW))

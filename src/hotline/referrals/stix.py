@@ -192,6 +192,14 @@ def validate_stix(bundle: dict[str, Any]) -> None:
         result = validate_parsed_json(bundle, ValidationOptions(version="2.1"))
     except ValidatorError as e:
         raise InputError(f"STIX validation failed: {e}", code=ErrorCode.STIX_INVALID) from e
+    except Exception as e:
+        # The validator's own checks assume the schema's types and raise on others (a null
+        # "created" gives TypeError): hostile input, so refused like any invalid bundle.
+        log.warning("the STIX validator failed on a bundle: %r", e)
+        raise InputError(
+            f"the STIX validator could not check the bundle ({type(e).__name__})",
+            code=ErrorCode.STIX_INVALID,
+        ) from e
     results = result if isinstance(result, list) else [result]
     findings = [str(err) for r in results for err in r.errors]
     if findings or not all(r.is_valid for r in results):
