@@ -10,6 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from hotline import transcript
 from hotline.cli import main
 from hotline.core.card import Identity
 from hotline.core.envelope import Kind, encode_batch, new_id, seal, sign_message
@@ -17,6 +18,7 @@ from hotline.link import keyring
 from hotline.node.home import NodeHome
 from hotline.store.messages import get_message
 from hotline.store.schema import security_events
+from hotline.transcript.witnessing import latest_cosignature
 
 pytestmark = pytest.mark.integration
 
@@ -183,3 +185,31 @@ def test_revocation_refuses_the_old_key_until_the_new_fingerprint_is_confirmed(
     _wait(lambda: _state(m, to_washington) == "delivered", 20, "moscow's queue, sealed again")
     shown = _cli_json(capsys, "peer", "show", "washington", "--dir", str(m.dir))
     assert [k["state"] for k in shown["keys"]] == ["revoked", "active"]
+
+
+def test_the_witness_cosigns_heads_signed_by_the_new_key(nodes_with_witness, capsys, tmp_path):
+    w = nodes_with_witness["washington"].home
+    helsinki = nodes_with_witness["helsinki"].home
+
+    def cosigned() -> int:
+        with w.store.read() as conn:
+            latest = latest_cosignature(conn, "helsinki")
+        return -1 if latest is None else int(latest["size"])
+
+    assert main(["send", "--dir", str(w.dir), "--to", "moscow", "--text", "before"]) == 0
+    _wait(lambda: cosigned() >= 1, 30, "a first cosignature")
+    rotated = _cli_json(capsys, "keys", "rotate", "--dir", str(w.dir), "--overlap", "1d")
+    _wait(
+        lambda: _key_state(helsinki, "washington").get(rotated["new_key_id"]) == "active",
+        30,
+        "helsinki accepts washington's new key",
+    )
+    with w.store.read() as conn:
+        size_after_rotation = transcript.size(conn)
+    assert main(["send", "--dir", str(w.dir), "--to", "moscow", "--text", "after"]) == 0
+    _wait(lambda: cosigned() > size_after_rotation, 30, "a cosignature of a new-key head")
+    bundle = tmp_path / "witnessed.bundle"
+    export = ["audit", "export", "--dir", str(w.dir), "--peer", "moscow", "--out", str(bundle)]
+    assert main(export) == 0
+    verified = _cli_json(capsys, "audit", "verify", str(bundle))
+    assert verified["witnessed"]["helsinki"] > size_after_rotation
