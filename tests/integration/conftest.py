@@ -65,7 +65,7 @@ class NodeProcess:
         host = self.home.config.listen_host
         return f"http://{f'[{host}]' if ':' in host else host}:{self.home.config.listen_port}"
 
-    def start(self) -> None:
+    def start(self, timeout: float = START_TIMEOUT_S) -> None:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [
@@ -83,7 +83,7 @@ class NodeProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + START_TIMEOUT_S
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"node exited: {self.log_path.read_text()[-2000:]}")
