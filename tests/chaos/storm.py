@@ -127,7 +127,8 @@ class StormPlan:
         """Security event codes the faults of this plan explain."""
         enabled = self.faults.enabled()
         codes = set()
-        if enabled & {"drop", "hang", "truncate"} or self.kill_every_s:
+        # Three failed exchanges in a row make the link DOWN, whatever failed them.
+        if enabled & {"drop", "hang", "truncate", "corrupt"} or self.kill_every_s:
             codes.add("link_down")
         if enabled & {"corrupt", "truncate"}:
             codes |= CORRUPTION_CODES

@@ -29,6 +29,8 @@ def test_a_short_storm_loses_nothing_duplicates_nothing_and_the_record_agrees(tm
         messages=150,
         duration_s=20.0,
         kill_every_s=7.0,
+        # Some calls of many messages, so that damaged bytes hit batches of several envelopes.
+        batch=(1, 32),
         drain_timeout_s=60.0,
     )
     with Storm(tmp_path, plan) as storm:
