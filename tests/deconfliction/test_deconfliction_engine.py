@@ -110,6 +110,40 @@ def test_pending_oversize_and_removal_paths_match_the_oracle(
     assert got == oracle(queries, live)
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(volume_sets("q", 6), volume_sets("a", 40))
+def test_single_queries_on_a_built_grid_match_the_oracle(
+    queries: list[Volume], active: list[Volume]
+) -> None:
+    # One query at a time takes its own path through the grid (``_grid_candidates_one``).
+    engine = Engine(workers=1)
+    engine.add(active)
+    engine.rebuild()
+    got = {(c.query.id, c.active.id) for q in queries for c in engine.conflicts(q)}
+    assert got == oracle(queries, active)
+
+
+@pytest.mark.parametrize("gap", [0.0, 1e-7, 1e-3])
+def test_octagon_filter_keeps_footprints_touching_along_a_diagonal(
+    gap: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two triangles share an edge along which u = x * DISC_X_SCALE + y is constant: their boxes
+    # overlap and their octagons touch exactly; moved apart by ``gap`` they do not meet.
+    monkeypatch.setattr(index_module, "DISC_MIN_PAIRS", 0)
+    s = index_module.DISC_X_SCALE
+    a = [[35.0, 33.0], [36.0, 33.0], [35.0, 33.0 + s], [35.0, 33.0]]
+    b = [[36.0 + gap, 33.0], [36.0 + gap, 33.0 + s], [35.0 + gap, 33.0 + s], [36.0 + gap, 33.0]]
+    active = volumes(feature("a", {"type": "Polygon", "coordinates": [a]}))
+    queries = volumes(feature("q", {"type": "Polygon", "coordinates": [b]}))
+    expected = oracle(queries, active)
+    assert expected == ({("q", "a")} if gap == 0.0 else set())
+    assert engine_pairs(queries, active) == expected
+    engine = Engine(workers=1)
+    engine.add(active)
+    engine.rebuild()
+    assert {(c.query.id, c.active.id) for c in engine.conflicts(queries)} == expected
+
+
 def test_oversize_volumes_are_found(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(index_module, "MAX_CELLS_PER_VOLUME", 1)
     active = volumes(
