@@ -29,9 +29,11 @@ import asyncio
 import contextlib
 import dataclasses
 import random
+import re
 import socket
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 #: Longest time the proxy waits for the node's answer before it gives up on an exchange.
@@ -54,6 +56,10 @@ class Faults:
     truncate: float = 0.0
     corrupt: float = 0.0
     hang: float = 0.0
+    #: Only exchanges whose request path starts with one of these meet faults (empty: all).
+    paths: tuple[str, ...] = ()
+    #: Where the destructive faults strike: "request", "answer" or "both" (half each).
+    side: str = "both"
     max_delay_s: float = 0.5
     #: How long a reordered copy is held back, at most.
     max_hold_s: float = 2.0
@@ -68,7 +74,8 @@ class Faults:
         return {
             f.name
             for f in dataclasses.fields(self)
-            if not f.name.startswith(("max_", "hang_s")) and getattr(self, f.name) > 0
+            if f.name in (*_DESTRUCTIVE, "duplicate", "reorder", "delay")
+            and getattr(self, f.name) > 0
         }
 
 
@@ -140,6 +147,9 @@ class FaultProxy:
         self.name = name
         self.upstream = upstream
         self.faults = faults
+        #: An attacker on the path: given the request path and the answer's body, the body to
+        #: send on instead (tests set it; faults apply first).
+        self.rewrite_answer: Callable[[str, bytes], bytes] | None = None
         self.counts: Counter[str] = Counter()
         self._rng = random.Random(f"{seed}/{name}")
         self._listen_host = listen_host
@@ -189,19 +199,21 @@ class FaultProxy:
 
     # -- the proxy's thread ------------------------------------------------------------------
 
-    def _decide(self) -> _Fate:
+    def _decide(self, path: str = "/") -> _Fate:
         f, rng = self.faults, self._rng
         fate = _Fate()
         # Every draw happens whatever the outcome, so that the n-th request's fate depends on
         # the seed and n only, not on which faults happened to be enabled before it.
         pick, side, dup, reorder, hold, delay, delay_s = (rng.random() for _ in range(7))
+        if f.paths and not path.startswith(f.paths):
+            return fate
         edge = 0.0
         for kind in _DESTRUCTIVE:
             edge += getattr(f, kind)
             if pick < edge:
                 fate.kind = kind
                 break
-        fate.on_answer = side < 0.5
+        fate.on_answer = f.side == "answer" or (f.side == "both" and side < 0.5)
         fate.duplicate = dup < f.duplicate
         if reorder < f.reorder:
             fate.reorder_after_s = 0.1 + hold * f.max_hold_s
@@ -271,7 +283,8 @@ class FaultProxy:
 
     async def _exchange(self, head: bytes, body: bytes, writer: asyncio.StreamWriter) -> bool:
         """Forward one request and its answer, meeting this request's fate. False: close."""
-        fate = self._decide()
+        path = head.split(b" ", 2)[1].decode("latin-1") if b" " in head else "/"
+        fate = self._decide(path)
         if fate.delay_s:
             await asyncio.sleep(fate.delay_s)
         if fate.kind == "hang":
@@ -305,6 +318,18 @@ class FaultProxy:
             if fate.kind == "corrupt":
                 split = answer.index(b"\r\n\r\n") + 4
                 answer = answer[:split] + self._corrupt(answer[split:])
+        if self.rewrite_answer is not None:
+            split = answer.index(b"\r\n\r\n") + 4
+            answer_head, body = answer[:split], answer[split:]
+            rewritten = self.rewrite_answer(path, body)
+            if rewritten != body:
+                self.counts["rewritten"] += 1
+                answer_head = re.sub(
+                    rb"(?i)\r\ncontent-length: *\d+",
+                    b"\r\ncontent-length: %d" % len(rewritten),
+                    answer_head,
+                )
+            answer = answer_head + rewritten
         writer.write(answer)
         await writer.drain()
         return not (_wants_close(head) or _wants_close(answer))

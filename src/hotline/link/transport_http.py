@@ -89,9 +89,9 @@ class HttpTransport:
         except httpx.HTTPError as e:
             raise TransportError(f"{what}: {e.__class__.__name__}: {e}") from e
         if status != 200:
-            raise TransportError(
-                f"{what}: HTTP {status}: {data[:300]!r}", code=ErrorCode.PEER_REFUSED
-            )
+            # 429 is the peer's rate limit: "not now", which is no refusal of the request itself.
+            code = ErrorCode.RATE_LIMITED if status == 429 else ErrorCode.PEER_REFUSED
+            raise TransportError(f"{what}: HTTP {status}: {data[:300]!r}", code=code)
         return data
 
     async def _post(self, path: str, body: bytes, content_type: str) -> bytes:

@@ -45,6 +45,7 @@ from hotline.store.messages import (
 )
 from hotline.transcript.heads import (
     OWN_HEAD_MAX_AGE_S,
+    PeerHead,
     check_consistency,
     current_own_head,
     mark_checked,
@@ -65,6 +66,8 @@ REGISTRY_MAX_AGE_S = 30.0
 ESCALATION_SCAN_S = 5.0
 #: How often each peer's new tree heads are proved consistent with the ones checked before.
 HEAD_CHECK_INTERVAL_S = 5.0
+#: A failed consistency proof is fetched this many times before it counts against the peer.
+PROOF_ATTEMPTS = 3
 #: How often a node asks each witness to cosign its latest head (at most; never more often
 #: than the heartbeat interval).
 WITNESS_INTERVAL_S = 10.0
@@ -449,44 +452,56 @@ class Node:
                     mark_checked(conn, candidate.id, consistent=True)
                 checked += 1
                 continue
-            small, large = sorted((baseline, candidate), key=lambda h: h.size)
-            now_us = to_us(datetime.now(UTC))
+            failure = await self._consistency_failure(link, baseline, candidate)
+            if failure is not None:
+                with self.store.write() as conn:
+                    mark_checked(conn, candidate.id, consistent=False)
+                    raise_equivocation(
+                        conn, peer=peer, now_us=to_us(datetime.now(UTC)), detail=failure
+                    )
+                continue
+            with self.store.write() as conn:
+                mark_checked(conn, candidate.id, consistent=True)
+            checked += 1
+
+    async def _consistency_failure(
+        self, link: PeerLink, baseline: PeerHead, candidate: PeerHead
+    ) -> str | None:
+        """Why the peer's proof that ``candidate`` extends ``baseline`` fails, or None if it holds.
+
+        A proof travels unsigned, so one that fails (or a refusal) is fetched again, up to
+        ``PROOF_ATTEMPTS`` times: bytes damaged on the way do not fail the same way every time,
+        an inconsistent history does (the chaos storm). Unreachable, rate-limited or malformed
+        answers raise: no verdict, try again later.
+        """
+        small, large = sorted((baseline, candidate), key=lambda h: h.size)
+        failure = ""
+        for _attempt in range(PROOF_ATTEMPTS):
             try:
                 data = await link.fetch(
                     "/v1/transcript/consistency", {"first": small.size, "second": large.size}
                 )
             except TransportError as e:
                 if e.code != ErrorCode.PEER_REFUSED:
-                    raise  # unreachable: try again later
+                    raise
                 # The peer answered but will not prove heads it signed (a truncated log?).
-                with self.store.write() as conn:
-                    mark_checked(conn, candidate.id, consistent=False)
-                    raise_equivocation(
-                        conn,
-                        peer=peer,
-                        now_us=now_us,
-                        detail=f"peer refused to prove its head of size {candidate.size} "
-                        f"consistent with its head of size {baseline.size}: {e.detail[:300]}",
-                    )
+                failure = (
+                    f"peer refused to prove its head of size {candidate.size} consistent "
+                    f"with its head of size {baseline.size}: {e.detail[:300]}"
+                )
                 continue
-            proof = decode_proof_reply(data)
             try:
-                check_consistency(baseline, candidate, proof)
+                check_consistency(baseline, candidate, decode_proof_reply(data))
             except VerificationError as e:
-                with self.store.write() as conn:
-                    mark_checked(conn, candidate.id, consistent=False)
-                    raise_equivocation(
-                        conn,
-                        peer=peer,
-                        now_us=now_us,
-                        detail=f"head of size {candidate.size} (#{candidate.id}, "
-                        f"{candidate.kind}) is not consistent with checked head of size "
-                        f"{baseline.size} (#{baseline.id}): {e.detail}",
-                    )
+                failure = (
+                    f"head of size {candidate.size} (#{candidate.id}, {candidate.kind}) is not "
+                    f"consistent with checked head of size {baseline.size} (#{baseline.id}): "
+                    f"{e.detail}"
+                )
+                log.warning("consistency proof from %s failed: %s", link.peer.name, e.detail)
                 continue
-            with self.store.write() as conn:
-                mark_checked(conn, candidate.id, consistent=True)
-            checked += 1
+            return None
+        return f"{failure} ({PROOF_ATTEMPTS} attempts)"
 
     async def refresh_peer_head(self, peer: str) -> TreeHead:
         """Ask the peer for its current head, keep it, and prove it consistent."""
