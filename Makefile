@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck unit bench fuzz lock clean
+.PHONY: install demo test lint typecheck unit test-pg bench fuzz lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,16 @@ typecheck: install
 unit: install
 	$(BIN)/pytest -q
 
-test: lint typecheck unit
+# The whole suite again with every store on PostgreSQL (DESIGN decision 10): a private cluster
+# started by scripts/setup-postgres.sh (installing postgresql-15 first if missing, as root),
+# a fresh database per store (tests/conftest.py).
+PG_TEST_DIR := $(CURDIR)/.pg/tests
+
+test-pg: install
+	url="$$(HOTLINE_PG_DIR=$(PG_TEST_DIR) HOTLINE_PG_UNSAFE_NO_FSYNC=1 scripts/setup-postgres.sh)" \
+	  && HOTLINE_TEST_STORE="$$url" $(BIN)/pytest -q
+
+test: lint typecheck unit test-pg
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py

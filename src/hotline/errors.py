@@ -55,6 +55,7 @@ class ErrorCode(StrEnum):
     PEER_UNREACHABLE = "peer_unreachable"
     PEER_REFUSED = "peer_refused"
     STORAGE_FAILED = "storage_failed"
+    STANDBY = "standby"
     BAD_CONFIG = "bad_config"
     UNAUTHORIZED = "unauthorized"
     INTERNAL = "internal"
@@ -137,6 +138,10 @@ MESSAGES: Mapping[ErrorCode, tuple[str, str]] = {
     ErrorCode.PEER_UNREACHABLE: ("Peer unreachable", "Узел-партнёр недоступен"),
     ErrorCode.PEER_REFUSED: ("The peer refused it", "Узел-партнёр отклонил запрос"),
     ErrorCode.STORAGE_FAILED: ("Storage failure", "Сбой хранилища"),
+    ErrorCode.STANDBY: (
+        "This replica is a standby; another process of this node is active",
+        "Эта реплика резервная; активен другой процесс этого узла",
+    ),
     ErrorCode.BAD_CONFIG: ("Configuration error", "Ошибка конфигурации"),
     ErrorCode.UNAUTHORIZED: ("Not authorized", "Нет доступа"),
     ErrorCode.INTERNAL: ("Internal error", "Внутренняя ошибка"),

@@ -15,19 +15,19 @@ from hotline.deconfliction import (
     assess_notification,
 )
 from hotline.errors import NotFoundError, ProtocolError
-from hotline.store.db import create_store_engine, is_current, migrate, sqlite_url
+from hotline.store.db import create_store_engine, is_current, migrate
 
 NOW = T0_US
 
 
-def test_migration_reaches_every_head(tmp_path: Path) -> None:
-    db = create_store_engine(sqlite_url(tmp_path / "store.sqlite"))
+def test_migration_reaches_every_head(tmp_path: Path, store_url) -> None:
+    db = create_store_engine(store_url(tmp_path / "store.sqlite"))
     migrate(db)
     assert is_current(db)
 
 
-def test_add_list_remove_and_reload(tmp_path: Path) -> None:
-    reg = Registry.open(tmp_path, now_us=NOW)
+def test_add_list_remove_and_reload(tmp_path: Path, store_url) -> None:
+    reg = Registry.open(store_url(tmp_path / "store.sqlite"), now_us=NOW)
     stored = reg.add(
         volumes(
             feature("a", rect(35, 33, 36, 34)),
@@ -41,7 +41,7 @@ def test_add_list_remove_and_reload(tmp_path: Path) -> None:
     reg.add(volumes(feature("m1", rect(35.2, 33.2, 35.3, 33.3)), owner="Moscow"), now_us=NOW)
     assert [(v.owner, v.id) for v in reg.list()] == [("own", "a"), ("own", "c"), ("Moscow", "m1")]
 
-    reopened = Registry.open(tmp_path, now_us=NOW)
+    reopened = Registry.open(store_url(tmp_path / "store.sqlite"), now_us=NOW)
     by_key = {v.key: v for v in reopened.list()}
     assert by_key[("own", "a")].version == 2
     assert by_key[("own", "a")].footprint.equals(again[0].footprint)
@@ -52,15 +52,15 @@ def test_add_list_remove_and_reload(tmp_path: Path) -> None:
     reopened.remove(("own", "a"), now_us=NOW)
     with pytest.raises(NotFoundError):
         reopened.remove(("own", "a"), now_us=NOW)
-    third = Registry.open(tmp_path, now_us=NOW)
+    third = Registry.open(store_url(tmp_path / "store.sqlite"), now_us=NOW)
     assert ("own", "a") not in {v.key for v in third.list()}
     # A removed id that comes back continues its versions.
     back = third.add(volumes(feature("a", rect(35, 33, 36, 34))), now_us=NOW)
     assert back[0].version == 4
 
 
-def test_expired_volumes_are_not_loaded_and_expire_in_memory(tmp_path: Path) -> None:
-    reg = Registry.open(tmp_path, now_us=NOW)
+def test_expired_volumes_are_not_loaded_and_expire_in_memory(tmp_path: Path, store_url) -> None:
+    reg = Registry.open(store_url(tmp_path / "store.sqlite"), now_us=NOW)
     reg.add(
         volumes(
             feature("short", rect(35, 33, 36, 34), t0=0, t1=1),
@@ -70,12 +70,14 @@ def test_expired_volumes_are_not_loaded_and_expire_in_memory(tmp_path: Path) -> 
     )
     assert [v.id for v in reg.expire(NOW + HOUR_US)] == ["short"]
     assert [v.id for v in reg.list()] == ["long"]
-    later = Registry.open(tmp_path, now_us=NOW + 2 * HOUR_US)
+    later = Registry.open(store_url(tmp_path / "store.sqlite"), now_us=NOW + 2 * HOUR_US)
     assert [v.id for v in later.list()] == ["long"]
 
 
-def test_plan_with_a_current_view_is_filed_and_its_conflicts_returned(tmp_path: Path) -> None:
-    reg = Registry.open(tmp_path, now_us=NOW)
+def test_plan_with_a_current_view_is_filed_and_its_conflicts_returned(
+    tmp_path: Path, store_url
+) -> None:
+    reg = Registry.open(store_url(tmp_path / "store.sqlite"), now_us=NOW)
     [theirs] = reg.add(volumes(feature("m1", rect(35, 33, 36, 34)), owner="Moscow"), now_us=NOW)
     plan = volumes(feature("p1", rect(35.5, 33.5, 36.5, 34.5)))
     result = reg.file_plan(plan, seen={theirs.key: theirs.version}, now_us=NOW)
@@ -83,8 +85,8 @@ def test_plan_with_a_current_view_is_filed_and_its_conflicts_returned(tmp_path: 
     assert [(c.active.id, c.kind) for c in result.conflicts] == [("m1", ConflictKind.OWN_VS_PEER)]
 
 
-def test_plan_on_a_stale_view_is_refused_with_what_changed(tmp_path: Path) -> None:
-    reg = Registry.open(tmp_path, now_us=NOW)
+def test_plan_on_a_stale_view_is_refused_with_what_changed(tmp_path: Path, store_url) -> None:
+    reg = Registry.open(store_url(tmp_path / "store.sqlite"), now_us=NOW)
     [m1] = reg.add(volumes(feature("m1", rect(35, 33, 36, 34)), owner="Moscow"), now_us=NOW)
     plan = volumes(feature("p1", rect(35.5, 33.5, 36.5, 34.5)))
     # Not stating the conflicting volume at all.
@@ -118,8 +120,8 @@ def test_plan_on_a_stale_view_is_refused_with_what_changed(tmp_path: Path) -> No
     ]
 
 
-def test_notification_raises_conflicts_and_drafts_a_response(tmp_path: Path) -> None:
-    reg = Registry.open(tmp_path, now_us=NOW)
+def test_notification_raises_conflicts_and_drafts_a_response(tmp_path: Path, store_url) -> None:
+    reg = Registry.open(store_url(tmp_path / "store.sqlite"), now_us=NOW)
     reg.add(
         volumes(feature("ours", rect(35, 33, 35.2, 33.2), lo=1000, hi=3000, t0=0, t1=4)), now_us=NOW
     )

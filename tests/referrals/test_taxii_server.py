@@ -15,7 +15,6 @@ from hotline.errors import InputError
 from hotline.referrals import taxii
 from hotline.referrals.collections import Direction, add_objects, collection_id
 from hotline.store import Store
-from hotline.store.db import sqlite_url
 
 with warnings.catch_warnings():
     # Starlette 1.x announces, on import, that its TestClient will move from httpx to httpx2;
@@ -40,8 +39,8 @@ def _obj(i: int) -> dict[str, Any]:
 
 
 @pytest.fixture
-def client(tmp_path: Path) -> Iterator[TestClient]:
-    store = Store.open(sqlite_url(tmp_path / "store.sqlite"))
+def client(tmp_path: Path, store_url) -> Iterator[TestClient]:
+    store = Store.open(store_url(tmp_path / "store.sqlite"))
     with store.write() as conn:
         taxii.add_user(conn, "misp", PASSWORD, datetime.now(UTC))
         cid = collection_id("moscow", Direction.RECEIVED)
@@ -143,8 +142,8 @@ def test_errors(client: TestClient) -> None:
     assert client.get("/taxii2/hotline/status/123/").status_code == 404
 
 
-def test_accounts(tmp_path: Path) -> None:
-    store = Store.open(sqlite_url(tmp_path / "s.sqlite"))
+def test_accounts(tmp_path: Path, store_url) -> None:
+    store = Store.open(store_url(tmp_path / "s.sqlite"))
     with store.write() as conn:
         with pytest.raises(InputError):
             taxii.add_user(conn, "misp", "short", datetime.now(UTC))

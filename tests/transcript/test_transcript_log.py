@@ -58,15 +58,15 @@ PROOF_6_TO_7 = [
 ]
 
 
-def open_store(path: Path) -> Engine:
-    engine = create_store_engine(sqlite_url(path))
+def open_store(url: str) -> Engine:
+    engine = create_store_engine(url)
     migrate(engine)
     return engine
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    eng = open_store(tmp_path / "store.sqlite")
+def engine(tmp_path: Path, store_url) -> Iterator[Engine]:
+    eng = open_store(store_url(tmp_path / "store.sqlite"))
     yield eng
     eng.dispose()
 
@@ -119,8 +119,9 @@ def test_storage_roots_equal_reference_roots(batches: list[int]) -> None:
     total = sum(batches)
     data = [datum(i) for i in range(total)]
     hashes = [merkle.leaf_hash(d) for d in data]
+    # SQLite on both passes: a store per example; the other tests here cover PostgreSQL.
     with tempfile.TemporaryDirectory() as tmp:
-        eng = open_store(Path(tmp) / "store.sqlite")
+        eng = open_store(sqlite_url(Path(tmp) / "store.sqlite"))
         try:
             append_in_batches(eng, data, batches)
             with eng.connect() as conn:
@@ -135,9 +136,15 @@ LOG_SIZE = 777
 
 
 @pytest.fixture(scope="module")
-def filled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, list[bytes]]]:
+def filled(
+    tmp_path_factory: pytest.TempPathFactory, pg_databases
+) -> Iterator[tuple[Engine, list[bytes]]]:
     """One store of LOG_SIZE entries appended in random batch sizes."""
-    eng = open_store(tmp_path_factory.mktemp("filled") / "store.sqlite")
+    if pg_databases is None:
+        url = sqlite_url(tmp_path_factory.mktemp("filled") / "store.sqlite")
+    else:
+        url = pg_databases.new(for_session=True)
+    eng = open_store(url)
     data = [datum(i) for i in range(LOG_SIZE)]
     rng = random.Random(9162)
     batches = []
@@ -352,10 +359,10 @@ def test_an_empty_append_changes_nothing(engine: Engine) -> None:
         assert transcript.size_and_root(conn) == (0, merkle.EMPTY_ROOT)
 
 
-def test_two_writers_on_one_file(tmp_path: Path) -> None:
+def test_two_writers_on_one_file(tmp_path: Path, store_url) -> None:
     """Two engines (as the CLI and the node would be) appending in turn see each other's entries."""
-    path = tmp_path / "store.sqlite"
-    first, second = open_store(path), open_store(path)
+    url = store_url(tmp_path / "store.sqlite")
+    first, second = open_store(url), open_store(url)
     try:
         data: list[bytes] = []
         for i in range(20):
@@ -376,8 +383,8 @@ WRITER = """
 import sys
 from pathlib import Path
 import hotline.transcript as t
-from hotline.store.db import create_store_engine, sqlite_url
-engine = create_store_engine(sqlite_url(Path(sys.argv[1])))
+from hotline.store.db import create_store_engine
+engine = create_store_engine(sys.argv[1])
 for i in range(40):
     with engine.begin() as conn:
         t.append(conn, [t.NewEntry(data=b"child %d" % i, kind="message", ref="child")])
@@ -385,9 +392,10 @@ engine.dispose()
 """
 
 
-def test_concurrent_process_appends_keep_the_tree_whole(engine: Engine, tmp_path: Path) -> None:
-    path = tmp_path / "store.sqlite"
-    child = subprocess.Popen([sys.executable, "-c", WRITER, str(path)])
+def test_concurrent_process_appends_keep_the_tree_whole(
+    engine: Engine, tmp_path: Path, store_url
+) -> None:
+    child = subprocess.Popen([sys.executable, "-c", WRITER, store_url(tmp_path / "store.sqlite")])
     try:
         for i in range(40):
             with engine.begin() as conn:
@@ -413,8 +421,8 @@ def test_concurrent_process_appends_keep_the_tree_whole(engine: Engine, tmp_path
     assert set(stored) == expected
 
 
-def test_committed_entries_survive_reopening(tmp_path: Path) -> None:
-    path = tmp_path / "store.sqlite"
+def test_committed_entries_survive_reopening(tmp_path: Path, store_url) -> None:
+    path = store_url(tmp_path / "store.sqlite")
     eng = open_store(path)
     with eng.begin() as conn:
         transcript.append(conn, entries(VECTOR_LEAVES))
@@ -507,7 +515,10 @@ def test_batch_limit(engine: Engine) -> None:
 def test_a_damaged_store_is_a_storage_error(engine: Engine) -> None:
     with engine.begin() as conn:
         transcript.append(conn, entries([b"a", b"b", b"c", b"d"]))
-        conn.execute(text("DROP TRIGGER transcript_nodes_no_delete"))
+        if conn.dialect.name == "sqlite":
+            conn.execute(text("DROP TRIGGER transcript_nodes_no_delete"))
+        else:
+            conn.execute(text("ALTER TABLE transcript_nodes DISABLE TRIGGER USER"))
         conn.execute(text("DELETE FROM transcript_nodes WHERE pos = 3"))  # (level 2, idx 0)
     with engine.connect() as conn, pytest.raises(StorageError, match="missing"):
         transcript.root(conn)

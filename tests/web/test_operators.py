@@ -22,7 +22,6 @@ from hotline.operators import (
     operators,
 )
 from hotline.store import Store
-from hotline.store.db import sqlite_url
 
 NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
 PASSWORD = "correct horse battery"
@@ -31,8 +30,8 @@ FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Iterator[OperatorRegistry]:
-    store = Store.open(sqlite_url(tmp_path / "store.sqlite"))
+def registry(tmp_path: Path, store_url) -> Iterator[OperatorRegistry]:
+    store = Store.open(store_url(tmp_path / "store.sqlite"))
     yield OperatorRegistry(store, issuer="hotline test", hasher=FAST)
     store.close()
 

@@ -13,15 +13,14 @@ from hotline.errors import ErrorCode, HotlineError, InputError, ProtocolError
 from hotline.operators import ForbiddenError, Operator, OperatorRegistry
 from hotline.operators.release import ReleaseQueue, ReleaseRequest, ReleaseState, needs_release
 from hotline.store import Store
-from hotline.store.db import sqlite_url
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 BODY = {"text": "Launch detected", "lang": "en"}
 
 
 @pytest.fixture
-def people(tmp_path: Path) -> Iterator[tuple[ReleaseQueue, dict[str, Operator]]]:
-    store = Store.open(sqlite_url(tmp_path / "store.sqlite"))
+def people(tmp_path: Path, store_url) -> Iterator[tuple[ReleaseQueue, dict[str, Operator]]]:
+    store = Store.open(store_url(tmp_path / "store.sqlite"))
     registry = OperatorRegistry(
         store, issuer="t", hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
     )

@@ -69,4 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             err_console.print(f"error: {e.format_message()}")
         return 2
+    finally:
+        # Connections the command opened (NodeHome stores) go back now, not at garbage collection.
+        from hotline.store import Store
+
+        Store.close_all()
     return 0

@@ -37,6 +37,7 @@ from hotline.deconfliction import (
     to_volume4d,
 )
 from hotline.errors import HotlineError, InputError
+from hotline.node.home import CONFIG_FILE, NodeHome
 
 #: Largest volume file we read (a million volumes of a dozen vertices is about 300 MB).
 MAX_FILE_BYTES = 512 * 1024 * 1024
@@ -121,6 +122,9 @@ def _registry(directory: Path | None, now_us: int) -> Registry:
         )
     if not directory.is_dir():
         raise InputError(f"{directory} is not a directory", fields={"field": "dir"})
+    if (directory / CONFIG_FILE).is_file():
+        # A node's directory: its store, wherever the node keeps it (SQLite or PostgreSQL).
+        return Registry.open(NodeHome(directory).store_url, now_us=now_us)
     return Registry.open(directory, now_us=now_us)
 
 

@@ -141,7 +141,7 @@ def _example_traffic(homes: dict[str, NodeHome]) -> None:
     activity (a conflict raised on arrival and drawn on the map), and a cyber referral."""
     now = datetime.now(UTC)
     washington, moscow = homes["washington"], homes["moscow"]
-    Registry.open(washington.dir, now_us=to_us(now)).add(
+    Registry.open(washington.store_url, now_us=to_us(now)).add(
         parse_geojson(content.own_plan_geojson(now), owner=OWN), now_us=to_us(now)
     )
     to_moscow = [

@@ -91,6 +91,13 @@ def init(
     no_passphrase: Annotated[
         bool, typer.Option("--no-passphrase", help="Keys in the clear (tests, demos only).")
     ] = False,
+    store_url: Annotated[
+        str,
+        typer.Option(
+            help="The store: a PostgreSQL database (postgresql+psycopg://USER@HOST/DB); "
+            "default store.sqlite in DIR."
+        ),
+    ] = "",
 ) -> None:
     """Create a node: keys encrypted under a passphrase (0600 files), config, empty store."""
     if role not in ("node", "witness"):
@@ -100,7 +107,13 @@ def init(
         names["ru"] = display_ru
     passphrase = None if no_passphrase else _new_passphrase(passphrase_stdin)
     home = NodeHome.init(
-        dir, name=name, listen=listen, display_names=names, role=role, passphrase=passphrase
+        dir,
+        name=name,
+        listen=listen,
+        display_names=names,
+        role=role,
+        passphrase=passphrase,
+        store_url=store_url,
     )
     card = home.card(datetime.now(UTC))
     console.print(f"created node [bold]{name}[/] in {dir}")

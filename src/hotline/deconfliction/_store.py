@@ -168,9 +168,11 @@ class Registry:
         self.engine = Engine(workers=workers)
 
     @classmethod
-    def open(cls, directory: Path, *, now_us: int, workers: int = 2) -> Registry:
-        """Open (and migrate) the store of the node directory and load the active volumes."""
-        db = create_store_engine(sqlite_url(Path(directory) / "store.sqlite"))
+    def open(cls, store: Path | str, *, now_us: int, workers: int = 2) -> Registry:
+        """Open (and migrate) a store and load the active volumes: ``store`` is a store URL (a
+        node's ``store_url``) or a directory holding ``store.sqlite``."""
+        url = store if isinstance(store, str) else sqlite_url(Path(store) / "store.sqlite")
+        db = create_store_engine(url)
         migrate(db)
         reg = cls(db, workers=workers)
         reg.load(now_us)

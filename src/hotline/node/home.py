@@ -319,9 +319,12 @@ class NodeHome:
         display_names: dict[str, str],
         role: str = "node",
         passphrase: str | None = None,
+        store_url: str = "",
     ) -> NodeHome:
         """Create a node directory. Without ``passphrase`` the key files are stored in the clear
-        (``--no-passphrase``: tests and demos); a node says so in its log at every start."""
+        (``--no-passphrase``: tests and demos); a node says so in its log at every start.
+        ``store_url`` names the store (a PostgreSQL database, docs/operations.md); by default it
+        is ``store.sqlite`` in the directory."""
         check_name(name)
         host, port = parse_listen(listen)
         if (directory / CONFIG_FILE).exists():
@@ -342,6 +345,7 @@ class NodeHome:
             listen_port=port,
             endpoint=f"http://{host if ':' not in host else f'[{host}]'}:{port}",
             display_names=display_names,
+            store_url=store_url,
         )
         (directory / CONFIG_FILE).write_text(config.to_toml(), encoding="utf-8")
         home = cls(directory, passphrase=passphrase)

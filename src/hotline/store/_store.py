@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import ClassVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -15,9 +17,20 @@ from hotline.store.db import create_store_engine, migrate
 class Store:
     """Writes go through ``write()`` (one serialized path); reads use a separate engine."""
 
+    # Every store opened in this process, so that the CLI can close what a command opened: a
+    # PostgreSQL connection left for the garbage collector holds a server session until then.
+    _opened: ClassVar[weakref.WeakSet[Store]] = weakref.WeakSet()
+
     def __init__(self, engine: Engine, read_engine: Engine | None = None) -> None:
         self.engine = engine
         self.read_engine = read_engine or engine
+        Store._opened.add(self)
+
+    @classmethod
+    def close_all(cls) -> None:
+        """Release every open store's idle connections (a closed store reconnects if used)."""
+        for store in list(cls._opened):
+            store.close()
 
     @classmethod
     def open(cls, url: str, *, migrate_schema: bool = True) -> Store:

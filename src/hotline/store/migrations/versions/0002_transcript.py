@@ -51,7 +51,9 @@ def upgrade() -> None:
     elif dialect == "postgresql":
         op.execute(
             "CREATE FUNCTION transcript_append_only() RETURNS trigger AS $$ "
-            "BEGIN RAISE EXCEPTION 'the transcript is append-only'; END $$ LANGUAGE plpgsql"
+            # SQLSTATE class 23, as SQLite's RAISE(ABORT) in a trigger: an IntegrityError on both.
+            "BEGIN RAISE EXCEPTION 'the transcript is append-only' "
+            "USING ERRCODE = 'integrity_constraint_violation'; END $$ LANGUAGE plpgsql"
         )
         for table in _TABLES:
             op.execute(
