@@ -7,7 +7,7 @@ import os
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
@@ -38,6 +38,9 @@ from hotline.store.messages import (
 )
 from hotline.transcript.translations import attach as attach_translation
 from hotline.transcript.translations import translations_of
+
+if TYPE_CHECKING:
+    from hotline.node.replica import Leadership
 
 console = Console()
 
@@ -812,6 +815,36 @@ def link(dir: DirOption, json_out: JsonOption = False) -> None:
     console.print(table)
 
 
+def _become_active(home: NodeHome, log_level: str) -> Leadership | None:
+    """On PostgreSQL, several processes of a node may share the store; one is active
+    (docs/operations.md, "Replicas"). Return once this one is, its writes fenced by the lock."""
+    import logging
+
+    from hotline.store.db import fence_writes, is_postgresql
+
+    if not is_postgresql(home.store_url):
+        return None
+    from hotline.node.replica import Leadership, serve_standby
+
+    leadership = Leadership(home.store_url)
+    if not leadership.try_acquire() and not serve_standby(
+        leadership,
+        name=home.config.name,
+        host=home.config.listen_host,
+        port=home.config.listen_port,
+        log_level=log_level,
+    ):
+        raise typer.Exit(0)
+    if leadership.session_pid is None:  # pragma: no cover - serve_standby's contract
+        raise typer.Exit(1)
+    fence_writes(home.store.engine, leadership.session_pid)
+    leadership.watch()
+    logging.getLogger("hotline.replica").warning(
+        "%s: active (holds the store's leader lock)", home.config.name
+    )
+    return leadership
+
+
 @app.command()
 def serve(
     dir: DirOption,
@@ -837,6 +870,8 @@ def serve(
             "use this node for tests and demos only",
             home.config.name,
         )
+    # Held until the server stops: the leader session (and so the lock) lives with this object.
+    leadership = _become_active(home, log_level)
     node = Node(home)
     uvicorn.run(
         create_app(node),
@@ -847,3 +882,5 @@ def serve(
         http="httptools",
         access_log=False,
     )
+    if leadership is not None:
+        leadership.release()

@@ -90,7 +90,13 @@ class HttpTransport:
             raise TransportError(f"{what}: {e.__class__.__name__}: {e}") from e
         if status != 200:
             # 429 is the peer's rate limit: "not now", which is no refusal of the request itself.
-            code = ErrorCode.RATE_LIMITED if status == 429 else ErrorCode.PEER_REFUSED
+            # 503: this endpoint cannot serve now (a standby replica, a store outage) but another
+            # endpoint of the peer may: a path failure, as an unreachable one (failover).
+            code = ErrorCode.PEER_REFUSED
+            if status == 429:
+                code = ErrorCode.RATE_LIMITED
+            elif status == 503:
+                code = ErrorCode.PEER_UNREACHABLE
             raise TransportError(f"{what}: HTTP {status}: {data[:300]!r}", code=code)
         return data
 
