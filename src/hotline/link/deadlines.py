@@ -75,8 +75,11 @@ def _for_peer(deadlines: Deadlines, peer: str) -> dict[str, float]:
     return deadlines(peer) if callable(deadlines) else deadlines
 
 
-def overdue(conn: Connection, now_us: int, deadlines: Deadlines) -> list[Overdue]:
-    """Messages past their acknowledgement deadline, both directions, most overdue first.
+def overdue(
+    conn: Connection, now_us: int, deadlines: Deadlines, *, direction: str | None = None
+) -> list[Overdue]:
+    """Messages past their acknowledgement deadline, most overdue first; both directions, or
+    only ``direction`` ("out" or "in").
 
     ``deadlines`` is a table by priority, or a function of the peer giving one (deadlines agreed
     with a particular peer)."""
@@ -86,6 +89,13 @@ def overdue(conn: Connection, now_us: int, deadlines: Deadlines) -> list[Overdue
         .scalar_subquery()
     )
     since = now_us - int(LOOKBACK.total_seconds() * 1e6)
+    conditions = [
+        messages.c.kind == "message",
+        messages.c.created_at_us >= since,
+        messages.c.id.not_in(acknowledged),
+    ]
+    if direction is not None:
+        conditions.append(messages.c.direction == direction)
     rows = conn.execute(
         select(
             messages.c.id,
@@ -94,13 +104,7 @@ def overdue(conn: Connection, now_us: int, deadlines: Deadlines) -> list[Overdue
             messages.c.priority,
             messages.c.created_at_us,
         )
-        .where(
-            and_(
-                messages.c.kind == "message",
-                messages.c.created_at_us >= since,
-                messages.c.id.not_in(acknowledged),
-            )
-        )
+        .where(and_(*conditions))
         .order_by(messages.c.created_at_us)
         .limit(MAX_PER_SCAN)
     )
@@ -143,9 +147,9 @@ def escalate(
 ) -> list[Overdue]:
     """Escalate our overdue messages not escalated within ``interval_s``; return them."""
     escalated = []
-    for item in overdue(conn, now_us, deadlines):
-        if item.direction != "out":
-            continue
+    # Only what we sent escalates: received messages are not scanned (on a node that received
+    # thousands, that scan held the write lock and the event loop for tens of milliseconds).
+    for item in overdue(conn, now_us, deadlines, direction="out"):
         last = conn.execute(
             select(func.max(message_events.c.at_us)).where(
                 and_(message_events.c.message_id == item.id, message_events.c.state == "escalated")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,7 +41,7 @@ from hotline.core.envelope import (
 from hotline.core.keyevents import KeyStanding, check_key_use
 from hotline.core.keys import SigningPublicKey, peek_statement
 from hotline.core.merkle import MAX_TREE_SIZE
-from hotline.core.treehead import verify_tree_head
+from hotline.core.treehead import TreeHead, verify_tree_head
 from hotline.errors import ErrorCode, HotlineError, ProtocolError, VerificationError, WireError
 from hotline.link import keyring
 from hotline.referrals.cases import on_message_committed
@@ -395,6 +396,28 @@ def _check_signing_key(
     )
 
 
+#: Tree heads verified recently, by the exact base64 text a message carried and the key that
+#: signed it: a node signs a new head at most about once a second, so consecutive messages carry
+#: the same one, and checking its two signatures again cost as much as opening the message.
+_VERIFIED_HEADS: OrderedDict[tuple[str, SigningPublicKey, str], TreeHead] = OrderedDict()
+_VERIFIED_HEADS_MAX = 64
+
+
+def _verified_head(
+    peer: Card, encoded: str, keys: Mapping[bytes, tuple[SigningPublicKey, KeyStanding]]
+) -> TreeHead:
+    statement = b64decode(encoded, what="tree head", limit=64 * 1024)
+    signer = keys.get(peek_statement(statement)[1], (peer.signing_key, None))[0]
+    key = (peer.name, signer, encoded)
+    head = _VERIFIED_HEADS.get(key)
+    if head is None:
+        head = verify_tree_head(statement, signer, log=peer.name)
+        _VERIFIED_HEADS[key] = head
+        if len(_VERIFIED_HEADS) > _VERIFIED_HEADS_MAX:
+            _VERIFIED_HEADS.popitem(last=False)
+    return head
+
+
 def _record_embedded_head(
     conn: Connection,
     peer: Card,
@@ -404,9 +427,7 @@ def _record_embedded_head(
 ) -> None:
     """A tree head a peer's message carries: verified (with whichever of the peer's keys signed
     it: a head signed before a rotation stays valid), kept, checked for equivocation."""
-    statement = b64decode(encoded, what="tree head", limit=64 * 1024)
-    signer = keys.get(peek_statement(statement)[1], (peer.signing_key, None))[0]
-    head = verify_tree_head(statement, signer, log=peer.name)
+    head = _verified_head(peer, encoded, keys)
     record_peer_head(
         conn,
         peer=peer.name,

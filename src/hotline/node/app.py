@@ -131,7 +131,9 @@ def create_app(node: Node) -> FastAPI:
     token = node.home.api_token
     limiter = RateLimiter(node.home.config.rate_limit_per_s, node.home.config.rate_limit_burst)
 
-    def limit_source(request: Request) -> None:
+    # Dependencies are ``async def``: FastAPI runs a plain ``def`` one in a worker thread, a
+    # thread hop on every request for a check that takes microseconds.
+    async def limit_source(request: Request) -> None:
         """Link endpoints are open to the network: each source address gets a bounded rate."""
         source = request.client.host if request.client else "unknown"
         if not limiter.allow(source, time.monotonic()):
@@ -159,7 +161,7 @@ def create_app(node: Node) -> FastAPI:
         body = {"error": {"code": ErrorCode.INTERNAL.value, "detail": "internal error"}}
         return JSONResponse(body, status_code=500)
 
-    def require_token(authorization: Annotated[str | None, Header()] = None) -> None:
+    async def require_token(authorization: Annotated[str | None, Header()] = None) -> None:
         expected = f"Bearer {token}"
         if authorization is None or not hmac.compare_digest(authorization, expected):
             raise AuthError("missing or wrong API token")
