@@ -25,7 +25,7 @@ err_console = Console(stderr=True)
 
 def _mount_groups() -> None:
     # Imported for their side effect of registering commands on ``app``.
-    from hotline.cli import audit, deconflict, demo, node, offline, release  # noqa: F401
+    from hotline.cli import audit, backup, deconflict, demo, node, offline, release  # noqa: F401
 
     app.add_typer(deconflict.app, name="deconflict")
     from hotline.cli import operator

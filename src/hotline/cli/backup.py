@@ -1,0 +1,102 @@
+"""``hotline backup`` and ``hotline restore``: the store to one file and back (docs/operations)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+from rich.console import Console
+
+from hotline.cli._app import app
+from hotline.errors import ErrorCode, InputError, StorageError
+from hotline.node.home import NodeHome
+from hotline.store import backup as store_backup
+from hotline.store.db import is_postgresql
+
+console = Console(highlight=False)
+
+DirOption = Annotated[
+    Path, typer.Option("--dir", envvar="HOTLINE_DIR", help="Node directory; or HOTLINE_DIR.")
+]
+
+
+def _print_summary(title: str, summary: store_backup.Summary, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"summary": summary.to_dict()}))
+        return
+    console.print(f"{title}: transcript of {summary.transcript_size} entries")
+    for peer, (out_seq, in_seq) in sorted(summary.peers.items()):
+        console.print(f"  {peer}: sent up to seq {out_seq}, received up to seq {in_seq}")
+
+
+@app.command()
+def backup(
+    dir: DirOption,
+    out: Annotated[Path, typer.Option(help="The backup file to write.")],
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Copy the store to one file while the node runs (SQLite online backup, or pg_dump).
+
+    The private keys are not in it: back up DIR/keys apart."""
+    home = NodeHome(dir)
+    store_backup.backup(home.store_url, out)
+    _print_summary(f"backup written to {out}", store_backup.summarize(home.store), json_out)
+
+
+def _refuse_if_serving(home: NodeHome) -> None:
+    """A running node must not have its store replaced under it."""
+    url = f"http://{home.config.listen_host}:{home.config.listen_port}/healthz"
+    try:
+        answer = httpx.get(url, timeout=2.0)
+    except httpx.HTTPError:
+        return
+    if answer.status_code in (200, 503):
+        raise InputError(f"a node answers on {url}: stop every process of this node first")
+
+
+@app.command()
+def restore(
+    backup_file: Annotated[Path, typer.Argument(help="A file made by 'hotline backup'.")],
+    dir: DirOption,
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Replace the store with a backup. Stop every process of the node first.
+
+    Everything committed after the backup is gone: read docs/operations.md ("Restore") for what
+    the peers hold and how they will see it."""
+    home = NodeHome(dir)
+    if not backup_file.is_file():
+        raise InputError(f"no backup file {backup_file}")
+    _refuse_if_serving(home)
+    leadership = None
+    if is_postgresql(home.store_url):
+        from hotline.node.replica import Leadership
+
+        # Holding the leader lock proves no replica of this node is active on the store, and
+        # keeps a standby from becoming active half-way through.
+        leadership = Leadership(home.store_url)
+        if not leadership.try_acquire():
+            raise StorageError(
+                "a process of this node is active on this store: stop every replica first",
+                code=ErrorCode.STANDBY,
+            )
+    try:
+        home.close()
+        kept = store_backup.restore(home.store_url, backup_file)
+    finally:
+        if leadership is not None:
+            leadership.release()
+    summary = store_backup.summarize(NodeHome(dir).store)
+    if json_out:
+        print(json.dumps({"summary": summary.to_dict(), "kept": str(kept) if kept else None}))
+        return
+    _print_summary(f"restored {backup_file}", summary, False)
+    if kept is not None:
+        console.print(f"the replaced store is kept in {kept}")
+    console.print(
+        "Anything committed after the backup is gone from this store. Peers still hold it: "
+        "see docs/operations.md (Restore) before starting the node."
+    )
