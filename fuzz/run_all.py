@@ -25,6 +25,7 @@ TARGETS = [
     "payload",
     "statement",
     "treehead",
+    "keyevents",
     "card",
     "proof",
     "bundle",

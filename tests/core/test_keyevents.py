@@ -267,3 +267,52 @@ def _fuzz_parties():
 
 
 _FUZZ = _fuzz_parties()
+
+
+_REVOCATION_FIELDS = (
+    "v",
+    "name",
+    "revoked_key_id",
+    "new_key_id",
+    "card",
+    "compromised_at",
+    "time",
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    field=st.sampled_from(_REVOCATION_FIELDS),
+    value=st.one_of(
+        st.none(),
+        st.integers(),
+        st.text(max_size=40),
+        st.lists(st.integers(), max_size=3),
+        st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+    ),
+    drop=st.booleans(),
+)
+def test_revocation_payload_parser_refuses_any_change_with_a_typed_error(field, value, drop):
+    """Any field of a revocation replaced or missing, re-signed by the genuine new key: refused
+    with a HotlineError, or (an identical value) accepted."""
+    old, new, new_card = _FUZZ
+    payload = {
+        "v": 1,
+        "name": "moscow",
+        "revoked_key_id": old.signing.public.key_id.hex(),
+        "new_key_id": new.signing.public.key_id.hex(),
+        "card": b64encode(new_card.statement),
+        "compromised_at": format_time(NOW),
+        "time": format_time(NOW),
+    }
+    original = dict(payload)
+    if drop:
+        del payload[field]
+    else:
+        payload[field] = value
+    data = new.signing.sign(Purpose.KEY_REVOCATION, json.dumps(payload).encode())
+    try:
+        verify_revocation(data, name="moscow")
+    except HotlineError:
+        return
+    assert payload == original
