@@ -275,3 +275,54 @@ def test_revocation_drops_what_the_revoked_key_signed_and_reseals_on_confirmatio
         keyring.confirm_peer_key(conn, moscow.identity, "washington", event.new_fingerprint, 1)
     result = deliver(washington, moscow)
     assert [o.status for o in result.outcomes] == ["accepted"], result.outcomes
+
+
+def test_rotation_of_an_encrypted_node_keeps_its_keys_encrypted(tmp_path, monkeypatch, capsys):
+    import io
+    import json
+
+    from hotline.cli import main
+    from hotline.node.keyfile import is_encrypted
+
+    passphrase = "correct horse battery staple"
+    home = NodeHome.init(
+        tmp_path / "w",
+        name="washington",
+        listen="127.0.0.1:18599",
+        display_names={"en": "W"},
+        passphrase=passphrase,
+    )
+    home.close()
+    monkeypatch.setattr("sys.stdin", io.StringIO(passphrase + "\n"))
+    capsys.readouterr()
+    code = main(["keys", "rotate", "--dir", str(home.dir), "--passphrase-stdin", "--json"])
+    assert code == 0
+    event = json.loads(capsys.readouterr().out)
+    for path in [
+        home.dir / "keys" / "signing.key",
+        home.dir / "keys" / "encryption.key",
+        *(home.dir / "keys" / "previous").iterdir(),
+    ]:
+        assert is_encrypted(path.read_bytes()), path
+    again = NodeHome(home.dir, passphrase=passphrase)
+    assert again.identity.signing.public.key_id.hex() == event["new_key_id"]
+    assert len(again.identity.previous) == 1
+    again.close()
+
+
+def test_new_key_files_of_a_change_that_never_committed_are_discarded(pair):
+    """A rotation that stopped before its store transaction committed: at the next start the
+    node keeps its key and deletes the new files (they were never announced)."""
+    washington = pair["washington"]
+    before = washington.identity.signing.public.key_id
+    other = Identity.generate("washington")
+    keys = washington.dir / "keys"
+    for name, data in (
+        ("signing.key.next", b"".join(other.signing.private_bytes())),
+        ("encryption.key.next", b"".join(other.decryption.private_bytes())),
+    ):
+        (keys / name).write_bytes(data)
+        (keys / name).chmod(0o600)
+    assert washington.reload_identity().signing.public.key_id == before
+    assert not (keys / "signing.key.next").exists()
+    assert not (keys / "encryption.key.next").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -28,6 +29,19 @@ from hotline.node.home import NodeHome
 
 app = typer.Typer(help="This node's keys: rotation, revocation, history.", no_args_is_help=True)
 
+PassphraseStdin = Annotated[
+    bool,
+    typer.Option(
+        "--passphrase-stdin",
+        help="Read the keys' passphrase from stdin (the new keys are sealed under it too).",
+    ),
+]
+
+
+def _home(directory: Path, passphrase_stdin: bool) -> NodeHome:
+    passphrase = sys.stdin.readline().rstrip("\r\n") if passphrase_stdin else None
+    return NodeHome(directory, passphrase=passphrase)
+
 
 def _event_out(event: keyring.OwnEvent) -> dict[str, Any]:
     return {
@@ -46,13 +60,14 @@ def rotate(
     overlap: Annotated[
         str, typer.Option(help="How long peers accept the old key too, e.g. 7d (at most 90d).")
     ] = "7d",
+    passphrase_stdin: PassphraseStdin = False,
     json_out: JsonOption = False,
 ) -> None:
     """New keys; a rotation statement signed by the old and the new key goes to every peer."""
     length = _parse_ttl(overlap) or timedelta(days=7)
     if not timedelta(0) < length <= MAX_OVERLAP:
         raise InputError(f"--overlap must be more than 0 and at most {MAX_OVERLAP.days}d")
-    home = NodeHome(dir)
+    home = _home(dir, passphrase_stdin)
     event = home.change_keys(datetime.now(UTC), overlap=length, compromised_at=None)
     _wake_node(home)
     if json_out:
@@ -76,6 +91,7 @@ def revoke(
             "2026-11-26T03:00:00Z), or 'now'."
         ),
     ],
+    passphrase_stdin: PassphraseStdin = False,
     json_out: JsonOption = False,
 ) -> None:
     """Declare the current key compromised; new keys; every peer must check the new
@@ -84,7 +100,7 @@ def revoke(
     since = now if compromised_at == "now" else _time(compromised_at)
     if since > now:
         raise InputError("--compromised-at is in the future")
-    home = NodeHome(dir)
+    home = _home(dir, passphrase_stdin)
     event = home.change_keys(now, compromised_at=since)
     _wake_node(home)
     if json_out:

@@ -12,6 +12,7 @@ Layout of ``DIR``::
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import logging
 import os
@@ -417,7 +418,10 @@ class NodeHome:
         if not archived.exists():
             _write_private(archived, (self.dir / ENCRYPTION_KEY_FILE).read_bytes())
         for name in (ENCRYPTION_KEY_FILE, SIGNING_KEY_FILE):  # signing last: it names the change
-            os.replace(self.dir / (name + NEXT_SUFFIX), self.dir / name)
+            # Another process (the running node at start, or the CLI) may have finished the
+            # move first: a missing .next file is then already in place.
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(self.dir / (name + NEXT_SUFFIX), self.dir / name)
 
     def change_keys(
         self, now: datetime, *, overlap: timedelta | None = None, compromised_at: datetime | None
