@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/run_all.py [NAME ...]
 
-Names: link, flood, chaos, transcript, audit, deconfliction, taxii, console (default: all, in
+Names: link, store, flood, chaos, transcript, audit, deconfliction, taxii, console (default: all, in
 order).
 Each benchmark installs and starts its own peer (Synapse, PostGIS, medallion) on 127.0.0.1.
 The figures are recorded, with the command that reproduces each, in docs/benchmarks.md.
@@ -16,7 +16,17 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["link", "flood", "chaos", "transcript", "audit", "deconfliction", "taxii", "console"]
+ORDER = [
+    "link",
+    "store",
+    "flood",
+    "chaos",
+    "transcript",
+    "audit",
+    "deconfliction",
+    "taxii",
+    "console",
+]
 
 
 def main(argv: list[str]) -> int:
