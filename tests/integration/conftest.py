@@ -158,6 +158,23 @@ def running_nodes(tmp_path: Path, names: list[str]) -> Iterator[dict[str, NodePr
 
 
 @pytest.fixture
+def unlimited_node(tmp_path: Path) -> Iterator[NodeProcess]:
+    """washington (moscow is its peer, not started), with rate limits high enough that every
+    request reaches its handler (for schemathesis; tests/link covers the 429s)."""
+    homes = make_linked_homes(
+        tmp_path, ["washington", "moscow"], rate_limit_per_s=10_000.0, rate_limit_burst=10_000.0
+    )
+    node = NodeProcess(homes["washington"], tmp_path)
+    try:
+        node.start()
+        yield node
+    finally:
+        node.stop()
+        for home in homes.values():
+            home.close()
+
+
+@pytest.fixture
 def linked_nodes(tmp_path: Path) -> Iterator[dict[str, NodeProcess]]:
     """washington and moscow."""
     yield from running_nodes(tmp_path, ["washington", "moscow"])

@@ -16,10 +16,12 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import Body, Depends, FastAPI, Header, Query, Request
+from fastapi import Body, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from hotline import __version__, transcript
@@ -35,7 +37,8 @@ from hotline.errors import (
     RateLimitedError,
     WireError,
 )
-from hotline.link.transport_http import ENVELOPE_CONTENT_TYPE
+from hotline.link.transport_http import BATCH_CONTENT_TYPE, ENVELOPE_CONTENT_TYPE
+from hotline.node.api_errors import ERROR_RESPONSES
 from hotline.node.limits import RateLimiter
 from hotline.node.runtime import Node
 
@@ -45,6 +48,8 @@ log = logging.getLogger(__name__)
 MAX_WAIT_S = 60.0
 #: Most messages one batch submission may queue (one transaction).
 MAX_SUBMIT = 256
+#: The local API's credentials, documented in the spec as a bearer security scheme.
+BEARER = HTTPBearer(auto_error=False, description="The token in the node directory's api.token")
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -112,6 +117,27 @@ class IdResponse(BaseModel):
     id: str
 
 
+#: The error code of a status the framework answers by itself.
+_FRAMEWORK_CODES = {
+    400: ErrorCode.MALFORMED,
+    401: ErrorCode.UNAUTHORIZED,
+    403: ErrorCode.FORBIDDEN,
+    404: ErrorCode.NOT_FOUND,
+    413: ErrorCode.TOO_LARGE,
+}
+
+
+def _binary_body(content_type: str, limit: int) -> dict[str, Any]:
+    """OpenAPI of a raw body (a batch or an envelope): what peers send, up to ``limit`` bytes."""
+    schema = {"type": "string", "format": "binary", "maxLength": limit}
+    return {"requestBody": {"required": True, "content": {content_type: {"schema": schema}}}}
+
+
+def _binary_reply(content_type: str, what: str) -> dict[int | str, dict[str, Any]]:
+    schema = {"type": "string", "format": "binary"}
+    return {200: {"description": what, "content": {content_type: {"schema": schema}}}}
+
+
 def create_app(node: Node) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -127,8 +153,9 @@ def create_app(node: Node) -> FastAPI:
         description="Link endpoints between nodes and the local operator API. "
         "See docs/protocol.md for the envelope format.",
         lifespan=lifespan,
+        responses=ERROR_RESPONSES,
     )
-    token = node.home.api_token
+    token = node.home.api_token.encode("utf-8")
     limiter = RateLimiter(node.home.config.rate_limit_per_s, node.home.config.rate_limit_burst)
 
     # Dependencies are ``async def``: FastAPI runs a plain ``def`` one in a worker thread, a
@@ -155,15 +182,31 @@ def create_app(node: Node) -> FastAPI:
         log.info("%s %s -> %s", request.method, request.url.path, error)
         return JSONResponse({"error": error.to_dict()}, status_code=error.http_status)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _framework_refusal(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # What the framework refuses before a handler runs (a body that is not JSON, an unknown
+        # path or method) is answered in the same shape (found by schemathesis: it was
+        # FastAPI's {"detail": ...}).
+        code = _FRAMEWORK_CODES.get(exc.status_code, ErrorCode.INVALID_INPUT)
+        if exc.status_code >= 500:
+            code = ErrorCode.INTERNAL
+        body = {"error": {"code": code.value, "detail": str(exc.detail)[:200]}}
+        log.info("%s %s -> %s %s", request.method, request.url.path, exc.status_code, code)
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         body = {"error": {"code": ErrorCode.INTERNAL.value, "detail": "internal error"}}
         return JSONResponse(body, status_code=500)
 
-    async def require_token(authorization: Annotated[str | None, Header()] = None) -> None:
-        expected = f"Bearer {token}"
-        if authorization is None or not hmac.compare_digest(authorization, expected):
+    async def require_token(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+    ) -> None:
+        # Compared as bytes: compare_digest refuses str with non-ASCII characters (TypeError),
+        # and a header may hold any Latin-1 character.
+        given = credentials.credentials.encode("utf-8") if credentials is not None else b""
+        if not hmac.compare_digest(given, token):
             raise AuthError("missing or wrong API token")
 
     # -- link endpoints --------------------------------------------------------------------
@@ -174,12 +217,25 @@ def create_app(node: Node) -> FastAPI:
 
     limited = [Depends(limit_source)]
 
-    @app.get("/v1/card", tags=["link"], dependencies=limited)
+    @app.get(
+        "/v1/card",
+        tags=["link"],
+        dependencies=limited,
+        response_class=Response,
+        responses={
+            200: {"description": "This node's card file", "content": {"application/json": {}}}
+        },
+    )
     async def card() -> Response:
         data = node.home.card(datetime.now(UTC)).to_file_bytes()
         return Response(data, media_type="application/json")
 
-    @app.post("/v1/envelopes", tags=["link"], dependencies=limited)
+    @app.post(
+        "/v1/envelopes",
+        tags=["link"],
+        dependencies=limited,
+        openapi_extra=_binary_body(BATCH_CONTENT_TYPE, MAX_BATCH_BYTES),
+    )
     async def envelopes(request: Request) -> dict[str, Any]:
         """Deliver a batch of envelopes; answers receipts and a result per envelope."""
         body = await read_body(request, MAX_BATCH_BYTES)
@@ -194,7 +250,14 @@ def create_app(node: Node) -> FastAPI:
             "next_expected": next_expected,
         }
 
-    @app.post("/v1/heartbeat", tags=["link"], dependencies=limited)
+    @app.post(
+        "/v1/heartbeat",
+        tags=["link"],
+        dependencies=limited,
+        response_class=Response,
+        responses=_binary_reply(ENVELOPE_CONTENT_TYPE, "The heartbeat sealed in answer"),
+        openapi_extra=_binary_body(ENVELOPE_CONTENT_TYPE, MAX_ENVELOPE_BYTES),
+    )
     async def heartbeat(request: Request) -> Response:
         body = await read_body(request, MAX_ENVELOPE_BYTES)
         source = request.client.host if request.client else "unknown"

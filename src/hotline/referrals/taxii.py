@@ -40,6 +40,7 @@ from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import Response
+from pydantic import BaseModel
 from sqlalchemy import Connection, delete, insert, select
 
 from hotline.core.card import check_name
@@ -180,6 +181,35 @@ def _error(
     )
 
 
+class TaxiiError(BaseModel):
+    """TAXII 2.1's error message (section 3.6.1), as every TAXII refusal is answered."""
+
+    title: str
+    description: str
+    http_status: str
+
+
+class TaxiiResponse(Response):
+    """What every TAXII route answers (the class names the media type in the OpenAPI spec)."""
+
+    media_type = TAXII_MEDIA_TYPE
+
+
+def _node_error(description: str) -> dict[str, Any]:
+    schema = {"$ref": "#/components/schemas/ErrorResponse"}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+#: TAXII answers its own error messages; a request the node's framework refuses before TAXII
+#: sees it (422), or an unexpected failure (500), gets the node's error shape (docs/errors.md).
+TAXII_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": TaxiiError, "description": "Refused (TAXII error message)"},
+    "5XX": {"model": TaxiiError, "description": "The node failed (TAXII error message)"},
+    422: _node_error("The request is not valid"),
+    500: _node_error("Internal error"),
+}
+
+
 def _acceptable(accept: str | None) -> bool:
     if not accept:
         return True
@@ -233,7 +263,12 @@ Match = Annotated[str | None, Query(max_length=8192)]
 def make_router(store: Store, peers: Callable[[], Iterable[str]]) -> APIRouter:
     """The TAXII routes over ``store``; ``peers`` names the peers (one pair of collections each)."""
     verifier = _Verifier()
-    router = APIRouter(prefix=PREFIX, tags=["taxii"])
+    router = APIRouter(
+        prefix=PREFIX,
+        tags=["taxii"],
+        responses=TAXII_ERROR_RESPONSES,
+        default_response_class=TaxiiResponse,
+    )
 
     def guarded(request: Request, work: Callable[[Connection], Response]) -> Response:
         if not _acceptable(request.headers.get("accept")):
@@ -468,15 +503,20 @@ def make_router(store: Store, peers: Callable[[], Iterable[str]]) -> APIRouter:
 
         return guarded(request, work)
 
-    @router.api_route(
-        f"/{API_ROOT}/collections/{{cid}}/objects/", methods=["POST", "PUT", "DELETE"]
-    )
     def write_refused(request: Request, cid: str) -> Response:
         def work(_: Connection) -> Response:
             collection(cid)
             return _error(403, "Forbidden", "referral collections are read-only")
 
         return guarded(request, work)
+
+    for method in ("POST", "PUT", "DELETE"):  # one route each: one OpenAPI operation id each
+        router.add_api_route(
+            f"/{API_ROOT}/collections/{{cid}}/objects/",
+            write_refused,
+            methods=[method],
+            name=f"write_refused_{method.lower()}",
+        )
 
     @router.get(f"/{API_ROOT}/status/{{sid}}/")
     def status(request: Request, sid: str) -> Response:

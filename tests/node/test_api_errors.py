@@ -1,0 +1,72 @@
+"""Refusals the framework makes before a handler runs are answered in the documented error
+shape, and the spec documents that shape on every operation (regressions from schemathesis,
+tests/integration/test_api_schema.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hotline.node.app import create_app
+from hotline.node.home import NodeHome
+from hotline.node.runtime import Node
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[NodeHome]:
+    home = NodeHome.init(
+        tmp_path / "w", name="washington", listen="127.0.0.1:1", display_names={"en": "W"}
+    )
+    yield home
+    home.close()
+
+
+NON_ASCII_TOKEN = "Bearer \xe9t\xe9".encode("latin-1")
+
+
+def _requests(home: NodeHome) -> list[httpx.Response]:
+    async def run() -> list[httpx.Response]:
+        app = create_app(Node(home))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            token = {"authorization": f"Bearer {home.api_token}"}
+            return [
+                # Not JSON: FastAPI answered {"detail": "There was an error parsing the body"}.
+                await client.post(
+                    "/v1/witness/cosign",
+                    content=b'{"a\x80": 1}',  # not UTF-8
+                    headers={"content-type": "application/json"},
+                ),
+                await client.get("/v1/no-such-thing"),
+                await client.delete("/v1/card"),
+                # A token with a non-ASCII character: hmac.compare_digest raised TypeError (500).
+                await client.get("/api/v1/links", headers={"authorization": NON_ASCII_TOKEN}),
+                await client.get("/api/v1/links"),
+                await client.get("/api/v1/links", headers=token),
+            ]
+
+    return asyncio.run(run())
+
+
+def test_framework_refusals_have_the_documented_shape(home: NodeHome) -> None:
+    responses = _requests(home)
+    assert [r.status_code for r in responses] == [400, 404, 405, 401, 401, 200]
+    codes = [r.json()["error"]["code"] for r in responses[:-1]]
+    assert codes == ["malformed", "not_found", "invalid_input", "unauthorized", "unauthorized"]
+
+
+def test_the_spec_documents_errors_and_the_bearer_token(home: NodeHome) -> None:
+    spec = create_app(Node(home)).openapi()
+    assert "ErrorResponse" in spec["components"]["schemas"]
+    assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            assert {"4XX", "5XX"} <= set(operation["responses"]), (method, path)
+            if path.startswith("/api/"):
+                assert operation["security"] == [{"HTTPBearer": []}], (method, path)
+    batch = spec["paths"]["/v1/envelopes"]["post"]["requestBody"]["content"]
+    assert batch["application/vnd.hotline.batch"]["schema"]["maxLength"] == 16 * 1024 * 1024
