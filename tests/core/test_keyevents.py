@@ -316,3 +316,21 @@ def test_revocation_payload_parser_refuses_any_change_with_a_typed_error(field, 
     except HotlineError:
         return
     assert payload == original
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.binary(max_size=300), st.text(max_size=300).map(str.encode)))
+def test_key_event_file_parser_never_crashes(data):
+    from hotline.core.keyevents import parse_event_file
+
+    with contextlib.suppress(HotlineError):
+        parse_event_file(data)
+
+
+def test_key_event_file_round_trip(moscow):
+    from hotline.core.keyevents import event_file, parse_event_file
+
+    data = _rotation(moscow)
+    assert parse_event_file(event_file(data)) == data
+    with pytest.raises(WireError):
+        parse_event_file(b'{"hotline_key_event": 2, "statement": ""}')

@@ -3,6 +3,7 @@ test with two node processes is tests/integration/test_key_rotation.py)."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -326,3 +327,95 @@ def test_new_key_files_of_a_change_that_never_committed_are_discarded(pair):
     assert washington.reload_identity().signing.public.key_id == before
     assert not (keys / "signing.key.next").exists()
     assert not (keys / "encryption.key.next").exists()
+
+
+def test_a_thiefs_revocation_is_answered_by_the_owners_through_the_fingerprint_check(
+    pair, tmp_path, capsys
+):
+    """The thief holds washington's key: it revokes it and offers its own new key, using the
+    sequence number washington's own revocation will need. Washington's revocation then cannot
+    cross the link (sequence_reused), so it is handed over as a file; the operators' telephone
+    check picks washington's key, and the thief's is rejected."""
+    from hotline.cli import main
+    from hotline.core.keyevents import make_revocation
+
+    washington, moscow = pair["washington"], pair["moscow"]
+    stolen = washington.identity
+    now = datetime.now(UTC)
+    thief = Identity.generate("washington")
+    thief_card = washington.card(now, identity=thief)
+    statement = make_revocation(
+        thief,
+        thief_card,
+        revoked_key_id=stolen.signing.public.key_id,
+        compromised_at=now,
+        time=now,
+    )
+    carrier_id = new_id(now)
+    carrier = sign_message(
+        stolen,
+        to="moscow",
+        message_id=carrier_id,
+        seq=1,
+        created=now,
+        msg_type=keyring.REVOCATION_TYPE,
+        priority="immediate",
+        body={"statement": b64encode(statement)},
+    )
+    envelope = seal(
+        kind=Kind.MESSAGE,
+        sender="washington",
+        recipient="moscow",
+        envelope_id=carrier_id,
+        statement=carrier,
+        recipient_key=moscow.identity.decryption.public,
+    )
+    result = inbox.receive(
+        moscow.store, moscow.identity, moscow.peer_cards(), [envelope], now=now, source="t"
+    )
+    assert result.outcomes[0].status == "accepted"
+
+    revocation_file = tmp_path / "washington.revocation"
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "keys",
+                "revoke",
+                "--dir",
+                str(washington.dir),
+                "--compromised-at",
+                "now",
+                "--out",
+                str(revocation_file),
+                "--json",
+            ]
+        )
+        == 0
+    )
+    owner = json.loads(capsys.readouterr().out)
+    washington.reload_identity()
+    # Its carrier needs seq 1, which the thief used: refused, whatever it says.
+    result = deliver(washington, moscow)
+    assert [o.code for o in result.outcomes] == [ErrorCode.SEQUENCE_REUSED.value]
+    # On the telephone, washington reads its own fingerprint; moscow has only the thief's.
+    refused = main(
+        [
+            "peer", "confirm-key", "washington", "--dir", str(moscow.dir),
+            "--fingerprint", owner["new_fingerprint"],
+        ]
+    )  # fmt: skip
+    assert refused == 4
+    # With the revocation file handed over, the same check succeeds; the thief's key is out.
+    confirm = ["peer", "confirm-key", "washington", "--dir", str(moscow.dir)]
+    with_file = ["--fingerprint", owner["new_fingerprint"], "--revocation", str(revocation_file)]
+    assert main(confirm + with_file) == 0
+    with moscow.store.read() as conn:
+        states = {r.key_id: r.state for r in keyring.history(conn, "washington")}
+    assert states == {
+        stolen.signing.public.key_id.hex(): KeyState.REVOKED,
+        thief.signing.public.key_id.hex(): KeyState.REJECTED,
+        owner["new_key_id"]: KeyState.ACTIVE,
+    }
+    assert leaf_kinds(moscow).count("key.revocation") == 2
+    assert moscow.peer_card("washington").fingerprint == owner["new_fingerprint"]

@@ -22,8 +22,13 @@ from hotline.cli.node import (
 )
 from hotline.core.card import normalize_fingerprint
 from hotline.core.encoding import parse_time, to_us
-from hotline.core.keyevents import MAX_OVERLAP
-from hotline.errors import HotlineError, InputError
+from hotline.core.keyevents import (
+    MAX_EVENT_FILE_BYTES,
+    MAX_OVERLAP,
+    event_file,
+    parse_event_file,
+)
+from hotline.errors import HotlineError, InputError, NotFoundError
 from hotline.link import keyring
 from hotline.node.home import NodeHome
 
@@ -91,6 +96,13 @@ def revoke(
             "2026-11-26T03:00:00Z), or 'now'."
         ),
     ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write the revocation to this file, to hand to peers out of band "
+            "(hotline peer confirm-key --revocation FILE) if the link cannot carry it."
+        ),
+    ] = None,
     passphrase_stdin: PassphraseStdin = False,
     json_out: JsonOption = False,
 ) -> None:
@@ -102,6 +114,8 @@ def revoke(
         raise InputError("--compromised-at is in the future")
     home = _home(dir, passphrase_stdin)
     event = home.change_keys(now, compromised_at=since)
+    if out is not None:
+        out.write_bytes(event_file(event.statement))
     _wake_node(home)
     if json_out:
         _print_json(_event_out(event))
@@ -161,9 +175,28 @@ def confirm_key(
     fingerprint: Annotated[
         str | None, typer.Option(help="The new fingerprint, read out of band (for scripts).")
     ] = None,
+    revocation: Annotated[
+        Path | None,
+        typer.Option(
+            help="The peer's revocation file (hotline keys revoke --out), when its revocation "
+            "did not arrive over the link."
+        ),
+    ] = None,
 ) -> None:
     """Accept a peer's new key after its revocation, once its fingerprint is checked again."""
     home = NodeHome(dir)
+    if revocation is not None:
+        try:
+            with revocation.open("rb") as f:
+                data = f.read(MAX_EVENT_FILE_BYTES + 1)
+        except FileNotFoundError as e:
+            raise NotFoundError(f"no revocation file {revocation}") from e
+        statement = parse_event_file(data)
+        with home.store.write() as conn:
+            offered = keyring.import_revocation(
+                conn, home.peer_card(name), statement, to_us(datetime.now(UTC))
+            )
+        console.print(f"{name}'s revocation recorded; its new key's fingerprint is {offered}")
     if fingerprint is None:
         if not sys.stdin.isatty():
             raise InputError("no terminal to confirm on: pass --fingerprint CODE")

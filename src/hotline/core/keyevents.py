@@ -55,6 +55,9 @@ KEY_EVENT_VERSION = 1
 MAX_OVERLAP = timedelta(days=90)
 #: A card inside a key event is a card statement (about 8 KB); bound it like a card file.
 MAX_EVENT_CARD_BYTES = 64 * 1024
+#: A key event file (``hotline keys revoke --out``): one statement in base64, a little JSON.
+MAX_EVENT_FILE_BYTES = 128 * 1024
+EVENT_FILE_VERSION = 1
 
 
 class _RotationPayload(msgspec.Struct, forbid_unknown_fields=True):
@@ -306,6 +309,27 @@ def event_kind(data: bytes) -> EventKind:
     raise VerificationError(f"{label!r} is not a key event", code=ErrorCode.WRONG_PURPOSE)
 
 
+class _EventFile(msgspec.Struct, forbid_unknown_fields=True):
+    hotline_key_event: int
+    statement: str
+
+
+def event_file(statement: bytes) -> bytes:
+    """A key event as a file an operator hands over out of band: ``{"hotline_key_event": 1,
+    "statement": "<base64>"}``."""
+    return encode_json({"hotline_key_event": EVENT_FILE_VERSION, "statement": b64encode(statement)})
+
+
+def parse_event_file(data: bytes) -> bytes:
+    """The statement of a key event file (not yet verified: ``verify_revocation`` does that)."""
+    wrapper = decode_json(data, _EventFile, what="key event file", limit=MAX_EVENT_FILE_BYTES)
+    if wrapper.hotline_key_event != EVENT_FILE_VERSION:
+        raise WireError(
+            f"key event file version {wrapper.hotline_key_event}", code=ErrorCode.BAD_VERSION
+        )
+    return b64decode(wrapper.statement, what="key event statement", limit=MAX_EVENT_FILE_BYTES)
+
+
 # -- what a key may still sign ----------------------------------------------------------------
 
 
@@ -474,9 +498,11 @@ __all__ = [
     "Revocation",
     "Rotation",
     "check_key_use",
+    "event_file",
     "event_kind",
     "make_revocation",
     "make_rotation",
+    "parse_event_file",
     "replay_history",
     "signer_at",
     "verify_revocation",

@@ -45,6 +45,7 @@ from hotline.core.keyevents import (
     EventKind,
     KeyStanding,
     KeyState,
+    Revocation,
     event_kind,
     make_revocation,
     make_rotation,
@@ -486,41 +487,7 @@ def accept_peer_event(
                 "a revocation travels under the key it revokes (only its holder may revoke it)",
                 code=ErrorCode.UNKNOWN_KEY,
             )
-        old_id, new_id = revocation.revoked_key_id.hex(), revocation.new_key_id.hex()
-        # The compromise began at the latest when we heard of it: a revocation dated later
-        # (a thief's, to keep the key alive) is taken as of now.
-        since_us = min(to_us(revocation.compromised_at), now_us)
-        previous = keys[carrier_key_id][1]
-        if previous.revoked_at is not None:
-            since_us = min(since_us, to_us(previous.revoked_at))
-        _set_peer_key_state(
-            conn, peer.name, revocation.revoked_key_id, KeyState.REVOKED, revoked_at_us=since_us
-        )
-        if revocation.new_key_id not in keys:
-            add_key(conn, revocation.card, state=KeyState.PENDING, now_us=now_us, confirmed=False)
-        suspect = _suspect_messages(conn, peer.name, revocation.revoked_key_id, since_us)
-        log.warning("ALARM %s declared its key %s compromised", peer.name, old_id)
-        record_security_event(
-            conn,
-            at_us=now_us,
-            code=ErrorCode.KEY_REVOKED.value,
-            peer=peer.name,
-            source=None,
-            detail=f"{peer.name} declared its key {old_id} compromised as of "
-            f"{from_us(since_us).isoformat()}; its new key {new_id} (fingerprint "
-            f"{revocation.card.fingerprint}) is refused until you check that fingerprint with "
-            f"{peer.name} by telephone: hotline peer confirm-key {peer.name} --fingerprint ...",
-        )
-        if suspect:
-            record_security_event(
-                conn,
-                at_us=now_us,
-                code="key_suspect",
-                peer=peer.name,
-                source=None,
-                detail=f"{len(suspect)} message(s) signed by the compromised key {old_id} "
-                f"after the compromise time may be forgeries: {', '.join(suspect[:20])}",
-            )
+        old_id, new_id = _apply_revocation(conn, peer.name, revocation, keys, now_us)
     conn.execute(
         insert(key_events).values(
             owner=peer.name,
@@ -533,6 +500,87 @@ def accept_peer_event(
         )
     )
     return transcript.NewEntry(statement, f"key.{kind.value}", new_id)
+
+
+def _apply_revocation(
+    conn: Connection,
+    peer: str,
+    revocation: Revocation,
+    keys: Mapping[bytes, tuple[SigningPublicKey, KeyStanding]],
+    now_us: int,
+) -> tuple[str, str]:
+    """The revoked key is refused from now on; the new one waits for its fingerprint check;
+    messages already received under the revoked key since the compromise are flagged."""
+    old_id, new_id = revocation.revoked_key_id.hex(), revocation.new_key_id.hex()
+    # The compromise began at the latest when we heard of it: a revocation dated later (a
+    # thief's, to keep the key alive) is taken as of now; an earlier revocation's time stands.
+    since_us = min(to_us(revocation.compromised_at), now_us)
+    previous = keys[revocation.revoked_key_id][1]
+    if previous.revoked_at is not None:
+        since_us = min(since_us, to_us(previous.revoked_at))
+    _set_peer_key_state(
+        conn, peer, revocation.revoked_key_id, KeyState.REVOKED, revoked_at_us=since_us
+    )
+    if revocation.new_key_id not in keys:
+        add_key(conn, revocation.card, state=KeyState.PENDING, now_us=now_us, confirmed=False)
+    suspect = _suspect_messages(conn, peer, revocation.revoked_key_id, since_us)
+    log.warning("ALARM %s declared its key %s compromised", peer, old_id)
+    record_security_event(
+        conn,
+        at_us=now_us,
+        code=ErrorCode.KEY_REVOKED.value,
+        peer=peer,
+        source=None,
+        detail=f"{peer} declared its key {old_id} compromised as of "
+        f"{from_us(since_us).isoformat()}; its new key {new_id} (fingerprint "
+        f"{revocation.card.fingerprint}) is refused until you check that fingerprint with "
+        f"{peer} by telephone: hotline peer confirm-key {peer} --fingerprint ...",
+    )
+    if suspect:
+        record_security_event(
+            conn,
+            at_us=now_us,
+            code="key_suspect",
+            peer=peer,
+            source=None,
+            detail=f"{len(suspect)} message(s) signed by the compromised key {old_id} "
+            f"after the compromise time may be forgeries: {', '.join(suspect[:20])}",
+        )
+    return old_id, new_id
+
+
+def import_revocation(conn: Connection, peer: Card, statement: bytes, now_us: int) -> str:
+    """A peer's revocation handed over out of band (``hotline keys revoke --out FILE``): the
+    same effect as one received on the link, for when the link cannot carry it (a thief who
+    holds the old key may have used the sequence number the owner's carrier needs). It must
+    revoke a key of this peer; returns the new key's fingerprint. Its authority is still only
+    the fingerprint check that must follow (``confirm_peer_key``)."""
+    revocation = verify_revocation(statement, name=peer.name)
+    keys = peer_keys(conn, peer)
+    if revocation.revoked_key_id not in keys:
+        raise VerificationError(
+            f"the revocation names key {revocation.revoked_key_id.hex()}, not one of {peer.name}'s",
+            code=ErrorCode.UNKNOWN_KEY,
+        )
+    known = conn.execute(
+        select(key_events.c.id).where(
+            and_(key_events.c.owner == peer.name, key_events.c.statement == statement)
+        )
+    ).first()
+    if known is None:
+        old_id, new_id = _apply_revocation(conn, peer.name, revocation, keys, now_us)
+        conn.execute(
+            insert(key_events).values(
+                owner=peer.name,
+                kind=EventKind.REVOCATION.value,
+                at_us=now_us,
+                old_key_id=old_id,
+                new_key_id=new_id,
+                statement=statement,
+            )
+        )
+        transcript.append(conn, [transcript.NewEntry(statement, "key.revocation", new_id)])
+    return revocation.card.fingerprint
 
 
 def _set_peer_key_state(
@@ -676,6 +724,7 @@ __all__ = [
     "ensure_own_key",
     "events",
     "history",
+    "import_revocation",
     "key_events",
     "key_history",
     "peer_keys",
