@@ -105,3 +105,23 @@ def test_a_null_timestamp_is_stix_invalid_not_a_crash():
         assert e.code == "stix_invalid"
     else:
         raise AssertionError("a null timestamp was accepted")
+
+
+def test_names_that_make_the_validator_backtrack_are_refused_first():
+    """The OASIS validator's type and extension-name patterns backtrack exponentially: a
+    98-character type took minutes (found by fuzz/fuzz_stix.py); refused before it runs (without
+    the fix this test hangs until pytest-timeout ends it)."""
+    slow = "a" * 60 + "!"
+    for change in (
+        {"type": slow},
+        {"extensions": {slow: {}}},
+        {"id": slow + "--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f"},
+    ):
+        bundle = stix.stamp_tlp(sample_bundle(0), Tlp.AMBER)
+        bundle["objects"][1] = {**bundle["objects"][1], **change}
+        try:
+            stix.check_bundle(bundle, Tlp.AMBER)
+        except InputError as e:
+            assert e.code == "stix_invalid"
+        else:
+            raise AssertionError(f"accepted {change}")

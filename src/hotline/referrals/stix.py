@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -58,6 +59,23 @@ _TLP1_MARKING_IDS: Final = frozenset(
         "marking-definition--f88d31f6-486f-44da-b317-01333bde0b82",
         "marking-definition--5e57c739-391a-4eb3-b6be-7d15ca92d5ed",
     }
+)
+
+
+#: A STIX 2.1 type name (section 3.1): 3 to 250 characters of a-z, 0-9 and single hyphens, no
+#: hyphen at either end; and an identifier, type--UUID (section 2.9). Neither can backtrack.
+_TYPE_NAME: Final = re.compile(r"(?=.{3,250}\Z)[a-z][a-z0-9]*(?:-[a-z0-9]+)*", re.ASCII)
+_ID: Final = re.compile(
+    r"(?=.{3,250}--)[a-z][a-z0-9]*(?:-[a-z0-9]+)*--"
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
+    re.ASCII,
+)
+
+
+_EXTENSION_NAME: Final = re.compile(
+    r"extension-definition--[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+    r"[0-9a-fA-F]{12}|(?=.{5,250}\Z)[a-z][a-z0-9]*(?:-[a-z0-9]+)*-ext",
+    re.ASCII,
 )
 
 
@@ -174,6 +192,25 @@ def check_shape(value: object) -> dict[str, Any]:
                 f"object {i} of the bundle has no string 'type' and 'id'",
                 code=ErrorCode.STIX_INVALID,
                 fields={f"stix_bundle.objects.{i}": "must be a STIX object with type and id"},
+            )
+        # Checked here, with patterns that cannot backtrack, before the OASIS validator sees
+        # them: its type and extension-name patterns ^([a-z][a-z0-9]*)+(-[a-z0-9]+)*... backtrack
+        # exponentially; a 98-character type kept it busy for minutes (found by fuzz_stix), so
+        # one referral could wedge a node's inbox.
+        extensions = obj.get("extensions", {})
+        names = list(extensions) if isinstance(extensions, dict) else []
+        if (
+            not _TYPE_NAME.fullmatch(obj["type"])
+            or not _ID.fullmatch(obj["id"])
+            or not all(_EXTENSION_NAME.fullmatch(n) for n in names)
+        ):
+            raise InputError(
+                f"object {i} of the bundle has an invalid type or id",
+                code=ErrorCode.STIX_INVALID,
+                fields={
+                    f"stix_bundle.objects.{i}": "type: 3-250 of a-z, 0-9 and single hyphens; "
+                    "id: type--UUID; extensions: extension-definition--UUID or NAME-ext"
+                },
             )
     return value
 
