@@ -158,11 +158,15 @@ def running_nodes(tmp_path: Path, names: list[str]) -> Iterator[dict[str, NodePr
 
 
 @pytest.fixture
-def unlimited_node(tmp_path: Path) -> Iterator[NodeProcess]:
+def exposed_node(tmp_path: Path) -> Iterator[NodeProcess]:
     """washington (moscow is its peer, not started), with rate limits high enough that every
-    request reaches its handler (for schemathesis; tests/link covers the 429s)."""
+    request reaches its handler (tests/link covers the 429s) and a 2 s request deadline."""
     homes = make_linked_homes(
-        tmp_path, ["washington", "moscow"], rate_limit_per_s=10_000.0, rate_limit_burst=10_000.0
+        tmp_path,
+        ["washington", "moscow"],
+        rate_limit_per_s=10_000.0,
+        rate_limit_burst=10_000.0,
+        request_timeout_s=2.0,
     )
     node = NodeProcess(homes["washington"], tmp_path)
     try:

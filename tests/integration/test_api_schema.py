@@ -71,8 +71,8 @@ CHECKS = [
 ]
 
 
-def test_every_operation_answers_as_documented(unlimited_node: Any) -> None:
-    node = unlimited_node
+def test_every_operation_answers_as_documented(exposed_node: Any) -> None:
+    node = exposed_node
     # schemathesis's pytest plugin does not run under pytest 9, so each operation's strategies
     # (valid and invalid requests) drive a hypothesis test of their own here.
     schema = schemathesis.openapi.from_url(f"{node.local_url}/openapi.json")

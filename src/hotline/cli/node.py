@@ -859,6 +859,7 @@ def serve(
     import uvicorn
 
     from hotline.node.app import create_app
+    from hotline.node.limits import MAX_CONNECTIONS, guarded_protocol
     from hotline.node.runtime import Node
 
     logging.getLogger().setLevel(log_level.upper())
@@ -879,7 +880,8 @@ def serve(
         port=home.config.listen_port,
         log_level=log_level,
         loop="uvloop",
-        http="httptools",
+        http=guarded_protocol(home.config.request_timeout_s),
+        limit_concurrency=MAX_CONNECTIONS,
         access_log=False,
     )
     if leadership is not None:

@@ -81,6 +81,9 @@ class NodeConfig:
     alternate_endpoints: list[str] = field(default_factory=list)
     #: Clock difference to a peer tolerated before an alarm (deadlines use our own clock).
     max_clock_skew_s: float = 30.0
+    #: Longest one request (line, headers and body) may take to arrive before its connection is
+    #: closed: slow-loris clients and bodies that never end (hotline.node.limits).
+    request_timeout_s: float = 30.0
     #: Requests per second each source address may make to the link endpoints, and the burst.
     rate_limit_per_s: float = 200.0
     rate_limit_burst: float = 400.0
@@ -105,6 +108,7 @@ class NodeConfig:
             f"escalation_interval_s = {self.escalation_interval_s}",
             f"max_clock_skew_s = {self.max_clock_skew_s}",
             f"alternate_endpoints = [{', '.join(q(e) for e in self.alternate_endpoints)}]",
+            f"request_timeout_s = {self.request_timeout_s}",
             f"rate_limit_per_s = {self.rate_limit_per_s}",
             f"rate_limit_burst = {self.rate_limit_burst}",
             "",
@@ -158,6 +162,7 @@ class NodeConfig:
             "groups",
             "rate_limit_per_s",
             "rate_limit_burst",
+            "request_timeout_s",
             "max_clock_skew_s",
             "alternate_endpoints",
         }
@@ -193,6 +198,7 @@ class NodeConfig:
                 escalation_interval_s=_seconds(raw, "escalation_interval_s", 60.0),
                 max_clock_skew_s=_seconds(raw, "max_clock_skew_s", 30.0),
                 alternate_endpoints=[str(e) for e in _list(raw, "alternate_endpoints")],
+                request_timeout_s=_seconds(raw, "request_timeout_s", 30.0),
                 rate_limit_per_s=_seconds(raw, "rate_limit_per_s", 200.0),
                 rate_limit_burst=burst,
                 peer_ack_deadlines_s={

@@ -8,8 +8,12 @@ recently seen are forgotten), so spoofed sources cannot grow memory without limi
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections import OrderedDict
 from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
 
 #: Most source addresses whose buckets are kept at once.
 MAX_TRACKED_SOURCES = 10_000
@@ -48,4 +52,85 @@ class RateLimiter:
         return True
 
 
-__all__ = ["MAX_TRACKED_SOURCES", "RateLimiter"]
+# -- the HTTP server's own limits (slow-loris, oversized heads, connection count) ------------
+
+#: Most bytes of a request line and headers; more and the connection is answered 400 and closed.
+MAX_HEAD_BYTES = 64 * 1024
+#: Most connections served at once (uvicorn's limit_concurrency answers more with 503).
+MAX_CONNECTIONS = 1024
+
+
+def guarded_protocol(request_timeout_s: float) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol with a deadline for each whole request and a cap on heads.
+
+    uvicorn has no timeout while a request arrives: a client that opens a connection and sends
+    one header byte a minute (slow-loris), or a body that never ends, holds the connection for
+    ever. Here a timer starts when a connection opens (and again after each response) and
+    closes the connection unless the request line, headers and body all arrived within
+    ``request_timeout_s``; the request head may hold at most MAX_HEAD_BYTES.
+    """
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class GuardedHttpToolsProtocol(HttpToolsProtocol):
+        _deadline: asyncio.TimerHandle | None = None
+        _head_bytes = 0
+        _in_head = True
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._head_bytes = 0
+            self._in_head = True
+            self._deadline = self.loop.call_later(request_timeout_s, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _too_slow(self) -> None:
+            self._deadline = None
+            log.info("closing a connection whose request took over %g s", request_timeout_s)
+            if not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)  # type: ignore[arg-type]
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            if self._in_head:
+                # Counted before feeding: a head still incomplete after MAX_HEAD_BYTES is too
+                # large (memory stays bounded by the cap plus one read).
+                if self._head_bytes > MAX_HEAD_BYTES:
+                    self.send_400_response("request head too large")
+                    return
+                self._head_bytes += len(data)
+            super().data_received(data)
+
+        def on_headers_complete(self) -> None:
+            self._in_head = False
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            self._disarm()
+            super().on_message_complete()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()  # the next request on this connection gets its own deadline
+
+    return GuardedHttpToolsProtocol
+
+
+__all__ = [
+    "MAX_CONNECTIONS",
+    "MAX_HEAD_BYTES",
+    "MAX_TRACKED_SOURCES",
+    "RateLimiter",
+    "guarded_protocol",
+]
