@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, and_, insert, select
+from sqlalchemy import Connection, and_, bindparam, select
 
 from hotline import transcript
 from hotline.compose import check_incoming, validate_body
@@ -50,18 +50,52 @@ from hotline.store.messages import (
     State,
     add_events,
     dequeue,
+    insert_messages,
     next_expected_seq,
     note_inbound_seq,
     receipt_exists,
     record_security_event,
     store_receipt,
 )
+from hotline.store.prepared import InList, Prepared, savepoint
 from hotline.store.schema import messages, receipt_items, receipts
 from hotline.transcript.heads import record_peer_head
 
 log = logging.getLogger(__name__)
 
 _HEX_ROOT = re.compile(r"[0-9a-f]{64}")
+
+
+# The statements of the inbox's hot path, prepared once (hotline.store.prepared).
+_BY_ID = Prepared(
+    select(messages.c.direction, messages.c.peer, messages.c.signed_hash).where(
+        messages.c.id == bindparam("id")
+    )
+)
+_BY_SEQ = Prepared(
+    select(messages.c.id).where(
+        and_(
+            messages.c.direction == "in",
+            messages.c.peer == bindparam("peer"),
+            messages.c.seq == bindparam("seq"),
+        )
+    )
+)
+_OUR_MESSAGE_TO = Prepared(
+    select(messages.c.peer).where(
+        and_(messages.c.id == bindparam("id"), messages.c.direction == "out")
+    )
+)
+_SENT_BY_IDS = InList(
+    lambda ids: select(
+        messages.c.id,
+        messages.c.peer,
+        messages.c.direction,
+        messages.c.seq,
+        messages.c.signed_hash,
+        messages.c.envelope,
+    ).where(messages.c.id.in_(ids))
+)
 
 
 @dataclass(slots=True)
@@ -155,7 +189,7 @@ def receive(
         for data in envelopes:
             try:
                 opened = open_envelope(identity, data, sender_key, other_keys=other_keys)
-                with conn.begin_nested():
+                with savepoint(conn):
                     _accept_one(conn, peers, opened, now_us, batch)
             except Exception as e:
                 _reject(conn, data, e, now_us, source, batch.result)
@@ -259,13 +293,9 @@ def _accept_one(
     signed_hash = opened.statement.sha256
 
     # Replay: the same id again is a duplicate if it is the same signed content, else an attack.
-    existing = conn.execute(
-        select(messages.c.direction, messages.c.peer, messages.c.signed_hash).where(
-            messages.c.id == payload.id
-        )
-    ).first()
+    existing = _BY_ID.first(conn, {"id": payload.id})
     if existing is not None:
-        if (existing.direction, existing.peer, existing.signed_hash) != ("in", sender, signed_hash):
+        if existing != ("in", sender, signed_hash):
             raise ProtocolError(
                 f"id {payload.id} was already used for other content",
                 code=ErrorCode.REPLAY_CONFLICT,
@@ -277,14 +307,10 @@ def _accept_one(
         return
 
     # Sequence: a number is used once per direction; a jump leaves a gap that is noticed.
-    taken = conn.execute(
-        select(messages.c.id).where(
-            and_(messages.c.direction == "in", messages.c.peer == sender, messages.c.seq == seq)
-        )
-    ).first()
+    taken = _BY_SEQ.scalar(conn, {"peer": sender, "seq": seq})
     if taken is not None:
         raise ProtocolError(
-            f"sequence number {seq} from {sender!r} already carried {taken.id}",
+            f"sequence number {seq} from {sender!r} already carried {taken}",
             code=ErrorCode.SEQUENCE_REUSED,
         )
     skipped = note_inbound_seq(conn, sender, seq, now_us)
@@ -484,36 +510,30 @@ def _insert_incoming(
 ) -> None:
     # The author's claimed time is shown, never trusted for ordering (DESIGN decision 7).
     created_us = to_us(parse_time(opened.payload.created, what="created"))
-    conn.execute(
-        insert(messages).values(
-            id=envelope_id,
-            direction="in",
-            peer=sender,
-            seq=seq,
-            kind=kind.value,
-            msg_type=msg_type[:64],
-            priority=priority[:16],
-            created_at_us=created_us,
-            expires_at_us=expires_at_us,
-            in_reply_to=in_reply_to,
-            body=json.dumps(body, ensure_ascii=False),
-            signed=opened.statement.raw,
-            signed_hash=opened.statement.sha256,
-            envelope=opened.envelope,
-            author=getattr(opened.payload, "author", None),
-            released_by=getattr(opened.payload, "released_by", None),
-            notification=getattr(opened.payload, "notification", None),
-        )
-    )
+    row = {
+        "id": envelope_id,
+        "direction": "in",
+        "peer": sender,
+        "seq": seq,
+        "kind": kind.value,
+        "msg_type": msg_type[:64],
+        "priority": priority[:16],
+        "created_at_us": created_us,
+        "expires_at_us": expires_at_us,
+        "in_reply_to": in_reply_to,
+        "body": json.dumps(body, ensure_ascii=False),
+        "signed": opened.statement.raw,
+        "signed_hash": opened.statement.sha256,
+        "envelope": opened.envelope,
+        "author": getattr(opened.payload, "author", None),
+        "released_by": getattr(opened.payload, "released_by", None),
+        "notification": getattr(opened.payload, "notification", None),
+    }
+    insert_messages(conn, [row])
 
 
 def _is_our_message_to(conn: Connection, message_id: str, peer: str) -> bool:
-    row = conn.execute(
-        select(messages.c.peer).where(
-            and_(messages.c.id == message_id, messages.c.direction == "out")
-        )
-    ).first()
-    return row is not None and row.peer == peer
+    return bool(_OUR_MESSAGE_TO.scalar(conn, {"id": message_id}) == peer)
 
 
 def _delivered_receipt_for(conn: Connection, message_id: str) -> tuple[str, bytes] | None:
@@ -537,27 +557,19 @@ def _check_items_are_ours(conn: Connection, opened: Opened, items: list[ReceiptI
     sender = opened.header.sender
     ids = [i.id for i in items]
     rows = {
-        r.id: r
-        for r in conn.execute(
-            select(
-                messages.c.id,
-                messages.c.peer,
-                messages.c.direction,
-                messages.c.seq,
-                messages.c.signed_hash,
-                messages.c.envelope,
-            ).where(messages.c.id.in_(ids))
-        )
+        r[0]: r
+        for statement, params in _SENT_BY_IDS.chunks(ids)
+        for r in statement.all(conn, params)
     }
     for item in items:
         row = rows.get(item.id)
-        if row is None or row.direction != "out" or row.peer != sender:
+        if row is None or row[2] != "out" or row[1] != sender:
             raise ProtocolError(
                 f"receipt names {item.id}, which is not a message we sent to {sender!r}",
                 code=ErrorCode.UNKNOWN_MESSAGE,
             )
-        if (row.seq, row.signed_hash) != (item.seq, item.signed_hash) or sha256_hex(
-            bytes(row.envelope)
+        if (row[3], row[4]) != (item.seq, item.signed_hash) or sha256_hex(
+            bytes(row[5])
         ) != item.envelope_hash:
             raise ProtocolError(
                 f"receipt for {item.id} names other bytes than we sent",

@@ -17,6 +17,7 @@ and its statement is logged as a transcript entry of its own (``key.rotation`` /
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -143,11 +144,19 @@ class KeyRecord:
         }
 
 
+@functools.lru_cache(maxsize=256)
+def _stored_card(statement: bytes) -> Card:
+    """A card from the key history, verified once per process per exact bytes: the inbox reads
+    the sender's history for every batch, and verifying its cards' ML-DSA signatures each time
+    cost as much as opening an envelope."""
+    return parse_card_statement(statement)
+
+
 def _record(row: Any) -> KeyRecord:
     return KeyRecord(
         owner=row.owner,
         key_id=row.key_id,
-        card=parse_card_statement(bytes(row.card)),
+        card=_stored_card(bytes(row.card)),
         fingerprint=row.fingerprint,
         state=KeyState(row.state),
         added_at_us=int(row.added_at_us),

@@ -8,11 +8,11 @@ what this module committed.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, select
 
 from hotline import transcript
 from hotline.compose import body_to_json, validate_body
@@ -34,8 +34,10 @@ from hotline.store import Store
 from hotline.store.messages import (
     State,
     add_event,
-    enqueue,
+    add_events,
+    enqueue_many,
     has_event,
+    insert_messages,
     next_out_seq,
     store_receipt,
 )
@@ -46,8 +48,7 @@ from hotline.transcript.heads import current_own_head
 MAX_BODY_BYTES = 256 * 1024
 
 
-def _insert_outgoing(
-    conn: Connection,
+def _outgoing_row(
     *,
     message_id: str,
     peer: str,
@@ -64,30 +65,61 @@ def _insert_outgoing(
     author: str | None = None,
     released_by: str | None = None,
     notification: str | None = None,
-) -> None:
-    conn.execute(
-        insert(messages).values(
-            id=message_id,
-            direction="out",
-            peer=peer,
-            seq=seq,
-            kind=kind.value,
-            msg_type=msg_type,
-            priority=priority,
-            created_at_us=created_at_us,
-            expires_at_us=expires_at_us,
-            in_reply_to=in_reply_to,
-            body=json.dumps(body, ensure_ascii=False),
-            signed=statement,
-            signed_hash=sha256_hex(statement),
-            envelope=envelope,
-            author=author,
-            released_by=released_by,
-            notification=notification,
+) -> dict[str, Any]:
+    return {
+        "id": message_id,
+        "direction": "out",
+        "peer": peer,
+        "seq": seq,
+        "kind": kind.value,
+        "msg_type": msg_type,
+        "priority": priority,
+        "created_at_us": created_at_us,
+        "expires_at_us": expires_at_us,
+        "in_reply_to": in_reply_to,
+        "body": json.dumps(body, ensure_ascii=False),
+        "signed": statement,
+        "signed_hash": sha256_hex(statement),
+        "envelope": envelope,
+        "author": author,
+        "released_by": released_by,
+        "notification": notification,
+    }
+
+
+@dataclass(slots=True)
+class _Queued:
+    """What one write transaction queues: rows written together at its end (one statement per
+    table, whatever the number of messages)."""
+
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    events: list[tuple[str, State, int, str]] = field(default_factory=list)
+    queue: list[dict[str, Any]] = field(default_factory=list)
+    #: The next sequence number towards each peer, read once per transaction.
+    next_seq: dict[str, int] = field(default_factory=dict)
+
+    def seq_for(self, conn: Connection, peer: str) -> int:
+        seq = self.next_seq.get(peer) or next_out_seq(conn, peer)
+        self.next_seq[peer] = seq + 1
+        return seq
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.messages.append(row)
+        self.events.append((row["id"], State.QUEUED, row["created_at_us"], ""))
+        self.queue.append(
+            {
+                "message_id": row["id"],
+                "peer": row["peer"],
+                "seq": row["seq"],
+                "expires_at_us": row["expires_at_us"],
+                "attempts": 0,
+            }
         )
-    )
-    add_event(conn, message_id, State.QUEUED, created_at_us)
-    enqueue(conn, message_id=message_id, peer=peer, seq=seq, expires_at_us=expires_at_us)
+
+    def write(self, conn: Connection) -> None:
+        insert_messages(conn, self.messages)
+        add_events(conn, self.events)
+        enqueue_many(conn, self.queue)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +154,7 @@ def _queue(
     now: datetime,
     head: TreeHead,
     entries: list[transcript.NewEntry],
+    queued: _Queued,
 ) -> str:
     body = draft.body if draft.key_event else checked_body(draft.msg_type, draft.body)
     if draft.msg_type == "response" and body.get("in_reply_to") != draft.in_reply_to:
@@ -134,7 +167,7 @@ def _queue(
     expires = now + draft.ttl
     if draft.in_reply_to is not None:
         _check_answerable(conn, draft.in_reply_to, peer.name)
-    seq = next_out_seq(conn, peer.name)
+    seq = queued.seq_for(conn, peer.name)
     statement = sign_message(
         identity,
         to=peer.name,
@@ -160,26 +193,29 @@ def _queue(
         statement=statement,
         recipient_key=peer.encryption_key,
     )
-    _insert_outgoing(
-        conn,
-        message_id=message_id,
-        peer=peer.name,
-        seq=seq,
-        kind=Kind.MESSAGE,
-        msg_type=draft.msg_type,
-        priority=draft.priority,
-        created_at_us=to_us(now),
-        expires_at_us=to_us(expires),
-        in_reply_to=draft.in_reply_to,
-        body=body,
-        statement=statement,
-        envelope=envelope,
-        author=draft.author,
-        released_by=draft.released_by,
-        notification=draft.notification,
+    queued.add(
+        _outgoing_row(
+            message_id=message_id,
+            peer=peer.name,
+            seq=seq,
+            kind=Kind.MESSAGE,
+            msg_type=draft.msg_type,
+            priority=draft.priority,
+            created_at_us=to_us(now),
+            expires_at_us=to_us(expires),
+            in_reply_to=draft.in_reply_to,
+            body=body,
+            statement=statement,
+            envelope=envelope,
+            author=draft.author,
+            released_by=draft.released_by,
+            notification=draft.notification,
+        )
     )
     if draft.in_reply_to is not None:
-        add_event(conn, draft.in_reply_to, State.ANSWERED, to_us(now), f"answered by {message_id}")
+        queued.events.append(
+            (draft.in_reply_to, State.ANSWERED, to_us(now), f"answered by {message_id}")
+        )
     return message_id
 
 
@@ -199,7 +235,9 @@ def queue_messages(
     # One tree head and one transcript append serve the whole batch.
     head = current_own_head(conn, identity, now)
     entries: list[transcript.NewEntry] = []
-    ids = [_queue(conn, identity, draft, now, head, entries) for draft in drafts]
+    queued = _Queued()
+    ids = [_queue(conn, identity, draft, now, head, entries, queued) for draft in drafts]
+    queued.write(conn)
     transcript.append(conn, entries)
     return ids
 
@@ -313,21 +351,24 @@ def acknowledge(
             body["tz"] = tz
         if text_hash is not None:
             body["text_hash"] = text_hash
-        _insert_outgoing(
-            conn,
-            message_id=receipt_id,
-            peer=peer.name,
-            seq=seq,
-            kind=Kind.RECEIPT,
-            msg_type="receipt.acknowledged",
-            priority=row.priority,
-            created_at_us=to_us(now),
-            expires_at_us=to_us(now + ttl),
-            in_reply_to=message_id,
-            body=body,
-            statement=statement,
-            envelope=envelope,
+        queued = _Queued()
+        queued.add(
+            _outgoing_row(
+                message_id=receipt_id,
+                peer=peer.name,
+                seq=seq,
+                kind=Kind.RECEIPT,
+                msg_type="receipt.acknowledged",
+                priority=row.priority,
+                created_at_us=to_us(now),
+                expires_at_us=to_us(now + ttl),
+                in_reply_to=message_id,
+                body=body,
+                statement=statement,
+                envelope=envelope,
+            )
         )
+        queued.write(conn)
         transcript.append(conn, [transcript.NewEntry(statement, "receipt.out", receipt_id)])
         store_receipt(
             conn,

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import namedtuple
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, exists, func, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, exists, func, insert, select, update
 
 from hotline.core.encoding import from_us
 from hotline.errors import ErrorCode, ProtocolError
+from hotline.store.prepared import InList, Prepared, prepared_insert
 from hotline.store.schema import (
     inbound_gaps,
     link_events,
@@ -120,22 +122,88 @@ class MessageView:
         }
 
 
+# The statements of the link's hot path, prepared once (hotline.store.prepared).
+_INSERT_EVENT = prepared_insert(message_events, "message_id", "state", "at_us", "detail")
+_MAX_SEQ = Prepared(
+    select(func.max(messages.c.seq)).where(
+        and_(messages.c.direction == bindparam("direction"), messages.c.peer == bindparam("peer"))
+    )
+)
+_FIRST_GAP = Prepared(
+    select(func.min(inbound_gaps.c.seq)).where(inbound_gaps.c.peer == bindparam("peer"))
+)
+_DELETE_GAP = Prepared(
+    delete(inbound_gaps).where(
+        and_(inbound_gaps.c.peer == bindparam("peer"), inbound_gaps.c.seq == bindparam("seq"))
+    )
+)
+_INSERT_GAP = prepared_insert(inbound_gaps, "peer", "seq", "noticed_at_us")
+_ENQUEUE = prepared_insert(outbox_queue, "message_id", "peer", "seq", "expires_at_us", "attempts")
+_PENDING = Prepared(
+    select(
+        outbox_queue.c.message_id,
+        outbox_queue.c.seq,
+        messages.c.envelope,
+        outbox_queue.c.expires_at_us,
+        outbox_queue.c.attempts,
+    )
+    .join(messages, messages.c.id == outbox_queue.c.message_id)
+    .where(outbox_queue.c.peer == bindparam("peer"))
+    .order_by(outbox_queue.c.seq)
+    .limit(bindparam("limit"))
+)
+_COUNT_ATTEMPTS = InList(
+    lambda ids: (
+        update(outbox_queue)
+        .where(outbox_queue.c.message_id.in_(ids))
+        .values(attempts=outbox_queue.c.attempts + 1)
+    )
+)
+_DEQUEUE = InList(lambda ids: delete(outbox_queue).where(outbox_queue.c.message_id.in_(ids)))
+#: What a new row of ``messages`` gives; a column added later is simply not set here.
+MESSAGE_COLUMNS = (
+    "id",
+    "direction",
+    "peer",
+    "seq",
+    "kind",
+    "msg_type",
+    "priority",
+    "created_at_us",
+    "expires_at_us",
+    "in_reply_to",
+    "body",
+    "signed",
+    "signed_hash",
+    "envelope",
+    "author",
+    "released_by",
+    "notification",
+)
+_INSERT_MESSAGE = prepared_insert(messages, *MESSAGE_COLUMNS)
+_INSERT_RECEIPT = prepared_insert(receipts, "id", "direction", "peer", "kind", "signed", "at_us")
+_INSERT_RECEIPT_ITEM = prepared_insert(receipt_items, "receipt_id", "message_id")
+_RECEIPT_EXISTS = Prepared(select(receipts.c.id).where(receipts.c.id == bindparam("id")))
+
+
+def insert_messages(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """New rows of ``messages``, each with every key of ``MESSAGE_COLUMNS``, in one call."""
+    _INSERT_MESSAGE.executemany(conn, rows)
+
+
 def add_event(
     conn: Connection, message_id: str, state: State, at_us: int, detail: str = ""
 ) -> None:
-    conn.execute(
-        insert(message_events).values(
-            message_id=message_id, state=state.value, at_us=at_us, detail=detail
-        )
+    _INSERT_EVENT.execute(
+        conn, {"message_id": message_id, "state": state.value, "at_us": at_us, "detail": detail}
     )
 
 
 def add_events(conn: Connection, rows: Sequence[tuple[str, State, int, str]]) -> None:
-    if rows:
-        conn.execute(
-            insert(message_events),
-            [{"message_id": m, "state": s.value, "at_us": t, "detail": d} for m, s, t, d in rows],
-        )
+    _INSERT_EVENT.executemany(
+        conn,
+        [{"message_id": m, "state": s.value, "at_us": t, "detail": d} for m, s, t, d in rows],
+    )
 
 
 def has_event(conn: Connection, message_id: str, states: Sequence[State]) -> bool:
@@ -177,20 +245,12 @@ def record_link_event(
 
 def next_out_seq(conn: Connection, peer: str) -> int:
     """The next sequence number towards ``peer``. Call inside a write transaction."""
-    current = conn.execute(
-        select(func.max(messages.c.seq)).where(
-            and_(messages.c.direction == "out", messages.c.peer == peer)
-        )
-    ).scalar()
+    current = _MAX_SEQ.scalar(conn, {"direction": "out", "peer": peer})
     return int(current or 0) + 1
 
 
 def highest_in_seq(conn: Connection, peer: str) -> int:
-    current = conn.execute(
-        select(func.max(messages.c.seq)).where(
-            and_(messages.c.direction == "in", messages.c.peer == peer)
-        )
-    ).scalar()
+    current = _MAX_SEQ.scalar(conn, {"direction": "in", "peer": peer})
     return int(current or 0)
 
 
@@ -206,9 +266,7 @@ def note_inbound_seq(conn: Connection, peer: str, seq: int, now_us: int) -> list
     """
     highest = highest_in_seq(conn, peer)
     if seq <= highest:
-        conn.execute(
-            delete(inbound_gaps).where(and_(inbound_gaps.c.peer == peer, inbound_gaps.c.seq == seq))
-        )
+        _DELETE_GAP.execute(conn, {"peer": peer, "seq": seq})
         return []
     if seq - highest - 1 > MAX_SEQUENCE_JUMP:
         raise ProtocolError(
@@ -216,11 +274,9 @@ def note_inbound_seq(conn: Connection, peer: str, seq: int, now_us: int) -> list
             code=ErrorCode.SEQUENCE_OUT_OF_RANGE,
         )
     skipped = list(range(highest + 1, seq))
-    if skipped:
-        conn.execute(
-            insert(inbound_gaps),
-            [{"peer": peer, "seq": s, "noticed_at_us": now_us} for s in skipped],
-        )
+    _INSERT_GAP.executemany(
+        conn, [{"peer": peer, "seq": s, "noticed_at_us": now_us} for s in skipped]
+    )
     return skipped
 
 
@@ -269,9 +325,7 @@ def stale_gaps(conn: Connection, peer: str, noticed_before_us: int, limit: int =
 
 def next_expected_seq(conn: Connection, peer: str) -> int:
     """The lowest sequence number from ``peer`` not yet received."""
-    first_gap = conn.execute(
-        select(func.min(inbound_gaps.c.seq)).where(inbound_gaps.c.peer == peer)
-    ).scalar()
+    first_gap = _FIRST_GAP.scalar(conn, {"peer": peer})
     return int(first_gap) if first_gap is not None else highest_in_seq(conn, peer) + 1
 
 
@@ -357,11 +411,22 @@ def views_by_ids(conn: Connection, ids: list[str], own_name: str) -> list[Messag
     return [_view(rows[i], own_name, events[i]) for i in ids if i in rows]
 
 
+# One message by id: what every long-poll on a message's state reads at each change.
+_ViewRow = namedtuple("_ViewRow", [c.name for c in _VIEW_COLUMNS])  # type: ignore[misc]
+_VIEW_BY_ID = Prepared(select(*_VIEW_COLUMNS).where(messages.c.id == bindparam("id")))
+_EVENTS_OF = Prepared(
+    select(message_events.c.state, message_events.c.at_us, message_events.c.detail)
+    .where(message_events.c.message_id == bindparam("id"))
+    .order_by(message_events.c.id)
+)
+
+
 def get_message(conn: Connection, message_id: str, own_name: str) -> MessageView | None:
-    row = conn.execute(select(*_VIEW_COLUMNS).where(messages.c.id == message_id)).first()
+    row = _VIEW_BY_ID.first(conn, {"id": message_id})
     if row is None:
         return None
-    return _view(row, own_name, _events_for(conn, [message_id])[message_id])
+    events = [Event(s, int(t), d) for s, t, d in _EVENTS_OF.all(conn, {"id": message_id})]
+    return _view(_ViewRow(*row), own_name, events)
 
 
 def list_messages(
@@ -395,44 +460,40 @@ class Outgoing:
 def enqueue(
     conn: Connection, *, message_id: str, peer: str, seq: int, expires_at_us: int | None
 ) -> None:
-    conn.execute(
-        insert(outbox_queue).values(
-            message_id=message_id, peer=peer, seq=seq, expires_at_us=expires_at_us, attempts=0
-        )
+    enqueue_many(
+        conn,
+        [
+            {
+                "message_id": message_id,
+                "peer": peer,
+                "seq": seq,
+                "expires_at_us": expires_at_us,
+                "attempts": 0,
+            }
+        ],
     )
+
+
+def enqueue_many(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Rows of ``outbox_queue`` (message_id, peer, seq, expires_at_us, attempts) in one call."""
+    _ENQUEUE.executemany(conn, rows)
 
 
 def pending_outgoing(conn: Connection, peer: str, limit: int) -> list[Outgoing]:
     """Envelopes towards ``peer`` still waiting for a DELIVERED receipt, lowest sequence first."""
-    rows = conn.execute(
-        select(
-            outbox_queue.c.message_id,
-            outbox_queue.c.seq,
-            messages.c.envelope,
-            outbox_queue.c.expires_at_us,
-            outbox_queue.c.attempts,
-        )
-        .join(messages, messages.c.id == outbox_queue.c.message_id)
-        .where(outbox_queue.c.peer == peer)
-        .order_by(outbox_queue.c.seq)
-        .limit(limit)
-    )
-    return [Outgoing(r.message_id, r.seq, r.envelope, r.expires_at_us, r.attempts) for r in rows]
+    rows = _PENDING.all(conn, {"peer": peer, "limit": limit})
+    return [Outgoing(r[0], int(r[1]), bytes(r[2]), r[3], int(r[4])) for r in rows]
 
 
 def count_attempts(conn: Connection, message_ids: Sequence[str]) -> None:
-    if message_ids:
-        conn.execute(
-            update(outbox_queue)
-            .where(outbox_queue.c.message_id.in_(list(message_ids)))
-            .values(attempts=outbox_queue.c.attempts + 1)
-        )
+    for statement, params in _COUNT_ATTEMPTS.chunks(message_ids):
+        statement.execute(conn, params)
 
 
 def dequeue(conn: Connection, message_ids: Sequence[str]) -> None:
     """Take envelopes off the delivery queue (receipted or expired)."""
-    if message_ids:
-        conn.execute(delete(outbox_queue).where(outbox_queue.c.message_id.in_(list(message_ids))))
+    for statement, params in _DEQUEUE.chunks(message_ids):
+        statement.execute(conn, params)
 
 
 def expired_out_seqs(conn: Connection, peer: str, above: int, limit: int) -> list[int]:
@@ -481,18 +542,24 @@ def store_receipt(
     at_us: int,
     message_ids: Sequence[str],
 ) -> None:
-    conn.execute(
-        insert(receipts).values(
-            id=receipt_id, direction=direction, peer=peer, kind=kind, signed=signed, at_us=at_us
-        )
+    _INSERT_RECEIPT.execute(
+        conn,
+        {
+            "id": receipt_id,
+            "direction": direction,
+            "peer": peer,
+            "kind": kind,
+            "signed": signed,
+            "at_us": at_us,
+        },
     )
-    conn.execute(
-        insert(receipt_items), [{"receipt_id": receipt_id, "message_id": m} for m in message_ids]
+    _INSERT_RECEIPT_ITEM.executemany(
+        conn, [{"receipt_id": receipt_id, "message_id": m} for m in message_ids]
     )
 
 
 def receipt_exists(conn: Connection, receipt_id: str) -> bool:
-    return bool(conn.execute(select(exists().where(receipts.c.id == receipt_id))).scalar())
+    return _RECEIPT_EXISTS.first(conn, {"id": receipt_id}) is not None
 
 
 def peer_names(conn: Connection) -> list[str]:

@@ -24,11 +24,12 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, bindparam, func, select, text
+from sqlalchemy import Connection, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from hotline.core import merkle
 from hotline.errors import InputError, NotFoundError, StorageError
+from hotline.store.prepared import InList, Prepared, prepared_insert
 from hotline.transcript._schema import transcript_leaves, transcript_nodes
 
 #: Entries in one :func:`append`: bounds the memory of one call and how long it holds the
@@ -119,16 +120,15 @@ def append(conn: Connection, entries: Sequence[NewEntry]) -> Appended:
         hashes = [merkle.leaf_hash(e.data) for e in entries]
         grown = merkle.append_leaves(n, frontier, hashes)
         if entries:
-            conn.execute(
-                transcript_leaves.insert(),
+            _INSERT_LEAF.executemany(
+                conn,
                 [
                     {"idx": n + i, "leaf_hash": h, "kind": e.kind, "ref": e.ref}
                     for i, (e, h) in enumerate(zip(entries, hashes, strict=True))
                 ],
             )
             nodes = [{"pos": node_position(lv, ix), "hash": h} for lv, ix, h in grown.nodes if lv]
-            if nodes:
-                conn.execute(transcript_nodes.insert(), nodes)
+            _INSERT_NODE.executemany(conn, nodes)
     except SQLAlchemyError as e:
         raise StorageError(f"appending to the transcript failed: {e}") from e
     return Appended(first_index=n, size=grown.size, root=grown.root)
@@ -249,13 +249,22 @@ def consistency_proof(conn: Connection, old_size: int, new_size: int) -> list[by
 
 # --- Internals ----------------------------------------------------------------------------------
 
-_MAX_IDX = select(func.max(transcript_leaves.c.idx))
-_LEAF_HASHES = select(transcript_leaves.c.idx, transcript_leaves.c.leaf_hash).where(
-    transcript_leaves.c.idx.in_(bindparam("ids", expanding=True))
+# Prepared once (hotline.store.prepared): an append runs these for every message on the link.
+_MAX_IDX = Prepared(select(func.max(transcript_leaves.c.idx)))
+_LEAF_HASHES = InList(
+    lambda ids: select(transcript_leaves.c.idx, transcript_leaves.c.leaf_hash).where(
+        transcript_leaves.c.idx.in_(ids)
+    ),
+    most=128,
 )
-_NODE_HASHES = select(transcript_nodes.c.pos, transcript_nodes.c.hash).where(
-    transcript_nodes.c.pos.in_(bindparam("ids", expanding=True))
+_NODE_HASHES = InList(
+    lambda ids: select(transcript_nodes.c.pos, transcript_nodes.c.hash).where(
+        transcript_nodes.c.pos.in_(ids)
+    ),
+    most=128,
 )
+_INSERT_LEAF = prepared_insert(transcript_leaves, "idx", "leaf_hash", "kind", "ref")
+_INSERT_NODE = prepared_insert(transcript_nodes, "pos", "hash")
 
 
 def node_position(level: int, idx: int) -> int:
@@ -265,7 +274,7 @@ def node_position(level: int, idx: int) -> int:
 
 def _size(conn: Connection) -> int:
     # The primary key's maximum: one B-tree descent, not a count of the log.
-    top = conn.execute(_MAX_IDX).scalar_one()
+    top = _MAX_IDX.scalar(conn)
     return 0 if top is None else int(top) + 1
 
 
@@ -275,13 +284,14 @@ def _fetch(conn: Connection, subtrees: Iterable[merkle.Subtree]) -> dict[merkle.
     leaves = [i for lv, i in wanted if lv == 0]
     nodes = [(lv, i) for lv, i in wanted if lv > 0]
     out: dict[merkle.Subtree, bytes] = {}
-    if leaves:
-        for idx, h in conn.execute(_LEAF_HASHES, {"ids": leaves}):
-            out[(0, idx)] = bytes(h)
+    for statement, params in _LEAF_HASHES.chunks(leaves):
+        for idx, h in statement.all(conn, params):
+            out[(0, int(idx))] = bytes(h)
     if nodes:
         by_pos = {node_position(lv, i): (lv, i) for lv, i in nodes}
-        for pos, h in conn.execute(_NODE_HASHES, {"ids": list(by_pos)}):
-            out[by_pos[pos]] = bytes(h)
+        for statement, params in _NODE_HASHES.chunks(list(by_pos)):
+            for pos, h in statement.all(conn, params):
+                out[by_pos[int(pos)]] = bytes(h)
     if len(out) != len(wanted):
         missing = sorted(wanted - out.keys())
         raise StorageError(

@@ -27,6 +27,7 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    bindparam,
     insert,
     select,
     update,
@@ -37,6 +38,7 @@ from hotline.core.card import Identity
 from hotline.core.encoding import from_us, to_us
 from hotline.core.treehead import TreeHead, sign_tree_head
 from hotline.store.messages import record_security_event
+from hotline.store.prepared import Prepared, prepared_insert
 from hotline.store.schema import metadata
 from hotline.transcript._log import size_and_root
 
@@ -91,13 +93,35 @@ class PeerHead:
         }
 
 
+# Prepared once (hotline.store.prepared): every message sent and received runs these.
+_LATEST_OWN = Prepared(
+    select(
+        own_tree_heads.c.size,
+        own_tree_heads.c.root,
+        own_tree_heads.c.statement,
+        own_tree_heads.c.at_us,
+    )
+    .order_by(own_tree_heads.c.size.desc())
+    .limit(1)
+)
+_PEER_ROOTS_OF_SIZE = Prepared(
+    select(peer_tree_heads.c.root).where(
+        and_(
+            peer_tree_heads.c.peer == bindparam("peer"), peer_tree_heads.c.size == bindparam("size")
+        )
+    )
+)
+_INSERT_PEER_HEAD = prepared_insert(
+    peer_tree_heads, "peer", "size", "root", "kind", "evidence", "received_at_us", "checked"
+)
+
+
 def latest_own_head(conn: Connection) -> TreeHead | None:
-    row = conn.execute(
-        select(own_tree_heads).order_by(own_tree_heads.c.size.desc()).limit(1)
-    ).first()
+    row = _LATEST_OWN.first(conn)
     if row is None:
         return None
-    return TreeHead("", int(row.size), bytes(row.root), from_us(row.at_us), bytes(row.statement))
+    size, root, statement, at_us = row
+    return TreeHead("", int(size), bytes(root), from_us(int(at_us)), bytes(statement))
 
 
 def own_heads_upto(conn: Connection, size: int) -> list[TreeHead]:
@@ -153,6 +177,23 @@ def record_peer_head(
     now_us: int,
 ) -> bool:
     """Keep a head ``peer`` showed us. Return False if it equivocates (alarm raised)."""
+    roots = [bytes(r[0]) for r in _PEER_ROOTS_OF_SIZE.all(conn, {"peer": peer, "size": size})]
+    if root in roots:
+        return True  # seen before: nothing new
+    if not roots:  # a new size (every DELIVERED receipt brings one): keep it, to be checked
+        _INSERT_PEER_HEAD.execute(
+            conn,
+            {
+                "peer": peer,
+                "size": size,
+                "root": root,
+                "kind": kind,
+                "evidence": evidence,
+                "received_at_us": now_us,
+                "checked": 0,
+            },
+        )
+        return True
     same_size = list(
         conn.execute(
             select(peer_tree_heads).where(

@@ -1,0 +1,175 @@
+"""Prepared statements for the hot path: SQL written once in SQLAlchemy Core, compiled once per
+dialect, run on the DBAPI cursor of the caller's connection, inside the caller's transaction.
+
+Why: ``Connection.execute`` costs 40 to 60 µs per statement on this machine (building the
+statement, its cache key, parameter and result processing) against 1 to 3 µs for the driver
+itself, and a message takes a dozen statements on each side of the link. The SQL stays portable:
+each dialect compiles the Core statement in its own syntax and parameter style.
+
+Only for statements over columns that need no type processing (integers, strings, bytes): the
+parameters go to the driver as given and rows come back as plain tuples. Driver errors are
+raised as SQLAlchemy's own exceptions (``IntegrityError`` ...), as ``Connection.execute`` would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Table, bindparam, exc, insert, text
+from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.compiler import Compiled
+
+_Params = Mapping[str, Any]
+
+
+class _Form:
+    """A statement compiled for one dialect: SQL text, parameter order and constant binds."""
+
+    __slots__ = ("constants", "names", "required", "sql")
+
+    def __init__(self, compiled: Compiled, positional: bool) -> None:
+        self.sql = compiled.string
+        binds = compiled.bind_names  # type: ignore[attr-defined]
+        # Constants written into the statement (``column == "in"``) travel as parameters too.
+        self.constants = {name: bp.value for bp, name in binds.items() if not bp.required}
+        self.required = frozenset(name for bp, name in binds.items() if bp.required)
+        self.names: tuple[str, ...] | None = (
+            tuple(compiled.positiontup) if positional else None  # type: ignore[attr-defined]
+        )
+
+    def args(self, params: _Params) -> Sequence[Any] | Mapping[str, Any]:
+        if not self.required <= params.keys():
+            missing = sorted(self.required - params.keys())
+            raise exc.ArgumentError(f"missing parameters {missing} for: {self.sql}")
+        merged = {**self.constants, **params} if self.constants else params
+        if self.names is None:
+            return merged
+        return [merged[n] for n in self.names]
+
+
+class Prepared:
+    """One Core statement, compiled on first use for each dialect it meets."""
+
+    __slots__ = ("_forms", "statement")
+
+    def __init__(self, statement: Executable) -> None:
+        self.statement = statement
+        self._forms: dict[tuple[str, str, str], _Form] = {}
+
+    def _form(self, conn: Connection) -> _Form:
+        dialect = conn.dialect
+        key = (dialect.name, dialect.driver, dialect.paramstyle)
+        form = self._forms.get(key)
+        if form is None:
+            compiled = self.statement.compile(dialect=dialect)  # type: ignore[attr-defined]
+            form = self._forms[key] = _Form(compiled, dialect.positional)
+        return form
+
+    @staticmethod
+    def _cursor(conn: Connection) -> Any:
+        if not conn.in_transaction():
+            conn.begin()  # as SQLAlchemy's autobegin would: one snapshot for what follows
+        return conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+
+    def _run(self, conn: Connection, params: _Params, many: Iterable[_Params] | None) -> Any:
+        form = self._form(conn)
+        cursor = self._cursor(conn)
+        try:
+            if many is None:
+                cursor.execute(form.sql, form.args(params))
+            else:
+                cursor.executemany(form.sql, [form.args(p) for p in many])
+        except conn.dialect.loaded_dbapi.Error as e:
+            cursor.close()
+            raise exc.DBAPIError.instance(
+                form.sql,
+                params,
+                e,
+                conn.dialect.loaded_dbapi.Error,
+                dialect=conn.dialect,
+            ) from e
+        return cursor
+
+    def execute(self, conn: Connection, params: _Params | None = None) -> int:
+        """Run a write; return the number of rows it touched."""
+        cursor = self._run(conn, params or {}, None)
+        count = int(cursor.rowcount)
+        cursor.close()
+        return count
+
+    def executemany(self, conn: Connection, rows: Sequence[_Params]) -> None:
+        """Run a write once per parameter set (one driver call)."""
+        if rows:
+            self._run(conn, {}, rows).close()
+
+    def all(self, conn: Connection, params: _Params | None = None) -> list[tuple[Any, ...]]:
+        cursor = self._run(conn, params or {}, None)
+        rows = cursor.fetchall()
+        cursor.close()
+        return [tuple(r) for r in rows]
+
+    def first(self, conn: Connection, params: _Params | None = None) -> tuple[Any, ...] | None:
+        cursor = self._run(conn, params or {}, None)
+        row = cursor.fetchone()
+        cursor.close()
+        return None if row is None else tuple(row)
+
+    def scalar(self, conn: Connection, params: _Params | None = None) -> Any:
+        row = self.first(conn, params)
+        return None if row is None else row[0]
+
+
+def prepared_insert(table: Table, *columns: str) -> Prepared:
+    """``INSERT INTO table (columns...) VALUES (:column, ...)``: every column named is required
+    (Python-side column defaults do not apply here)."""
+    return Prepared(insert(table).values({name: bindparam(name) for name in columns}))
+
+
+class InList:
+    """``... IN (:p0, ..., :pk)`` for a varying number of values: one prepared form per count,
+    so that no statement is built per call (counts above ``most`` are split by the caller)."""
+
+    __slots__ = ("_by_count", "_make", "most")
+
+    def __init__(self, make: Any, most: int = 64) -> None:
+        self._make = make  # (list of bind parameters) -> Core statement
+        self._by_count: dict[int, Prepared] = {}
+        self.most = most
+
+    def for_count(self, count: int) -> Prepared:
+        prepared = self._by_count.get(count)
+        if prepared is None:
+            binds: list[Any] = [bindparam(f"p{i}") for i in range(count)]
+            prepared = self._by_count[count] = Prepared(self._make(binds))
+        return prepared
+
+    def chunks(self, values: Sequence[Any]) -> Iterable[tuple[Prepared, dict[str, Any]]]:
+        """(statement, parameters) for each slice of at most ``most`` values."""
+        for start in range(0, len(values), self.most):
+            part = values[start : start + self.most]
+            yield self.for_count(len(part)), {f"p{i}": v for i, v in enumerate(part)}
+
+
+_SAVEPOINT = Prepared(text("SAVEPOINT hotline_item"))
+_RELEASE = Prepared(text("RELEASE SAVEPOINT hotline_item"))
+_ROLLBACK_TO = Prepared(text("ROLLBACK TO SAVEPOINT hotline_item"))
+
+
+@contextmanager
+def savepoint(conn: Connection) -> Iterator[None]:
+    """A savepoint around one item of a batch: its writes are undone if it raises, the rest of
+    the transaction stands. Plain SQL (both engines have it); ``Connection.begin_nested`` does
+    the same with bookkeeping that cost about as much as the item's own statements."""
+    _SAVEPOINT.execute(conn)
+    try:
+        yield
+    except BaseException:
+        _ROLLBACK_TO.execute(conn)
+        _RELEASE.execute(conn)
+        raise
+    _RELEASE.execute(conn)
+
+
+__all__ = ["InList", "Prepared", "prepared_insert", "savepoint"]
