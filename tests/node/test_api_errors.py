@@ -70,3 +70,30 @@ def test_the_spec_documents_errors_and_the_bearer_token(home: NodeHome) -> None:
                 assert operation["security"] == [{"HTTPBearer": []}], (method, path)
     batch = spec["paths"]["/v1/envelopes"]["post"]["requestBody"]["content"]
     assert batch["application/vnd.hotline.batch"]["schema"]["maxLength"] == 16 * 1024 * 1024
+
+
+def test_every_body_is_bounded_before_it_is_parsed(home: NodeHome) -> None:
+    """A JSON body is read whole by the framework before field limits apply: 17 MiB to the
+    operator API or to the (unauthenticated) cosign endpoint is refused as too large."""
+    big = b'{"to": "' + b"x" * (17 * 1024 * 1024) + b'"}'
+
+    async def run() -> list[httpx.Response]:
+        app = create_app(Node(home))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            token = {"authorization": f"Bearer {home.api_token}"}
+
+            async def chunks():
+                for i in range(0, len(big), 1 << 20):
+                    yield big[i : i + (1 << 20)]
+
+            return [
+                await client.post("/api/v1/messages", content=big, headers=token),
+                await client.post("/v1/witness/cosign", content=big),
+                # No declared length (chunked): refused while it streams.
+                await client.post("/api/v1/messages", content=chunks(), headers=token),
+            ]
+
+    for response in asyncio.run(run()):
+        assert response.status_code == 400
+        assert response.json()["error"]["code"] == "too_large"

@@ -127,6 +127,47 @@ _FRAMEWORK_CODES = {
 }
 
 
+#: Largest request body of any kind (JSON, forms, batches): FastAPI reads a JSON body whole
+#: before any model's field limits apply, so this bounds the memory one request can take.
+MAX_REQUEST_BYTES = MAX_BATCH_BYTES
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over ``limit`` bytes is refused (400 ``too_large``), by
+    its declared length at once, else as soon as the streamed bytes pass the limit."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and (not value.isdigit() or int(value) > self.limit):
+                error = WireError(
+                    f"body of {value[:20].decode('latin-1')} bytes over limit {self.limit}",
+                    code=ErrorCode.TOO_LARGE,
+                )
+                await JSONResponse({"error": error.to_dict()}, status_code=400)(
+                    scope, receive, send
+                )
+                return
+        seen = 0
+
+        async def limited_receive() -> Any:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                # Raised inside the handler's body read: answered by the HotlineError handler.
+                raise WireError(f"body over limit {self.limit}", code=ErrorCode.TOO_LARGE)
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
 def _binary_body(content_type: str, limit: int) -> dict[str, Any]:
     """OpenAPI of a raw body (a batch or an envelope): what peers send, up to ``limit`` bytes."""
     schema = {"type": "string", "format": "binary", "maxLength": limit}
@@ -187,6 +228,8 @@ def create_app(node: Node) -> FastAPI:
         # What the framework refuses before a handler runs (a body that is not JSON, an unknown
         # path or method) is answered in the same shape (found by schemathesis: it was
         # FastAPI's {"detail": ...}).
+        if isinstance(exc.__cause__, HotlineError):  # e.g. BodyLimit, raised in a body read
+            return await _hotline_error(request, exc.__cause__)
         code = _FRAMEWORK_CODES.get(exc.status_code, ErrorCode.INVALID_INPUT)
         if exc.status_code >= 500:
             code = ErrorCode.INTERNAL
@@ -387,6 +430,7 @@ def create_app(node: Node) -> FastAPI:
 
     # -- mounted sub-applications (each adds its own routes; one line per part) -------------
     _mount_parts(app, node)
+    app.add_middleware(BodyLimit, limit=MAX_REQUEST_BYTES)
     return app
 
 
