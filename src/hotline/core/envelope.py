@@ -183,7 +183,7 @@ def check_uuid(text: str, *, what: str) -> str:
 # --- composing signed statements -------------------------------------------------------------
 
 
-def sign_message(
+def message_payload(
     identity: Identity,
     *,
     to: str,
@@ -200,6 +200,7 @@ def sign_message(
     released_by: str | None = None,
     notification: str | None = None,
 ) -> bytes:
+    """The payload of a message statement, as ``sign_message`` signs it (for signing apart)."""
     payload: dict[str, Any] = {
         "v": PROTOCOL_VERSION,
         "id": message_id,
@@ -223,7 +224,45 @@ def sign_message(
         payload["released_by"] = released_by
     if notification is not None:
         payload["notification"] = notification
-    return identity.signing.sign(Purpose.MESSAGE, encode_json(payload))
+    return encode_json(payload)
+
+
+def sign_message(
+    identity: Identity,
+    *,
+    to: str,
+    message_id: str,
+    seq: int,
+    created: datetime,
+    msg_type: str,
+    priority: str,
+    body: dict[str, Any],
+    expires: datetime | None = None,
+    in_reply_to: str | None = None,
+    tree_head: bytes | None = None,
+    author: str | None = None,
+    released_by: str | None = None,
+    notification: str | None = None,
+) -> bytes:
+    return identity.signing.sign(
+        Purpose.MESSAGE,
+        message_payload(
+            identity,
+            to=to,
+            message_id=message_id,
+            seq=seq,
+            created=created,
+            msg_type=msg_type,
+            priority=priority,
+            body=body,
+            expires=expires,
+            in_reply_to=in_reply_to,
+            tree_head=tree_head,
+            author=author,
+            released_by=released_by,
+            notification=notification,
+        ),
+    )
 
 
 def sign_receipt(
@@ -549,6 +588,7 @@ __all__ = [
     "check_uuid",
     "decode_batch",
     "encode_batch",
+    "message_payload",
     "new_id",
     "open_envelope",
     "parse_payload",

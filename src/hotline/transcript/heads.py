@@ -69,6 +69,13 @@ peer_tree_heads = Table(
     Column("checked", Integer, nullable=False, default=0),
 )
 Index("ix_peer_tree_heads_peer_size", peer_tree_heads.c.peer, peer_tree_heads.c.size)
+# Migration 0010: what ``next_check`` asks for (unchecked heads; the largest checked one).
+Index(
+    "ix_peer_tree_heads_peer_checked_size",
+    peer_tree_heads.c.peer,
+    peer_tree_heads.c.checked,
+    peer_tree_heads.c.size,
+)
 
 
 @dataclass(frozen=True, slots=True)
