@@ -59,6 +59,16 @@ def _start(home: NodeHome) -> subprocess.Popen[bytes]:
     raise RuntimeError(f"{home.config.name} did not start")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; 0.0 elsewhere). Unlike wall
+    time it hardly moves with the machine's load: what the benchmark's phases cost each node."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _setup() -> dict[str, NodeHome]:
     if WORK.exists():
         shutil.rmtree(WORK)
@@ -104,7 +114,9 @@ def measure_hotline(messages: int, burst: int) -> dict[str, Any]:
 
             for _ in range(30):
                 send_and_wait()
+            cpu_start = [cpu_seconds(p.pid) for p in processes]
             latencies = [send_and_wait() for _ in range(messages)]
+            cpu_latency = [cpu_seconds(p.pid) for p in processes]
 
             # Burst: the operator API takes batches of up to 256 messages per call (one
             # transaction each); timed from the first call to the last DELIVERED receipt.
@@ -130,6 +142,7 @@ def measure_hotline(messages: int, burst: int) -> dict[str, Any]:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"last burst message not delivered: {view['state']}")
             total = time.perf_counter() - started
+            cpu_burst = [cpu_seconds(p.pid) for p in processes]
             states = {api.get(f"/api/v1/messages/{i}").json()["state"] for i in ids}
             checked = time.perf_counter() - started
             if states != {"delivered"}:
@@ -149,6 +162,13 @@ def measure_hotline(messages: int, burst: int) -> dict[str, Any]:
         "burst_total_s": total,
         "burst_per_s": len(ids) / total,
         "burst_checked_s": checked,
+        # CPU time per message of each node (sender, receiver), in milliseconds.
+        "cpu_latency_ms": [
+            (b - a) * 1000 / messages for a, b in zip(cpu_start, cpu_latency, strict=True)
+        ],
+        "cpu_burst_ms": [
+            (b - a) * 1000 / len(ids) for a, b in zip(cpu_latency, cpu_burst, strict=True)
+        ],
     }
 
 
@@ -170,6 +190,12 @@ def main() -> None:
         f"= {hotline['burst_per_s']:.0f} messages/s (API accepted them in "
         f"{hotline['burst_submit_s']:.2f} s; every state read back by "
         f"{hotline['burst_checked_s']:.2f} s)"
+    )
+    print(
+        "  CPU per message, sender / receiver: one at a time "
+        "{:.2f} / {:.2f} ms; burst {:.2f} / {:.2f} ms".format(
+            *hotline["cpu_latency_ms"], *hotline["cpu_burst_ms"]
+        )
     )
     if args.no_synapse:
         print(f"machine load average at the end: {os.getloadavg()}")
