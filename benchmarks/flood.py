@@ -56,6 +56,7 @@ def _setup() -> dict[str, NodeHome]:
 def _client(home: NodeHome) -> httpx.Client:
     return httpx.Client(
         base_url=home.config.endpoint,
+        verify=home.local_verify(),
         headers={"authorization": f"Bearer {home.api_token}"},
         timeout=120,
     )

@@ -52,7 +52,12 @@ def _start(home: NodeHome) -> subprocess.Popen[bytes]:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{home.config.endpoint}/healthz", timeout=0.5).status_code == 200:
+            if (
+                httpx.get(
+                    f"{home.config.endpoint}/healthz", timeout=0.5, verify=home.local_verify()
+                ).status_code
+                == 200
+            ):
                 return process
         except httpx.HTTPError:
             time.sleep(0.05)
@@ -94,6 +99,7 @@ def measure_hotline(messages: int, burst: int) -> dict[str, Any]:
     try:
         with httpx.Client(
             base_url=w.config.endpoint,
+            verify=w.local_verify(),
             headers={"authorization": f"Bearer {w.api_token}"},
             timeout=60,
         ) as api:

@@ -283,6 +283,7 @@ def hotline_run(n: int, runs: int, workdir: Path) -> Result:
             name=name,
             listen=f"127.0.0.1:{free_port() if name == 'moscow' else port}",
             display_names={"en": name},
+            tls=False,  # a browser or third-party client cannot know the pinned certificate
         )
         for name in ("washington", "moscow")
     }

@@ -50,10 +50,12 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     UNKNOWN_MESSAGE = "unknown_message"
     INVALID_STATE = "invalid_state"
+    MAILBOX_FULL = "mailbox_full"
     # Everything else.
     NOT_FOUND = "not_found"
     PEER_UNREACHABLE = "peer_unreachable"
     PEER_REFUSED = "peer_refused"
+    TLS_PIN_MISMATCH = "tls_pin_mismatch"
     STORAGE_FAILED = "storage_failed"
     STANDBY = "standby"
     BAD_CONFIG = "bad_config"
@@ -134,9 +136,17 @@ MESSAGES: Mapping[ErrorCode, tuple[str, str]] = {
         "Not possible in the message's current state",
         "Недопустимо в текущем состоянии сообщения",
     ),
+    ErrorCode.MAILBOX_FULL: (
+        "The relay holds as much for this recipient as it may; try again later",
+        "Ретранслятор хранит для этого получателя максимально допустимый объём; повторите позже",
+    ),
     ErrorCode.NOT_FOUND: ("Not found", "Не найдено"),
     ErrorCode.PEER_UNREACHABLE: ("Peer unreachable", "Узел-партнёр недоступен"),
     ErrorCode.PEER_REFUSED: ("The peer refused it", "Узел-партнёр отклонил запрос"),
+    ErrorCode.TLS_PIN_MISMATCH: (
+        "The server's TLS certificate is not the one in the peer's card",
+        "TLS-сертификат сервера не совпадает с сертификатом из карточки узла-партнёра",
+    ),
     ErrorCode.STORAGE_FAILED: ("Storage failure", "Сбой хранилища"),
     ErrorCode.STANDBY: (
         "This replica is a standby; another process of this node is active",

@@ -17,7 +17,7 @@ from hotline.core.card import (
     normalize_fingerprint,
     parse_card_file,
 )
-from hotline.errors import ErrorCode, HotlineError, InputError, VerificationError
+from hotline.errors import ErrorCode, HotlineError, InputError, VerificationError, WireError
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 
@@ -114,3 +114,54 @@ def test_fingerprint_normalization():
     )
     with pytest.raises(InputError):
         normalize_fingerprint("1234")
+
+
+def test_card_carries_the_tls_certificate_under_its_signature(washington):
+    from hotline.link.tls import make_certificate, make_tls_key, spki_sha256
+
+    cert = make_certificate("washington", make_tls_key())
+    card = make_card(
+        washington,
+        display_names={},
+        endpoints=["https://127.0.0.1:8401"],
+        created=NOW,
+        tls_cert=cert,
+    )
+    again = parse_card_file(card.to_file_bytes())
+    assert again.tls_cert == cert
+    assert len(spki_sha256(cert)) == 64
+    # The fingerprint covers the keys, not the certificate: a new TLS key needs no new check.
+    plain = make_card(washington, display_names={}, endpoints=[], created=NOW)
+    assert plain.tls_cert is None and plain.fingerprint == again.fingerprint
+    assert b'"tls"' not in plain.statement  # a card without TLS is as it always was
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [b"not a certificate", b"\x30\x03\x02\x01\x00"],
+)
+def test_a_card_with_a_bad_tls_certificate_is_refused(washington, bad):
+    with pytest.raises(WireError):
+        make_card(washington, display_names={}, endpoints=[], created=NOW, tls_cert=bad)
+
+
+def test_a_card_with_a_non_p256_tls_key_is_refused(washington):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP384R1())
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "x")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(NOW)
+        .not_valid_after(NOW)
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.DER)
+    )
+    with pytest.raises(WireError, match="P-256"):
+        make_card(washington, display_names={}, endpoints=[], created=NOW, tls_cert=cert)

@@ -65,7 +65,8 @@ class NodeProcess:
         if self._local_url is not None:
             return self._local_url
         host = self.home.config.listen_host
-        return f"http://{f'[{host}]' if ':' in host else host}:{self.home.config.listen_port}"
+        scheme = "https" if self.home.config.tls else "http"
+        return f"{scheme}://{f'[{host}]' if ':' in host else host}:{self.home.config.listen_port}"
 
     def start(self, timeout: float = START_TIMEOUT_S) -> None:
         with self.log_path.open("ab") as log:
@@ -90,8 +91,9 @@ class NodeProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"node exited: {self.log_path.read_text()[-2000:]}")
             try:
-                if httpx.get(f"{self.local_url}/healthz", timeout=0.5).status_code == 200:
-                    return
+                with self.client(timeout=0.5) as client:
+                    if client.get("/healthz").status_code == 200:
+                        return
             except httpx.HTTPError:
                 time.sleep(0.05)
         raise RuntimeError(f"node did not start: {self.log_path.read_text()[-2000:]}")
@@ -109,17 +111,23 @@ class NodeProcess:
             except subprocess.TimeoutExpired:
                 self.kill9()
 
-    def api(self) -> httpx.Client:
+    def client(self, timeout: float = 30.0) -> httpx.Client:
+        """A client of this node's address, trusting its own pinned certificate (TLS nodes)."""
         return httpx.Client(
-            base_url=self.local_url,
-            headers={"authorization": f"Bearer {self.home.api_token}"},
-            timeout=30.0,
+            base_url=self.local_url, timeout=timeout, verify=self.home.local_verify()
         )
+
+    def api(self) -> httpx.Client:
+        client = self.client()
+        client.headers["authorization"] = f"Bearer {self.home.api_token}"
+        return client
 
 
 def make_linked_homes(
-    base: Path, names: list[str], **config_changes: object
+    base: Path, names: list[str], *, tls: bool = True, **config_changes: object
 ) -> dict[str, NodeHome]:
+    """Nodes that have each other as peers: TLS 1.3 with pinned certificates unless ``tls`` is
+    False (tests that drive a browser or a third-party client, which would not know the pin)."""
     homes: dict[str, NodeHome] = {}
     now = datetime.now(UTC)
     for name in names:
@@ -128,6 +136,7 @@ def make_linked_homes(
             name=name,
             listen=f"127.0.0.1:{free_port()}",
             display_names={"en": name.capitalize()},
+            tls=tls,
         )
         if config_changes:
             config = dataclasses.replace(home.config, **config_changes)  # type: ignore[arg-type]
@@ -261,3 +270,39 @@ def nodes_with_witness(tmp_path):
 def linked_trio(tmp_path: Path) -> Iterator[dict[str, NodeProcess]]:
     """washington, moscow and beijing."""
     yield from running_nodes(tmp_path, ["washington", "moscow", "beijing"])
+
+
+def make_relay(base: Path, homes: dict[str, NodeHome], name: str = "geneva") -> NodeHome:
+    """A relay registered with every node of ``homes`` (fingerprints checked both ways)."""
+    relay = NodeHome.init(
+        base / name, name=name, listen=f"127.0.0.1:{free_port()}", display_names={}, role="relay"
+    )
+    now = datetime.now(UTC)
+    for home in homes.values():
+        card = relay.card(now)
+        home.add_peer(card, card.fingerprint, now)
+        node_card = home.card(now)
+        relay.add_peer(node_card, node_card.fingerprint, now)
+    return relay
+
+
+@pytest.fixture
+def relayed(tmp_path: Path) -> Iterator[dict[str, NodeProcess]]:
+    """washington and moscow, linked directly and through the relay geneva; not started."""
+    homes = make_linked_homes(
+        tmp_path,
+        ["washington", "moscow"],
+        retry_cap_s=1.0,
+        heartbeat_interval_s=2.0,
+        relays=["geneva"],
+        relay_resend_s=3.0,
+    )
+    homes["geneva"] = make_relay(tmp_path, homes)
+    processes = {name: NodeProcess(home, tmp_path) for name, home in homes.items()}
+    try:
+        yield processes
+    finally:
+        for process in processes.values():
+            process.stop()
+        for home in homes.values():
+            home.close()

@@ -39,7 +39,7 @@ def test_delivery_fails_over_to_the_second_endpoint(linked_nodes, capsys):
     # moscow announces a dead preferred endpoint, then its real one.
     config = dataclasses.replace(
         m.config,
-        endpoint=f"http://127.0.0.1:{_dead_port()}",
+        endpoint=f"https://127.0.0.1:{_dead_port()}",
         alternate_endpoints=[m.config.endpoint],
     )
     (m.dir / CONFIG_FILE).write_text(config.to_toml())
@@ -110,7 +110,7 @@ def test_the_link_falls_back_to_the_preferred_endpoint_when_it_answers(linked_no
     preferred = _dead_port()
     real_port = int(m_node.endpoint.rsplit(":", 1)[1])
     config = dataclasses.replace(
-        m.config, endpoint=f"http://127.0.0.1:{preferred}", alternate_endpoints=[m_node.endpoint]
+        m.config, endpoint=f"https://127.0.0.1:{preferred}", alternate_endpoints=[m_node.endpoint]
     )
     (m.dir / CONFIG_FILE).write_text(config.to_toml())
     card = NodeHome(m.dir).card(datetime.now(UTC))

@@ -33,8 +33,9 @@ WAIT_S = 30.0
 
 @pytest.fixture
 def nodes(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    # Plain HTTP: the TAXII client (taxii2-client, requests) does not know the pinned certificate.
     homes = integration.make_linked_homes(
-        tmp_path, ["washington", "moscow"], retry_cap_s=1.0, heartbeat_interval_s=2.0
+        tmp_path, ["washington", "moscow"], tls=False, retry_cap_s=1.0, heartbeat_interval_s=2.0
     )
     procs = {name: integration.NodeProcess(home, tmp_path) for name, home in homes.items()}
     try:

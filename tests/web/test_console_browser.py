@@ -99,8 +99,9 @@ def live_connected(page: Page) -> None:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     base = tmp_path_factory.mktemp("console")
+    # Plain HTTP: the browser would not know the nodes' pinned self-signed certificates.
     homes = integration.make_linked_homes(
-        base, ["washington", "moscow"], retry_cap_s=1.0, heartbeat_interval_s=2.0
+        base, ["washington", "moscow"], tls=False, retry_cap_s=1.0, heartbeat_interval_s=2.0
     )
     now = datetime.now(UTC)
     accounts = {

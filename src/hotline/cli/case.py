@@ -62,6 +62,7 @@ def _wake(home: NodeHome) -> None:
             headers={"authorization": f"Bearer {home.api_token}"},
             timeout=2.0,
             trust_env=False,
+            verify=home.local_verify(),
         )
 
 

@@ -25,7 +25,8 @@ from hotline.core.envelope import new_id
 from hotline.errors import ErrorCode, HotlineError, InputError, NotFoundError
 from hotline.link import outbox
 from hotline.link.deadlines import overdue as find_overdue
-from hotline.link.status import link_report
+from hotline.link.status import LinkReport, link_report, transport_names, transport_reports
+from hotline.link.tls import spki_sha256
 from hotline.node.home import PASSPHRASE_ENV, NodeHome
 from hotline.operators.release import needs_release
 from hotline.store.messages import (
@@ -71,6 +72,7 @@ def _wake_node(home: NodeHome) -> bool:
             headers={"authorization": f"Bearer {home.api_token}"},
             timeout=2.0,
             trust_env=False,
+            verify=home.local_verify(),
         )
         return response.status_code == 200
     except httpx.HTTPError:
@@ -87,7 +89,15 @@ def init(
     listen: Annotated[str, typer.Option(help="HOST:PORT to serve on.")] = "127.0.0.1:8400",
     display_en: Annotated[str | None, typer.Option(help="Display name in English.")] = None,
     display_ru: Annotated[str | None, typer.Option(help="Display name in Russian.")] = None,
-    role: Annotated[str, typer.Option(help="node or witness.")] = "node",
+    role: Annotated[str, typer.Option(help="node, witness or relay.")] = "node",
+    unsafe_plain_http: Annotated[
+        bool,
+        typer.Option(
+            "--unsafe-plain-http",
+            help="Serve plain HTTP instead of TLS 1.3 with a pinned certificate "
+            "(loopback tests and demos only).",
+        ),
+    ] = False,
     passphrase_stdin: Annotated[
         bool, typer.Option("--passphrase-stdin", help="Read the keys' passphrase from stdin.")
     ] = False,
@@ -103,8 +113,8 @@ def init(
     ] = "",
 ) -> None:
     """Create a node: keys encrypted under a passphrase (0600 files), config, empty store."""
-    if role not in ("node", "witness"):
-        raise InputError(f"role must be node or witness, not {role!r}")
+    if role not in ("node", "witness", "relay"):
+        raise InputError(f"role must be node, witness or relay, not {role!r}")
     names = {"en": display_en or name.capitalize()}
     if display_ru:
         names["ru"] = display_ru
@@ -117,10 +127,13 @@ def init(
         role=role,
         passphrase=passphrase,
         store_url=store_url,
+        tls=not unsafe_plain_http,
     )
     card = home.card(datetime.now(UTC))
-    console.print(f"created node [bold]{name}[/] in {dir}")
+    console.print(f"created node [bold]{name}[/] in {dir}, serving {home.config.endpoint}")
     console.print(f"fingerprint: [bold]{card.fingerprint}[/]")
+    if card.tls_cert is not None:
+        console.print(f"TLS certificate (SHA-256 of its key): {spki_sha256(card.tls_cert)}")
 
 
 def _new_passphrase(from_stdin: bool) -> str:
@@ -226,6 +239,7 @@ def peer_list(dir: DirOption, json_out: JsonOption = False) -> None:
             "fingerprint": c.fingerprint,
             "endpoints": list(c.endpoints),
             "display_names": c.display_names,
+            "tls_pin": spki_sha256(c.tls_cert) if c.tls_cert else None,
         }
         for c in cards.values()
     ]
@@ -791,27 +805,51 @@ def overdue(dir: DirOption, json_out: JsonOption = False) -> None:
 
 @app.command()
 def link(dir: DirOption, json_out: JsonOption = False) -> None:
-    """Each peer's link state (up, degraded, down), last heartbeat and round-trip time."""
+    """Each peer's link state (up, degraded, down), last heartbeat and round-trip time, and
+    the same for each of its transports (direct endpoints, then relays) in the order used."""
     home = NodeHome(dir)
     now_us = to_us(datetime.now(UTC))
+    interval = home.config.heartbeat_interval_s
+    cards = home.peer_cards()
+    relays = [r for r in home.config.relays if r in cards and cards[r].role == "relay"]
     with home.store.read() as conn:
         reports = [
-            link_report(conn, name, now_us, home.config.heartbeat_interval_s)
+            (
+                link_report(conn, name, now_us, interval),
+                transport_reports(
+                    conn,
+                    name,
+                    transport_names(
+                        cards[name].endpoints, relays if cards[name].role == "node" else []
+                    ),
+                    now_us,
+                    interval,
+                )
+                if name in cards
+                else [],
+            )
             for name in peer_names(conn)
+            if name not in cards or cards[name].role != "relay"
         ]
     if json_out:
-        _print_json([r.to_dict() for r in reports])
+        _print_json([{**r.to_dict(), "transports": [t.to_dict() for t in ts]} for r, ts in reports])
         return
-    table = Table("peer", "state", "last heartbeat", "rtt ms", "last error")
+    table = Table("peer / transport", "state", "last heartbeat", "rtt ms", "last error")
     colours = {"up": "green", "degraded": "yellow", "down": "bold red", "unknown": "dim"}
-    for r in reports:
+
+    def row(name: str, r: LinkReport) -> None:
         table.add_row(
-            r.peer,
+            name,
             f"[{colours[r.state]}]{r.state.upper()}[/]",
             _time(r.last_heartbeat_us) if r.last_heartbeat_us else "never",
             f"{r.rtt_ms:.1f}" if r.rtt_ms is not None else "-",
-            r.last_error or "",
+            escape(r.last_error or ""),
         )
+
+    for r, transports in reports:
+        row(f"[bold]{r.peer}[/]", r)
+        for t in transports:
+            row(f"  {escape(t.transport or '')}", t)
     console.print(table)
 
 
@@ -854,6 +892,53 @@ def serve(
     ] = False,
 ) -> None:
     """Run the node: link endpoints, local API, delivery and heartbeats."""
+    _serve(dir, log_level, passphrase_stdin)
+
+
+relay_app = typer.Typer(help="Run a relay: a neutral party's mailbox.", no_args_is_help=True)
+app.add_typer(relay_app, name="relay")
+
+
+@relay_app.command("serve")
+def relay_serve(
+    dir: DirOption,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "warning",
+    passphrase_stdin: Annotated[
+        bool, typer.Option("--passphrase-stdin", help="Read the keys' passphrase from stdin.")
+    ] = False,
+) -> None:
+    """Run a relay (made with init --role relay): it keeps sealed envelopes that registered
+    nodes (its peers) deposit for each other, until the recipient pulls them."""
+    if NodeHome(dir).config.role != "relay":
+        raise InputError(f"{dir} is not a relay: make one with hotline init --role relay")
+    _serve(dir, log_level, passphrase_stdin)
+
+
+@relay_app.command("status")
+def relay_status(dir: DirOption, json_out: JsonOption = False) -> None:
+    """Envelopes the relay holds, per recipient."""
+    from hotline.link.mailbox import Mailbox, MailboxLimits
+
+    home = NodeHome(dir)
+    config = home.config
+    held = Mailbox(
+        name=config.name,
+        store=home.store,
+        peers={},
+        limits=MailboxLimits(
+            config.relay_hold_s, config.relay_max_envelopes, config.relay_max_bytes
+        ),
+    ).held()
+    if json_out:
+        _print_json(held)
+        return
+    table = Table("recipient", "envelopes held")
+    for name, count in sorted(held.items()):
+        table.add_row(name, str(count))
+    console.print(table)
+
+
+def _serve(dir: Path, log_level: str, passphrase_stdin: bool) -> None:
     import logging
 
     import uvicorn
@@ -874,6 +959,14 @@ def serve(
     # Held until the server stops: the leader session (and so the lock) lives with this object.
     leadership = _become_active(home, log_level)
     node = Node(home)
+    tls = home.server_tls() if home.config.tls else None
+    if tls is None and home.config.listen_host not in ("127.0.0.1", "::1", "localhost"):
+        logging.getLogger("hotline.node").warning(
+            "UNSAFE: %s serves plain HTTP on %s (made with --unsafe-plain-http): link metadata, "
+            "the console's logins and the API token cross the network in the clear",
+            home.config.name,
+            home.config.listen_host,
+        )
     uvicorn.run(
         create_app(node),
         host=home.config.listen_host,
@@ -883,6 +976,8 @@ def serve(
         http=guarded_protocol(home.config.request_timeout_s),
         limit_concurrency=MAX_CONNECTIONS,
         access_log=False,
+        # TLS 1.3 only, with the certificate the card carries (hotline.link.tls).
+        ssl_context_factory=None if tls is None else (lambda _config, _default: tls),
     )
     if leadership is not None:
         leadership.release()

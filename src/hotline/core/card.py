@@ -6,6 +6,11 @@ keys and endpoints. Its file form is JSON: ``{"hotline_card": 1, "statement": "<
 The **fingerprint** is what two duty officers read to each other over a telephone to check keys
 out of band: 30 decimal digits in six groups of five, derived from SHA-256 over the node name and
 all four public keys (not the endpoints, which may change without a new check).
+
+A card may carry the node's **TLS certificate** (``tls``: base64 of one DER X.509 certificate,
+ECDSA P-256). The card's signature binds it to the identity key, so a peer that checked the
+fingerprint can pin exactly that certificate for the node's ``https://`` endpoints. A card
+without ``tls`` is byte-for-byte what it was before the field existed.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from datetime import datetime
 from typing import Literal
 
 import msgspec
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from hotline.core.encoding import (
     b64decode,
@@ -45,6 +52,8 @@ MAX_CARD_FILE_BYTES = 64 * 1024
 MAX_ENDPOINTS = 8
 MAX_ENDPOINT_CHARS = 256
 MAX_DISPLAY_NAME_CHARS = 128
+#: A self-signed P-256 certificate is about 400 bytes; this leaves room, not abuse.
+MAX_TLS_CERT_BYTES = 4096
 FINGERPRINT_DOMAIN = b"hotline fingerprint v1\x00"
 FINGERPRINT_GROUPS = 6
 
@@ -94,6 +103,7 @@ class _CardPayload(msgspec.Struct, forbid_unknown_fields=True):
     keys: _CardKeys
     endpoints: list[str]
     created: str
+    tls: str | None = None
 
 
 class _CardFile(msgspec.Struct, forbid_unknown_fields=True):
@@ -113,6 +123,8 @@ class Card:
     endpoints: tuple[str, ...]
     created: datetime
     statement: bytes  # the exact signed statement
+    #: DER of the node's TLS certificate (pinned by peers for https endpoints), if it has one.
+    tls_cert: bytes | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -158,24 +170,38 @@ def make_card(
     endpoints: list[str],
     created: datetime,
     role: Role = "node",
+    tls_cert: bytes | None = None,
 ) -> Card:
-    payload = encode_json(
-        {
-            "v": CARD_VERSION,
-            "name": identity.name,
-            "display_names": display_names,
-            "role": role,
-            "keys": {
-                "ed25519": b64encode(identity.signing.public.ed25519),
-                "mldsa65": b64encode(identity.signing.public.mldsa65),
-                "mlkem768": b64encode(identity.decryption.public.mlkem768),
-                "x25519": b64encode(identity.decryption.public.x25519),
-            },
-            "endpoints": endpoints,
-            "created": format_time(created),
-        }
-    )
+    fields: dict[str, object] = {
+        "v": CARD_VERSION,
+        "name": identity.name,
+        "display_names": display_names,
+        "role": role,
+        "keys": {
+            "ed25519": b64encode(identity.signing.public.ed25519),
+            "mldsa65": b64encode(identity.signing.public.mldsa65),
+            "mlkem768": b64encode(identity.decryption.public.mlkem768),
+            "x25519": b64encode(identity.decryption.public.x25519),
+        },
+        "endpoints": endpoints,
+        "created": format_time(created),
+    }
+    if tls_cert is not None:
+        fields["tls"] = b64encode(tls_cert)
+    payload = encode_json(fields)
     return parse_card_statement(identity.signing.sign(Purpose.CARD, payload))
+
+
+def _check_tls_cert(cert: bytes) -> bytes:
+    """One DER certificate with an ECDSA P-256 key (what ``hotline init`` makes)."""
+    try:
+        parsed = x509.load_der_x509_certificate(cert)
+        key = parsed.public_key()
+    except ValueError as e:
+        raise WireError(f"card tls certificate is not DER X.509: {e}") from e
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+        raise WireError("card tls certificate must have an ECDSA P-256 key")
+    return cert
 
 
 def parse_card_statement(statement: bytes) -> Card:
@@ -220,6 +246,13 @@ def parse_card_statement(statement: bytes) -> Card:
     role: Role = (
         "node" if payload.role == "node" else ("witness" if payload.role == "witness" else "relay")
     )
+    tls_cert = (
+        None
+        if payload.tls is None
+        else _check_tls_cert(
+            b64decode(payload.tls, what="card tls certificate", limit=MAX_TLS_CERT_BYTES)
+        )
+    )
     return Card(
         name=payload.name,
         display_names=dict(payload.display_names),
@@ -229,6 +262,7 @@ def parse_card_statement(statement: bytes) -> Card:
         endpoints=tuple(payload.endpoints),
         created=parse_time(payload.created, what="card created"),
         statement=statement,
+        tls_cert=tls_cert,
     )
 
 

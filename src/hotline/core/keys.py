@@ -61,6 +61,8 @@ class Purpose(StrEnum):
     KEY_ROTATION = "key-rotation"  # signed by the old key over the new key's signed claim
     KEY_ROTATION_NEW = "key-rotation-new"  # the new key's signed claim inside a rotation
     KEY_REVOCATION = "key-revocation"  # signed by the new key that replaces a compromised one
+    RELAY_DEPOSIT = "relay-deposit"
+    RELAY_PULL = "relay-pull"
 
 
 @dataclass(frozen=True, slots=True)

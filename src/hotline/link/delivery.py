@@ -16,7 +16,7 @@ import random
 import secrets
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -35,9 +35,10 @@ from hotline.core.envelope import (
 )
 from hotline.core.keys import SigningPublicKey, peek_statement
 from hotline.core.treehead import verify_tree_head
-from hotline.errors import ErrorCode, HotlineError, ProtocolError
+from hotline.errors import ErrorCode, HotlineError, ProtocolError, TransportError
 from hotline.link.inbox import Received
 from hotline.link.transport_http import HttpTransport
+from hotline.link.transport_relay import RelayClient
 from hotline.store import Store
 from hotline.store.messages import (
     Outgoing,
@@ -69,6 +70,11 @@ DOWN_AFTER_FAILURES = 3
 MAX_HEARTBEAT_SKEW_S = 300.0
 #: Heartbeat ids remembered to refuse replays within the skew window.
 SEEN_HEARTBEATS = 4096
+#: An envelope handed to a relay is handed again (to it, or over another transport) only after
+#: this long without its receipt: the relay may have lost it (``relay_resend_s``).
+RELAY_RESEND_S = 30.0
+#: How long a heartbeat through a relay waits for the peer's reply (the peer long-polls).
+RELAY_HEARTBEAT_TIMEOUT_S = 15.0
 
 
 class LinkState(StrEnum):
@@ -108,7 +114,48 @@ def backoff_delay(failures: int, cap_s: float, rng: random.Random) -> float:
     return rng.uniform(ceiling / 2, ceiling)
 
 
+@dataclass(slots=True)
+class TransportStatus:
+    """One way of reaching the peer: a direct endpoint, or a relay."""
+
+    name: str  # the endpoint URL, or ``relay:NAME``
+    kind: str  # "direct" or "relay"
+    state: LinkState = LinkState.UNKNOWN
+    consecutive_failures: int = 0
+    last_ok_at: datetime | None = None
+    rtt_ms: float | None = None
+    last_error: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "transport": self.name,
+            "kind": self.kind,
+            "state": self.state.value,
+            "last_ok": self.last_ok_at.isoformat() if self.last_ok_at else None,
+            "rtt_ms": self.rtt_ms,
+            "consecutive_failures": self.consecutive_failures,
+            "last_error": self.last_error,
+        }
+
+
+@dataclass(slots=True)
+class _Path:
+    status: TransportStatus
+    http: HttpTransport | None = None
+    relay: RelayClient | None = None
+
+
 class PeerLink:
+    """Delivery and heartbeats towards one peer, over its ordered transports.
+
+    The transports are the peer's direct endpoints in its order of preference, then the relays
+    this node uses, in its order. Delivery goes over the first transport without a failure since
+    its last success; a failure moves it to the next at once (in the same attempt). Heartbeats
+    run on every transport, so a transport that comes back is seen within its back-off (at most
+    a heartbeat interval), and traffic falls back to the preferred transport as soon as its
+    heartbeat answers. The link is DOWN (an alarm) only when no transport works.
+    """
+
     def __init__(
         self,
         *,
@@ -119,6 +166,8 @@ class PeerLink:
         retry_cap_s: float,
         heartbeat_interval_s: float,
         max_clock_skew_s: float = 30.0,
+        relays: Sequence[RelayClient] = (),
+        relay_resend_s: float = RELAY_RESEND_S,
     ) -> None:
         self.identity = identity
         self.store = store
@@ -127,13 +176,15 @@ class PeerLink:
         self.retry_cap_s = retry_cap_s
         self.heartbeat_interval_s = heartbeat_interval_s
         self.max_clock_skew_s = max_clock_skew_s
+        self.relay_resend_s = relay_resend_s
         self.status = LinkStatus()
         self.wake = asyncio.Event()
         self._seen_heartbeats: deque[str] = deque(maxlen=SEEN_HEARTBEATS)
         self._rng = random.Random(secrets.randbits(64))  # noqa: S311 (jitter, not secrets)
-        # The peer's endpoints in its order of preference: the first that works carries the
-        # traffic; heartbeats bring it back to the first as soon as that answers again.
-        self._transports = [HttpTransport(endpoint) for endpoint in peer.endpoints]
+        self._paths = [
+            _Path(TransportStatus(endpoint, "direct"), http=HttpTransport(endpoint, peer.tls_cert))
+            for endpoint in peer.endpoints
+        ] + [_Path(TransportStatus(client.name, "relay"), relay=client) for client in relays]
         self._active = 0
         #: The peer's keys that may sign besides its card's (a key rotated out, during its
         #: overlap), by key id; set by the node from the key history.
@@ -141,6 +192,20 @@ class PeerLink:
         #: Why nothing may be sealed to the peer now (its key is revoked and no new key is
         #: confirmed yet), or None.
         self.blocked: str | None = None
+        #: Transports whose TLS certificate did not match the pin, alarmed once until they work.
+        self._pin_alarmed: set[str] = set()
+        #: Envelopes handed to a relay (id -> monotonic time): not handed again for a while.
+        self._relayed: dict[str, float] = {}
+        #: Heartbeats sent through a relay, by nonce, waiting for the peer's reply.
+        self._waiting: dict[str, asyncio.Future[HeartbeatPayload]] = {}
+
+    @property
+    def transports(self) -> list[TransportStatus]:
+        return [path.status for path in self._paths]
+
+    @property
+    def active_transport(self) -> str | None:
+        return self._paths[self._active].status.name if self._paths else None
 
     # -- delivery --------------------------------------------------------------------------
 
@@ -161,45 +226,50 @@ class PeerLink:
                     detail=f"message {o.id} (seq {o.seq}) expired undelivered",
                 )
 
-    @property
-    def _transport(self) -> HttpTransport | None:
-        return self._transports[self._active] if self._transports else None
+    def _order(self) -> list[int]:
+        """Transports to try, in order: those without a failure since their last success first
+        (in preference order), then the failing ones (one of them may be back)."""
+        healthy = [i for i, p in enumerate(self._paths) if p.status.consecutive_failures == 0]
+        return healthy + [i for i in range(len(self._paths)) if i not in healthy]
 
-    def _fail_over(self, error: HotlineError) -> None:
-        """The active path failed: use the next endpoint from the next attempt on."""
-        if len(self._transports) < 2 or error.code != ErrorCode.PEER_UNREACHABLE:
+    def _switch_to(self, index: int) -> None:
+        """Traffic now goes over transport ``index``: a failover or a fallback link event."""
+        if index == self._active:
             return
-        old = self._transports[self._active].endpoint
-        self._active = (self._active + 1) % len(self._transports)
-        new = self._transports[self._active].endpoint
-        log.warning("link to %s: %s failed, failing over to %s", self.peer.name, old, new)
+        old, new = self._paths[self._active].status, self._paths[index].status
+        kind = "fallback" if index < self._active else "failover"
+        self._active = index
+        if new.kind == "direct":
+            # What the relay still holds is resent directly at once (a duplicate is harmless:
+            # the peer answers it with its first receipt).
+            self._relayed.clear()
+        log.warning("link to %s: %s from %s to %s", self.peer.name, kind, old.name, new.name)
         with self.store.write() as conn:
             record_link_event(
                 conn,
                 peer=self.peer.name,
                 at_us=to_us(datetime.now(UTC)),
-                kind="failover",
-                detail=f"{old} -> {new}",
+                kind=kind,
+                detail=f"{old.name} -> {new.name}",
+                transport=new.name,
             )
+        self.wake.set()
 
-    async def _try_preferred(self, next_expected: int) -> None:
-        """On a fallback path, probe the preferred endpoint; go back to it once it answers."""
-        if self._active == 0:
+    def _note_pin_mismatch(self, path: _Path, error: HotlineError) -> None:
+        """Someone else answers on this path (a proxy, another node): a security event, once."""
+        name = path.status.name
+        if error.code != ErrorCode.TLS_PIN_MISMATCH or name in self._pin_alarmed:
             return
-        current = self._active
-        self._active = 0
-        try:
-            await self.heartbeat_once(next_expected)
-        except HotlineError:
-            self._active = current
-            return
+        self._pin_alarmed.add(name)
+        log.warning("ALARM %s", error.detail)
         with self.store.write() as conn:
-            record_link_event(
+            record_security_event(
                 conn,
-                peer=self.peer.name,
                 at_us=to_us(datetime.now(UTC)),
-                kind="fallback",
-                detail=f"back on {self._transports[0].endpoint}",
+                code=ErrorCode.TLS_PIN_MISMATCH.value,
+                peer=self.peer.name,
+                source=name,
+                detail=error.detail[:500],
             )
 
     @staticmethod
@@ -208,9 +278,13 @@ class PeerLink:
         count_attempts(conn, [o.id for o in batch])
         add_events(conn, [(o.id, State.SENT, now_us, "") for o in batch if o.attempts == 0])
 
+    def _with_relay(self, envelope_id: str) -> bool:
+        handed = self._relayed.get(envelope_id)
+        return handed is not None and time.monotonic() - handed < self.relay_resend_s
+
     async def deliver_once(self) -> int:
-        """Send one batch; return how many envelopes were pending (0: nothing to do)."""
-        if self._transport is None:
+        """Send one batch; return how many envelopes were sent (0: nothing to do)."""
+        if not self._paths:
             return 0
         if self.blocked is not None:
             # Queued envelopes are sealed to a revoked key: they wait, and are sealed again to
@@ -218,23 +292,64 @@ class PeerLink:
             raise ProtocolError(self.blocked, code=ErrorCode.KEY_REVOKED)
         now = datetime.now(UTC)
         now_us = to_us(now)
+        for envelope_id in [i for i, t in self._relayed.items() if not self._with_relay(i)]:
+            del self._relayed[envelope_id]
         with self.store.read() as conn:
-            batch = pending_outgoing(conn, self.peer.name, BATCH_SIZE)
-        if not batch:
+            pending = pending_outgoing(conn, self.peer.name, BATCH_SIZE + len(self._relayed))
+        if not pending:
             return 0
-        stale = [o for o in batch if o.expires_at_us is not None and o.expires_at_us <= now_us]
+        stale = [o for o in pending if o.expires_at_us is not None and o.expires_at_us <= now_us]
         if stale:
             self._expire(stale, now)
+            return len(stale)
+        error: HotlineError | None = None
+        for index in self._order():
+            path = self._paths[index]
+            if path.relay is not None:
+                batch = [o for o in pending if not self._with_relay(o.id)][:BATCH_SIZE]
+                if not batch:
+                    return 0  # all of it is with the relay; its receipts come back that way
+            else:
+                batch = pending[:BATCH_SIZE]
+            try:
+                await self._send_over(path, batch, now_us)
+            except HotlineError as e:
+                if e.code == ErrorCode.PEER_REFUSED and path.http is not None:
+                    raise  # the peer answered: not a failure of the path
+                self._path_failed(index, e, "delivery_failed")
+                error = e
+                continue
+            self._path_ok(index)
+            self._switch_to(index)
             return len(batch)
+        if error is None:
+            raise ProtocolError(f"no transport to {self.peer.name}")
+        raise error
+
+    async def _send_over(self, path: _Path, batch: list[Outgoing], now_us: int) -> None:
         log.debug(
-            "sending %d envelope(s) to %s from seq %d", len(batch), self.peer.name, batch[0].seq
+            "sending %d envelope(s) to %s over %s from seq %d",
+            len(batch),
+            self.peer.name,
+            path.status.name,
+            batch[0].seq,
         )
+        if path.relay is not None:
+            try:
+                await path.relay.deposit([o.envelope for o in batch])
+            finally:
+                with self.store.write() as conn:
+                    self._record_attempt(conn, batch, now_us)
+            handed = time.monotonic()
+            self._relayed.update((o.id, handed) for o in batch)
+            return
+        if path.http is None:
+            raise ProtocolError("a transport with neither endpoint nor relay")
         try:
-            reply = await self._transport.send_batch([o.envelope for o in batch])
-        except HotlineError as e:
+            reply = await path.http.send_batch([o.envelope for o in batch])
+        except HotlineError:
             with self.store.write() as conn:
                 self._record_attempt(conn, batch, now_us)
-            self._fail_over(e)
             raise
         # One transaction records the attempt and the receipts (one commit on the hot path).
         await self.receive(
@@ -246,11 +361,17 @@ class PeerLink:
         rejected = [r for r in reply.results if r.get("status") == "rejected"]
         if rejected:
             # The peer refused some of our envelopes: that is a fault someone must look at.
-            raise ProtocolError(
-                f"peer rejected {len(rejected)} envelope(s): {rejected[:3]}",
-                code=ErrorCode.PEER_REFUSED,
-            )
-        return len(batch)
+            detail = f"peer rejected {len(rejected)} envelope(s): {rejected[:3]}"
+            with self.store.write() as conn:
+                record_link_event(
+                    conn,
+                    peer=self.peer.name,
+                    at_us=to_us(datetime.now(UTC)),
+                    kind="delivery_failed",
+                    detail=f"{ErrorCode.PEER_REFUSED}: {detail[:300]}",
+                    transport=path.status.name,
+                )
+            raise ProtocolError(detail, code=ErrorCode.PEER_REFUSED)
 
     async def run_delivery(self) -> None:
         failures = 0
@@ -261,7 +382,6 @@ class PeerLink:
                 raise
             except HotlineError as e:
                 failures += 1
-                self._note_failure(e)
                 delay = backoff_delay(failures, self.retry_cap_s, self._rng)
                 log.info("delivery to %s failed (%s); retry in %.2fs", self.peer.name, e, delay)
                 await self._sleep_or_wake(delay)
@@ -272,8 +392,6 @@ class PeerLink:
                 await self._sleep_or_wake(backoff_delay(failures, self.retry_cap_s, self._rng))
                 continue
             if sent:
-                if failures:
-                    self._note_recovered()
                 failures = 0
                 continue
             await self._sleep_or_wake(IDLE_POLL_S)
@@ -283,17 +401,35 @@ class PeerLink:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wake.wait(), timeout=seconds)
 
-    def _note_failure(self, error: HotlineError, kind: str = "delivery_failed") -> None:
-        was = self.status.state
-        self.status.consecutive_failures += 1
-        self.status.last_error = error.detail[:300]
-        self.status.state = (
+    # -- the state of each transport and of the link ---------------------------------------
+
+    def _link_state(self) -> LinkState:
+        states = [p.status.state for p in self._paths]
+        if LinkState.UP in states:
+            return LinkState.UP
+        if states and all(s is LinkState.DOWN for s in states):
+            return LinkState.DOWN
+        if LinkState.DEGRADED in states or LinkState.DOWN in states:
+            return LinkState.DEGRADED
+        return LinkState.UNKNOWN
+
+    def _path_failed(self, index: int, error: HotlineError, kind: str) -> None:
+        path = self._paths[index]
+        status = path.status
+        status.consecutive_failures += 1
+        status.last_error = error.detail[:300]
+        status.state = (
             LinkState.DOWN
-            if self.status.consecutive_failures >= DOWN_AFTER_FAILURES
+            if status.consecutive_failures >= DOWN_AFTER_FAILURES
             else LinkState.DEGRADED
         )
+        was = self.status.state
+        self.status.state = self._link_state()
+        self.status.consecutive_failures = min(p.status.consecutive_failures for p in self._paths)
+        self.status.last_error = f"{status.name}: {error.detail[:300]}"
         now_us = to_us(datetime.now(UTC))
         try:
+            self._note_pin_mismatch(path, error)
             with self.store.write() as conn:
                 record_link_event(
                     conn,
@@ -301,6 +437,7 @@ class PeerLink:
                     at_us=now_us,
                     kind=kind,
                     detail=f"{error.code}: {error.detail[:300]}",
+                    transport=status.name,
                 )
                 if self.status.state is LinkState.DOWN and was is not LinkState.DOWN:
                     # Never silent: a link with no working path is an alarm, once per outage.
@@ -311,24 +448,35 @@ class PeerLink:
                         code="link_down",
                         peer=self.peer.name,
                         source=None,
-                        detail=f"no working path to {self.peer.name}: {error.detail[:300]}",
+                        detail=f"no working transport to {self.peer.name}: {error.detail[:300]}",
                     )
         except HotlineError:
             log.exception("could not record a link event")
 
-    def _note_recovered(self) -> None:
-        if self.status.state is LinkState.DOWN:
-            log.warning("link to %s is UP again", self.peer.name)
+    def _path_ok(self, index: int) -> None:
+        status = self._paths[index].status
+        status.consecutive_failures = 0
+        status.state = LinkState.UP
+        status.last_error = None
+        status.last_ok_at = datetime.now(UTC)
+        self._pin_alarmed.discard(status.name)
+        was = self.status.state
+        self.status.state = LinkState.UP
+        self.status.consecutive_failures = 0
+        self.status.last_error = None
+        if was is LinkState.DOWN:
+            log.warning("link to %s is UP again over %s", self.peer.name, status.name)
             try:
                 with self.store.write() as conn:
                     record_link_event(
-                        conn, peer=self.peer.name, at_us=to_us(datetime.now(UTC)), kind="link_up"
+                        conn,
+                        peer=self.peer.name,
+                        at_us=to_us(datetime.now(UTC)),
+                        kind="link_up",
+                        transport=status.name,
                     )
             except HotlineError:
                 log.exception("could not record a link event")
-        self.status.consecutive_failures = 0
-        self.status.state = LinkState.UP
-        self.status.last_error = None
 
     # -- heartbeats ------------------------------------------------------------------------
 
@@ -420,56 +568,101 @@ class PeerLink:
             )
         self.status.skew_alarmed = beyond
 
-    async def heartbeat_once(self, next_expected: int) -> float:
-        """Send a heartbeat, check the signed echo, record the round-trip time (ms)."""
-        if self._transport is None:
+    async def heartbeat_once(self, next_expected: int, index: int | None = None) -> float:
+        """Send a heartbeat over transport ``index`` (the active one by default), check the
+        signed echo, record the round-trip time (ms)."""
+        if not self._paths:
             raise ProtocolError(f"peer {self.peer.name!r} has no endpoint")
+        index = self._active if index is None else index
+        path = self._paths[index]
         now = datetime.now(UTC)
         nonce = secrets.token_hex(16)
         envelope = self.make_heartbeat(now, nonce=nonce, echo=None, next_expected=next_expected)
         started = time.perf_counter()
-        reply = await self._transport.send_heartbeat(envelope)
+        if path.relay is not None:
+            payload = await self._heartbeat_via_relay(path.relay, envelope, nonce)
+        elif path.http is not None:
+            reply = await path.http.send_heartbeat(envelope)
+            payload = self.open_heartbeat(reply, datetime.now(UTC))
+        else:
+            raise ProtocolError("a transport with neither endpoint nor relay")
         rtt_ms = (time.perf_counter() - started) * 1000
-        payload = self.open_heartbeat(reply, datetime.now(UTC))
         if payload.echo != nonce:
             raise ProtocolError("heartbeat reply does not echo our nonce")
-        self.status.last_heartbeat_at = datetime.now(UTC)
+        received = datetime.now(UTC)
+        self.status.last_heartbeat_at = received
         self.status.rtt_ms = rtt_ms
+        path.status.rtt_ms = rtt_ms
         self.status.peer_next_expected = payload.next_expected
-        self._note_recovered()
+        self._path_ok(index)
         # The peer signed its reply's time halfway through the round trip, on its clock.
         skew_s = clock_skew_s(
             sent=now,
-            received=self.status.last_heartbeat_at,
+            received=received,
             peer_time=parse_time(payload.created, what="heartbeat created"),
         )
         with self.store.write() as conn:
             record_link_event(
                 conn,
                 peer=self.peer.name,
-                at_us=to_us(self.status.last_heartbeat_at),
+                at_us=to_us(received),
                 kind="heartbeat_ok",
                 rtt_us=int(rtt_ms * 1000),
                 detail=f"clock skew {skew_s:+.3f}s",
+                transport=path.status.name,
             )
-            self.note_clock_skew(conn, skew_s, self.status.last_heartbeat_at)
+            self.note_clock_skew(conn, skew_s, received)
+        if index < self._active:
+            self._switch_to(index)  # the preferred transport is back: use it again
         self.wake.set()  # the peer is reachable: try the outbox now
         return rtt_ms
 
+    async def _heartbeat_via_relay(
+        self, relay: RelayClient, envelope: bytes, nonce: str
+    ) -> HeartbeatPayload:
+        """Deposit the heartbeat; the peer's reply comes back through our pull of that relay."""
+        waiter: asyncio.Future[HeartbeatPayload] = asyncio.get_running_loop().create_future()
+        self._waiting[nonce] = waiter
+        try:
+            await relay.deposit([envelope])
+            try:
+                return await asyncio.wait_for(waiter, timeout=RELAY_HEARTBEAT_TIMEOUT_S)
+            except TimeoutError as e:
+                raise TransportError(
+                    f"{relay.name}: no heartbeat reply from {self.peer.name} within "
+                    f"{RELAY_HEARTBEAT_TIMEOUT_S:g}s"
+                ) from e
+        finally:
+            self._waiting.pop(nonce, None)
+
+    def heartbeat_reply_arrived(self, payload: HeartbeatPayload) -> bool:
+        """A heartbeat reply came through a relay: hand it to the heartbeat waiting for it."""
+        waiter = self._waiting.get(payload.echo or "")
+        if waiter is None or waiter.done():
+            return False
+        waiter.set_result(payload)
+        return True
+
     async def run_heartbeats(self, next_expected: Callable[[], int]) -> None:
+        """Heartbeats on every transport, each with its own back-off."""
+        await asyncio.gather(
+            *(self._heartbeats_over(index, next_expected) for index in range(len(self._paths)))
+        )
+
+    async def _heartbeats_over(self, index: int, next_expected: Callable[[], int]) -> None:
         failures = 0
         while True:
             try:
-                await self.heartbeat_once(next_expected())
+                await self.heartbeat_once(next_expected(), index)
                 failures = 0
-                await self._try_preferred(next_expected())
                 await asyncio.sleep(self.heartbeat_interval_s)
             except asyncio.CancelledError:
                 raise
             except HotlineError as e:
                 failures += 1
-                self._note_failure(e, "heartbeat_failed")
-                self._fail_over(e)
+                self._path_failed(index, e, "heartbeat_failed")
+                # A failing transport is probed again soon (a returning path is used at once),
+                # at most one heartbeat interval later.
                 await asyncio.sleep(
                     min(
                         self.heartbeat_interval_s,
@@ -477,18 +670,24 @@ class PeerLink:
                     )
                 )
 
+    def _direct(self) -> HttpTransport:
+        """The direct transport for requests that need an answer (proofs, witnessing): the
+        active one if it is direct, else the first direct one."""
+        candidates = [self._paths[self._active], *self._paths]
+        for path in candidates:
+            if path.http is not None:
+                return path.http
+        raise ProtocolError(f"peer {self.peer.name!r} has no direct endpoint")
+
     async def fetch(self, path: str, params: dict[str, str | int]) -> bytes:
         """GET from the peer's link API (transcript proofs)."""
-        if self._transport is None:
-            raise ProtocolError(f"peer {self.peer.name!r} has no endpoint")
-        return await self._transport.get(path, params)
+        return await self._direct().get(path, params)
 
     async def exchange(self, path: str, payload: object) -> tuple[int, bytes]:
         """POST JSON to the peer's link API; status and body (witness requests)."""
-        if self._transport is None:
-            raise ProtocolError(f"peer {self.peer.name!r} has no endpoint")
-        return await self._transport.exchange(path, payload)
+        return await self._direct().exchange(path, payload)
 
     async def close(self) -> None:
-        for transport in self._transports:
-            await transport.close()
+        for path in self._paths:
+            if path.http is not None:
+                await path.http.close()

@@ -7,10 +7,15 @@
 
 ``POST /v1/heartbeat`` carries one heartbeat envelope and answers the peer's heartbeat envelope.
 Everything in a reply is untrusted: receipts go through the inbox like any envelope.
+
+An ``https://`` endpoint is reached over TLS 1.3 trusting exactly the certificate pinned in the
+peer's signed card (``hotline.link.tls``); a server showing any other certificate is refused
+with ``tls_pin_mismatch``, and an https endpoint of a card without a certificate is never tried.
 """
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,12 +25,16 @@ import msgspec
 from hotline.core.encoding import b64decode, decode_json
 from hotline.core.envelope import MAX_BATCH_ENVELOPES, MAX_ENVELOPE_BYTES, encode_batch
 from hotline.errors import ErrorCode, TransportError
+from hotline.link.tls import pin_failure, pin_mismatch, pinned_client_context
 
 BATCH_CONTENT_TYPE = "application/vnd.hotline.batch"
 ENVELOPE_CONTENT_TYPE = "application/vnd.hotline.envelope"
-#: Connect and read timeouts: a peer that does not answer within this is treated as down.
+#: Connect and read timeouts: a peer that does not answer within this is treated as down. The
+#: read timeout is short so that a path that silently stops answering (a cut cable: packets
+#: dropped on an open connection) is given up within seconds and the link fails over to its
+#: next transport; a peer answers a batch in tens of milliseconds.
 CONNECT_TIMEOUT_S = 3.0
-READ_TIMEOUT_S = 15.0
+READ_TIMEOUT_S = 5.0
 MAX_REPLY_BYTES = 4 * MAX_BATCH_ENVELOPES * 8 * 1024 + MAX_ENVELOPE_BYTES
 
 
@@ -52,13 +61,37 @@ class BatchReply:
 class HttpTransport:
     """One connection pool to one peer; the delivery worker keeps one request in flight."""
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(
+        self, endpoint: str, tls_cert: bytes | None = None, read_timeout_s: float = READ_TIMEOUT_S
+    ) -> None:
         self.endpoint = endpoint.rstrip("/")
+        #: Why this endpoint can never be used (an https endpoint with nothing to pin).
+        self.unusable: str | None = None
+        verify: ssl.SSLContext | bool = False
+        if self.endpoint.startswith("https://"):
+            if tls_cert is None:
+                self.unusable = (
+                    f"{self.endpoint}: https endpoint, but the peer's card pins no TLS "
+                    "certificate; refusing to trust any other"
+                )
+            else:
+                verify = pinned_client_context(tls_cert)
         self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
+            timeout=httpx.Timeout(read_timeout_s, connect=CONNECT_TIMEOUT_S),
             limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
             trust_env=False,
+            verify=verify,
         )
+
+    def _failed(self, what: str, error: httpx.HTTPError) -> TransportError:
+        cause = pin_failure(error)
+        if cause is not None:
+            return pin_mismatch(self.endpoint, cause)
+        return TransportError(f"{what}: {error.__class__.__name__}: {error}")
+
+    def _check_usable(self) -> None:
+        if self.unusable is not None:
+            raise TransportError(self.unusable, code=ErrorCode.TLS_PIN_MISMATCH)
 
     async def _read_limited(self, response: httpx.Response, what: str) -> bytes:
         """The body, refused as soon as it passes MAX_REPLY_BYTES (never buffered whole)."""
@@ -73,21 +106,23 @@ class HttpTransport:
 
     async def exchange(self, path: str, payload: object) -> tuple[int, bytes]:
         """POST JSON; the status and body, whatever the status (the caller reads errors)."""
+        self._check_usable()
         what = f"{self.endpoint}{path}"
         try:
             async with self._client.stream("POST", what, json=payload) as response:
                 return response.status_code, await self._read_limited(response, what)
         except httpx.HTTPError as e:
-            raise TransportError(f"{what}: {e.__class__.__name__}: {e}") from e
+            raise self._failed(what, e) from e
 
     async def _request(self, method: str, path: str, **kwargs: object) -> bytes:
+        self._check_usable()
         what = f"{self.endpoint}{path}"
         try:
             async with self._client.stream(method, what, **kwargs) as response:  # type: ignore[arg-type]
                 data = await self._read_limited(response, what)
                 status = response.status_code
         except httpx.HTTPError as e:
-            raise TransportError(f"{what}: {e.__class__.__name__}: {e}") from e
+            raise self._failed(what, e) from e
         if status != 200:
             # 429 is the peer's rate limit: "not now", which is no refusal of the request itself.
             # 503: this endpoint cannot serve now (a standby replica, a store outage) but another

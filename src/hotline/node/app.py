@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import msgspec
 from fastapi import Body, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -26,8 +27,12 @@ from starlette.requests import ClientDisconnect
 
 from hotline import __version__, transcript
 from hotline.compose.priority import Priority
-from hotline.core.encoding import b64decode, b64encode
-from hotline.core.envelope import MAX_BATCH_BYTES, MAX_ENVELOPE_BYTES, decode_batch
+from hotline.core.encoding import b64decode, b64encode, decode_json
+from hotline.core.envelope import (
+    MAX_BATCH_BYTES,
+    MAX_ENVELOPE_BYTES,
+    decode_batch,
+)
 from hotline.errors import (
     AuthError,
     ErrorCode,
@@ -37,6 +42,7 @@ from hotline.errors import (
     RateLimitedError,
     WireError,
 )
+from hotline.link.mailbox import Mailbox
 from hotline.link.transport_http import BATCH_CONTENT_TYPE, ENVELOPE_CONTENT_TYPE
 from hotline.node.api_errors import ERROR_RESPONSES
 from hotline.node.limits import RateLimiter
@@ -111,6 +117,16 @@ class CosignRequest(BaseModel):
     tree_head: str = Field(max_length=64 * 1024)
     old_size: int = Field(ge=0)
     proof: list[str] = Field(max_length=64)
+
+
+class _RelayDeposit(msgspec.Struct, forbid_unknown_fields=True):
+    request: str
+    envelopes: list[str]
+
+
+class RelayPullRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    request: str = Field(max_length=64 * 1024)
 
 
 class IdResponse(BaseModel):
@@ -359,6 +375,37 @@ def create_app(node: Node) -> FastAPI:
             proof=[b64decode(h, what="proof hash", size=32) for h in req.proof],
         )
         return {"cosignature": b64encode(signature.statement)}
+
+    # -- relay (only on a node made with --role relay) -------------------------------------
+
+    def mailbox() -> Mailbox:
+        if node.mailbox is None:
+            raise NotFoundError("this node is not a relay")
+        return node.mailbox
+
+    @app.post("/v1/relay/deposit", tags=["relay"], dependencies=limited)
+    async def relay_deposit(request: Request) -> dict[str, int]:
+        """Keep sealed envelopes for another registered node (signed ``relay-deposit``)."""
+        box = mailbox()
+        body = await read_body(request, MAX_BATCH_BYTES * 4 // 3 + 64 * 1024)
+        req = decode_json(body, _RelayDeposit, what="relay deposit", limit=len(body) + 1)
+        deposited = box.deposit(
+            b64decode(req.request, what="relay request", limit=64 * 1024),
+            [b64decode(e, what="envelope", limit=MAX_ENVELOPE_BYTES) for e in req.envelopes],
+            source=request.client.host if request.client else "unknown",
+            now=datetime.now(UTC),
+        )
+        return {"accepted": deposited.accepted, "duplicates": deposited.duplicates}
+
+    @app.post("/v1/relay/pull", tags=["relay"], dependencies=limited)
+    async def relay_pull(req: RelayPullRequest, request: Request) -> dict[str, Any]:
+        """The caller's mail after its cursor (signed ``relay-pull``; long-polled)."""
+        envelopes, cursor = await mailbox().pull(
+            b64decode(req.request, what="relay request", limit=64 * 1024),
+            source=request.client.host if request.client else "unknown",
+            now=datetime.now(UTC),
+        )
+        return {"envelopes": [b64encode(e) for e in envelopes], "cursor": cursor}
 
     # -- local operator API ----------------------------------------------------------------
 

@@ -6,6 +6,8 @@ Layout of ``DIR``::
     keys/signing.key   Ed25519 seed (32) || ML-DSA-65 seed (32)         mode 0600
     keys/encryption.key ML-KEM-768 seed (64) || X25519 private key (32)  mode 0600
     keys/previous/KEYID.encryption.key  decryption keys of earlier generations (rotation)
+    keys/tls.key       TLS key (ECDSA P-256, PKCS#8 PEM, encrypted under the passphrase) 0600
+    tls.crt            the self-signed TLS certificate its card carries (PEM)
     api.token          bearer token of the local API (CLI -> running node)  mode 0600
     store.sqlite       the store (unless ``store_url`` names another)
 """
@@ -17,6 +19,7 @@ import getpass
 import logging
 import os
 import secrets
+import ssl
 import sys
 import tomllib
 from dataclasses import dataclass, field
@@ -33,6 +36,14 @@ from hotline.core.keys import DecryptionKey, SigningKey
 from hotline.errors import ConfigError, ErrorCode, InputError, NotFoundError, VerificationError
 from hotline.link import keyring
 from hotline.link.deadlines import default_deadlines
+from hotline.link.tls import (
+    cert_pem,
+    key_pem,
+    make_certificate,
+    make_tls_key,
+    pinned_client_context,
+    server_context,
+)
 from hotline.node.keyfile import is_encrypted, open_key, seal_key
 from hotline.store import Store
 from hotline.store.db import sqlite_url
@@ -49,6 +60,8 @@ PREVIOUS_KEYS_DIR = "keys/previous"
 #: A rotation writes the new keys beside the current ones first; they replace them once the
 #: store has committed the rotation (and at the next start if the node stopped in between).
 NEXT_SUFFIX = ".next"
+TLS_KEY_FILE = "keys/tls.key"
+TLS_CERT_FILE = "tls.crt"
 API_TOKEN_FILE = "api.token"  # noqa: S105 (a file name, not a secret)
 STORE_FILE = "store.sqlite"
 MAX_CONFIG_BYTES = 64 * 1024
@@ -89,6 +102,18 @@ class NodeConfig:
     rate_limit_burst: float = 400.0
     #: Named groups of peers for notifications to many ("all" is every peer node).
     groups: dict[str, list[str]] = field(default_factory=dict)
+    #: Serve TLS 1.3 with the certificate in ``tls.crt`` (its card carries it for pinning).
+    #: False only for nodes made with ``--unsafe-plain-http`` (loopback tests and demos).
+    tls: bool = False
+    #: Relays (peers with role ``relay``) this node uses, in order: after the peer's direct
+    #: endpoints, envelopes go through the first relay that works; mail is pulled from each.
+    relays: list[str] = field(default_factory=list)
+    #: An envelope handed to a relay is handed again after this long without its receipt.
+    relay_resend_s: float = 30.0
+    #: On a relay: how long an envelope is held for its recipient, and how much per recipient.
+    relay_hold_s: float = 7 * 24 * 3600.0
+    relay_max_envelopes: int = 10_000
+    relay_max_bytes: int = 256 * 1024 * 1024
 
     def deadlines_for(self, peer: str) -> dict[str, float]:
         return {**self.ack_deadlines_s, **self.peer_ack_deadlines_s.get(peer, {})}
@@ -111,6 +136,12 @@ class NodeConfig:
             f"request_timeout_s = {self.request_timeout_s}",
             f"rate_limit_per_s = {self.rate_limit_per_s}",
             f"rate_limit_burst = {self.rate_limit_burst}",
+            f"tls = {'true' if self.tls else 'false'}",
+            f"relays = [{', '.join(q(r) for r in self.relays)}]",
+            f"relay_resend_s = {self.relay_resend_s}",
+            f"relay_hold_s = {self.relay_hold_s}",
+            f"relay_max_envelopes = {self.relay_max_envelopes}",
+            f"relay_max_bytes = {self.relay_max_bytes}",
             "",
             "[display_names]",
         ]
@@ -165,6 +196,12 @@ class NodeConfig:
             "request_timeout_s",
             "max_clock_skew_s",
             "alternate_endpoints",
+            "tls",
+            "relays",
+            "relay_hold_s",
+            "relay_resend_s",
+            "relay_max_envelopes",
+            "relay_max_bytes",
         }
         unknown = set(raw) - known
         if unknown:
@@ -201,6 +238,12 @@ class NodeConfig:
                 request_timeout_s=_seconds(raw, "request_timeout_s", 30.0),
                 rate_limit_per_s=_seconds(raw, "rate_limit_per_s", 200.0),
                 rate_limit_burst=burst,
+                tls=_boolean(raw.get("tls", False), "tls"),
+                relays=[check_name(str(r)) for r in _list(raw, "relays")],
+                relay_resend_s=_seconds(raw, "relay_resend_s", 30.0),
+                relay_hold_s=_seconds(raw, "relay_hold_s", 7 * 24 * 3600.0),
+                relay_max_envelopes=int(_seconds(raw, "relay_max_envelopes", 10_000)),
+                relay_max_bytes=int(_seconds(raw, "relay_max_bytes", 256 * 1024 * 1024)),
                 peer_ack_deadlines_s={
                     check_name(str(peer)): {
                         str(k): _seconds(_table(peer_tables, peer), k)
@@ -255,6 +298,12 @@ def _seconds(raw: dict[str, Any], key: str, default: float | None = None) -> flo
     if not 0 < number < 1e12:
         raise ValueError(f"{key} must be a positive number below 10^12, got {value!r}")
     return number
+
+
+def _boolean(value: object, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{what} must be true or false, not {value!r}")
+    return value
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -327,11 +376,16 @@ class NodeHome:
         role: str = "node",
         passphrase: str | None = None,
         store_url: str = "",
+        tls: bool = True,
     ) -> NodeHome:
         """Create a node directory. Without ``passphrase`` the key files are stored in the clear
         (``--no-passphrase``: tests and demos); a node says so in its log at every start.
         ``store_url`` names the store (a PostgreSQL database, docs/operations.md); by default it
-        is ``store.sqlite`` in the directory."""
+        is ``store.sqlite`` in the directory.
+
+        With ``tls`` (the default) the node gets a TLS key and self-signed certificate, serves
+        ``https://`` and its card carries the certificate for peers to pin; without it, plain
+        HTTP (``--unsafe-plain-http``: loopback tests and demos)."""
         check_name(name)
         host, port = parse_listen(listen)
         if (directory / CONFIG_FILE).exists():
@@ -345,14 +399,20 @@ class NodeHome:
         ):
             _write_private(directory / path, seal_key(key, passphrase) if passphrase else key)
         _write_private(directory / API_TOKEN_FILE, secrets.token_hex(32).encode("ascii"))
+        if tls:
+            tls_key = make_tls_key()
+            _write_private(directory / TLS_KEY_FILE, key_pem(tls_key, passphrase))
+            (directory / TLS_CERT_FILE).write_bytes(cert_pem(make_certificate(name, tls_key)))
         config = NodeConfig(
             name=name,
             role=role,
             listen_host=host,
             listen_port=port,
-            endpoint=f"http://{host if ':' not in host else f'[{host}]'}:{port}",
+            endpoint=f"{'https' if tls else 'http'}://"
+            f"{host if ':' not in host else f'[{host}]'}:{port}",
             display_names=display_names,
             store_url=store_url,
+            tls=tls,
         )
         (directory / CONFIG_FILE).write_text(config.to_toml(), encoding="utf-8")
         home = cls(directory, passphrase=passphrase)
@@ -488,7 +548,38 @@ class NodeHome:
             endpoints=endpoints,
             created=now,
             role=role,  # type: ignore[arg-type]
+            tls_cert=self.tls_cert if self.config.tls else None,
         )
+
+    @property
+    def tls_cert(self) -> bytes:
+        """The DER of this node's TLS certificate (``tls.crt``)."""
+        path = self.dir / TLS_CERT_FILE
+        try:
+            return ssl.PEM_cert_to_DER_cert(path.read_text(encoding="ascii"))
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"TLS certificate {path} missing or unreadable: {e}") from e
+
+    def server_tls(self) -> ssl.SSLContext:
+        """The context ``hotline serve`` listens with (TLS 1.3 only)."""
+        key_path = self.dir / TLS_KEY_FILE
+        try:
+            mode = key_path.stat().st_mode & 0o777
+        except FileNotFoundError as e:
+            raise ConfigError(f"key file missing: {key_path}") from e
+        if mode & 0o077:
+            raise ConfigError(f"key file {key_path} is readable by others (mode {mode:o})")
+        if self.keys_encrypted and not self._passphrase and sys.stdin.isatty():
+            self._passphrase = getpass.getpass(f"passphrase of {self.config.name}'s keys: ")
+        try:
+            return server_context(str(self.dir / TLS_CERT_FILE), str(key_path), self._passphrase)
+        except (OSError, ssl.SSLError) as e:
+            raise ConfigError(f"cannot load the TLS key and certificate of {self.dir}: {e}") from e
+
+    def local_verify(self) -> ssl.SSLContext | bool:
+        """What a client on this machine (the CLI, tests) verifies this node's endpoint with:
+        its own pinned certificate when it serves TLS."""
+        return pinned_client_context(self.tls_cert) if self.config.tls else True
 
     @property
     def api_token(self) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
+import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,7 +17,7 @@ from sqlalchemy import Connection
 from hotline import transcript
 from hotline.core.card import Card
 from hotline.core.encoding import b64decode, b64encode, decode_json, to_us
-from hotline.core.envelope import HeartbeatPayload, new_id, read_header
+from hotline.core.envelope import HeartbeatPayload, Kind, new_id, read_header
 from hotline.core.treehead import TreeHead, verify_tree_head
 from hotline.core.witness import Cosignature, verify_cosignature
 from hotline.deconfliction import Registry, activity_volumes
@@ -29,9 +31,11 @@ from hotline.errors import (
 )
 from hotline.link import inbox, keyring, outbox
 from hotline.link.deadlines import Overdue, escalate
-from hotline.link.delivery import PeerLink
+from hotline.link.delivery import PeerLink, backoff_delay
 from hotline.link.inbox import Received
-from hotline.link.status import link_report
+from hotline.link.mailbox import Mailbox, MailboxLimits
+from hotline.link.status import link_report, transport_reports
+from hotline.link.transport_relay import RelayClient
 from hotline.node.home import SIGNING_KEY_FILE, NodeHome
 from hotline.operators.release import needs_release
 from hotline.referrals.cases import list_cases
@@ -71,6 +75,8 @@ PROOF_ATTEMPTS = 3
 #: How often a node asks each witness to cosign its latest head (at most; never more often
 #: than the heartbeat interval).
 WITNESS_INTERVAL_S = 10.0
+#: How often a relay forgets envelopes past their hold time.
+RELAY_PRUNE_S = 30.0
 
 
 def check_release(draft: outbox.Draft) -> None:
@@ -180,15 +186,48 @@ class Node:
         self._tasks: list[asyncio.Task[None]] = []
         self._changed = asyncio.Event()
         self._case_alarms: dict[str, int] = {}
+        self._pull_rng = random.Random(secrets.randbits(64))  # noqa: S311 (jitter)
         self._registry: Registry | None = None
         self._registry_loaded = datetime.now(UTC)
         self._key_file_mtime = self._key_mtime()
+        #: This node's relays (config ``relays``), each shared by every peer link.
+        self.relays: dict[str, RelayClient] = {}
+        #: On a relay node: the mailbox it keeps for registered nodes.
+        self.mailbox: Mailbox | None = None
         self.reload_peers()
+
+    @property
+    def is_relay(self) -> bool:
+        return self.home.config.role == "relay"
 
     def reload_peers(self) -> None:
         self.peers = self.home.peer_cards()
+        config = self.home.config
+        if self.is_relay:
+            # A relay forwards for its registered nodes; it has no links of its own.
+            if self.mailbox is None:
+                self.mailbox = Mailbox(
+                    name=self.name,
+                    store=self.store,
+                    peers=self.peers,
+                    limits=MailboxLimits(
+                        hold_s=config.relay_hold_s,
+                        max_envelopes=config.relay_max_envelopes,
+                        max_bytes=config.relay_max_bytes,
+                    ),
+                )
+            self.mailbox.peers = self.peers
+            return
+        for relay in config.relays:
+            card = self.peers.get(relay)
+            if relay not in self.relays and card is not None and card.role == "relay":
+                self.relays[relay] = RelayClient(self.identity, card)
+                if self._tasks:
+                    self._start_pull(relay)
         now = datetime.now(UTC)
         for name, card in self.peers.items():
+            if card.role == "relay":
+                continue
             link = self.links.get(name)
             if link is not None:
                 # A rotation or a confirmed new key replaced the card: seal to its keys now.
@@ -200,9 +239,12 @@ class Node:
                     store=self.store,
                     peer=card,
                     receive=self.receive_async,
-                    retry_cap_s=self.home.config.retry_cap_s,
-                    heartbeat_interval_s=self.home.config.heartbeat_interval_s,
-                    max_clock_skew_s=self.home.config.max_clock_skew_s,
+                    retry_cap_s=config.retry_cap_s,
+                    heartbeat_interval_s=config.heartbeat_interval_s,
+                    max_clock_skew_s=config.max_clock_skew_s,
+                    # Witnesses are reached directly; nodes also through our relays.
+                    relays=[] if card.role == "witness" else list(self.relays.values()),
+                    relay_resend_s=config.relay_resend_s,
                 )
                 self._refresh_keys(self.links[name], now)
                 if self._tasks:
@@ -366,15 +408,15 @@ class Node:
     ) -> Received:
         return self.receive(envelopes, source, also)
 
-    def answer_heartbeat(self, data: bytes, source: str) -> bytes:
-        """Check a peer's heartbeat and answer with our own, echoing its nonce."""
-        now = datetime.now(UTC)
+    def _open_heartbeat(
+        self, data: bytes, source: str, now: datetime
+    ) -> tuple[PeerLink, HeartbeatPayload]:
         try:
             sender = read_header(data).sender
             link = self.links.get(sender)
             if link is None:
                 raise VerificationError(f"unknown sender {sender!r}", code=ErrorCode.UNKNOWN_SENDER)
-            payload = link.open_heartbeat(data, now)
+            return link, link.open_heartbeat(data, now)
         except Exception as e:
             code = getattr(e, "code", ErrorCode.MALFORMED)
             with self.store.write() as conn:
@@ -387,6 +429,15 @@ class Node:
                     detail=f"heartbeat refused: {e}",
                 )
             raise
+
+    def answer_heartbeat(self, data: bytes, source: str) -> bytes:
+        """Check a peer's heartbeat and answer with our own, echoing its nonce."""
+        now = datetime.now(UTC)
+        link, payload = self._open_heartbeat(data, source, now)
+        return self._answer(link, payload, now)
+
+    def _answer(self, link: PeerLink, payload: HeartbeatPayload, now: datetime) -> bytes:
+        sender = link.peer.name
         self._check_gaps(sender, payload, now)
         link.status.peer_next_expected = payload.next_expected
         link.wake.set()
@@ -423,6 +474,77 @@ class Node:
                     source=None,
                     detail=f"peer sent up to seq {heartbeat.last_seq}; missing {unexplained[:20]}",
                 )
+
+    # -- relays ----------------------------------------------------------------------------
+
+    async def _pull_forever(self, relay: str) -> None:
+        """Pull our mail from ``relay`` (long-polled) and take it in like direct traffic."""
+        client = self.relays[relay]
+        cursor = 0  # what we hold; the relay deletes it on our next pull
+        failures = 0
+        while True:
+            try:
+                envelopes, new_cursor = await client.pull(cursor)
+                if envelopes:
+                    await self.take_relayed(client, envelopes)
+                cursor = new_cursor
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                failures += 1
+                delay = backoff_delay(failures, self.home.config.retry_cap_s, self._pull_rng)
+                if isinstance(e, HotlineError):
+                    log.info("pulling from relay %s: %s; again in %.1fs", relay, e, delay)
+                else:
+                    log.exception("pulling from relay %s", relay)
+                await asyncio.sleep(delay)
+
+    async def take_relayed(self, client: RelayClient, envelopes: list[bytes]) -> None:
+        """Envelopes a relay handed us: messages and receipts through the inbox (its DELIVERED
+        receipts go back through the same relay), heartbeats answered the same way."""
+        source = client.name
+        heartbeats: list[bytes] = []
+        others: list[bytes] = []
+        for envelope in envelopes:
+            try:
+                kind = read_header(envelope).kind
+            except HotlineError:
+                kind = None  # the inbox refuses it and records why
+            (heartbeats if kind is Kind.HEARTBEAT else others).append(envelope)
+        if others:
+            result = self.receive(others, source)
+            for receipts in result.receipts.values():
+                with contextlib.suppress(HotlineError):
+                    # Lost here, the receipt comes again when the sender resends (a duplicate).
+                    await client.deposit(receipts)
+        for envelope in heartbeats:
+            now = datetime.now(UTC)
+            try:
+                link, payload = self._open_heartbeat(envelope, source, now)
+            except HotlineError as e:
+                log.info("relayed heartbeat refused: %s", e)
+                continue
+            if payload.echo is not None:
+                link.heartbeat_reply_arrived(payload)
+                continue
+            reply = self._answer(link, payload, now)
+            with contextlib.suppress(HotlineError):
+                await client.deposit([reply])
+
+    async def _prune_forever(self) -> None:
+        while True:
+            try:
+                if self.mailbox is not None:
+                    self.mailbox.prune(datetime.now(UTC))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("pruning the relay's mailbox")
+            await asyncio.sleep(RELAY_PRUNE_S)
+
+    def _start_pull(self, relay: str) -> None:
+        self._tasks.append(asyncio.create_task(self._pull_forever(relay), name=f"pull:{relay}"))
 
     # -- transcript ------------------------------------------------------------------------
 
@@ -801,7 +923,12 @@ class Node:
 
     async def start(self) -> None:
         self._tasks.append(asyncio.create_task(self._watch_changes(), name="watch"))
+        if self.is_relay:
+            self._tasks.append(asyncio.create_task(self._prune_forever(), name="prune"))
+            return
         self._tasks.append(asyncio.create_task(self._escalate_forever(), name="escalate"))
+        for relay in self.relays:
+            self._start_pull(relay)
         for link in self.links.values():
             self._start_link(link)
 
@@ -822,6 +949,8 @@ class Node:
         self._tasks.clear()
         for link in self.links.values():
             await link.close()
+        for client in self.relays.values():
+            await client.close()
 
     def link_report(self) -> list[dict[str, Any]]:
         """Each peer's link as the CLI's ``hotline link`` shows it (derived from the store, so
@@ -830,7 +959,13 @@ class Node:
         interval = self.home.config.heartbeat_interval_s
         with self.store.read() as conn:
             reports = [
-                (link_report(conn, name, now_us, interval).to_dict(), link)
+                (
+                    link_report(conn, name, now_us, interval).to_dict(),
+                    transport_reports(
+                        conn, name, [t.name for t in link.transports], now_us, interval
+                    ),
+                    link,
+                )
                 for name, link in sorted(self.links.items())
             ]
         return [
@@ -838,8 +973,10 @@ class Node:
                 **report,
                 "consecutive_failures": report["failures_since_ok"],
                 "endpoint": link.peer.endpoints[0] if link.peer.endpoints else None,
+                "active_transport": link.active_transport,
+                "transports": [t.to_dict() for t in transports],
             }
-            for report, link in reports
+            for report, transports, link in reports
         ]
 
 

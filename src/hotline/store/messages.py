@@ -237,9 +237,12 @@ def record_link_event(
     kind: str,
     rtt_us: int | None = None,
     detail: str = "",
+    transport: str | None = None,
 ) -> None:
     conn.execute(
-        insert(link_events).values(peer=peer, at_us=at_us, kind=kind, rtt_us=rtt_us, detail=detail)
+        insert(link_events).values(
+            peer=peer, at_us=at_us, kind=kind, rtt_us=rtt_us, detail=detail, transport=transport
+        )
     )
 
 

@@ -149,6 +149,8 @@ link_events = Table(
     Column("kind", String(32), nullable=False),  # heartbeat_ok | heartbeat_failed | ...
     Column("rtt_us", BigInteger, nullable=True),
     Column("detail", Text, nullable=False, default=""),
+    # The transport observed: an endpoint URL or ``relay:NAME`` (NULL: the link as a whole).
+    Column("transport", String(300), nullable=True),
 )
 Index("ix_link_events_peer", link_events.c.peer, link_events.c.id)
 

@@ -49,6 +49,7 @@ UI: Final[dict[str, tuple[str, str]]] = {
     "links_title": ("Links", "Линии связи"),
     "peer": ("Peer", "Узел-партнёр"),
     "transport": ("Transport", "Канал"),
+    "active": ("In use", "Используется"),
     "state": ("State", "Состояние"),
     "last_heartbeat": ("Last heartbeat", "Последний контрольный сигнал"),
     "rtt": ("Round trip", "Время отклика"),
