@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/run_all.py [NAME ...]
 
-Names: link, store, flood, chaos, transcript, audit, deconfliction, taxii, console (default: all, in
-order).
+Names: link, transports, store, flood, chaos, transcript, audit, deconfliction, taxii,
+console (default: all, in order).
 Each benchmark installs and starts its own peer (Synapse, PostGIS, medallion) on 127.0.0.1.
 The figures are recorded, with the command that reproduces each, in docs/benchmarks.md.
 """
@@ -18,6 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ORDER = [
     "link",
+    "transports",
     "store",
     "flood",
     "chaos",
