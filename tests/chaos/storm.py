@@ -223,6 +223,9 @@ class Storm:
                 name=name,
                 listen=f"127.0.0.1:{integration.free_port()}",
                 display_names={"en": name.capitalize()},
+                # Plain HTTP: the fault proxy parses and rewrites HTTP messages, which TLS (with
+                # the certificate pinned in the card) exists to prevent.
+                tls=False,
             )
             proxy = FaultProxy(
                 f"to-{name}",

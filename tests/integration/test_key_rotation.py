@@ -77,6 +77,7 @@ def _post_signed_by(identity: Identity, dst: NodeHome, seq: int) -> dict[str, ob
         content=encode_batch([envelope]),
         headers={"content-type": "application/vnd.hotline.batch"},
         timeout=10,
+        verify=dst.local_verify(),  # the node's own pinned TLS certificate
     )
     result: dict[str, object] = reply.json()["results"][0]
     return result

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import socket
 import socketserver
 import threading
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, insert, select, update
 
+from hotline.cli import main
 from hotline.core.envelope import read_header
 from hotline.link.mailbox import relay_mailbox
 from hotline.node.home import CONFIG_FILE, NodeHome
@@ -79,7 +81,7 @@ def _cut_direct_path(sender: Any, peer: Any) -> None:
     sender.home.add_peer(card, card.fingerprint, datetime.now(UTC))
 
 
-def test_messages_and_receipts_travel_through_the_relay(relayed):
+def test_messages_and_receipts_travel_through_the_relay(relayed, capsys):
     w, m, g = relayed["washington"], relayed["moscow"], relayed["geneva"]
     _cut_direct_path(w, m)  # washington can reach moscow only through geneva
     for process in (g, m, w):
@@ -99,6 +101,15 @@ def test_messages_and_receipts_travel_through_the_relay(relayed):
         ]
     assert ("failover", "relay:geneva") in kinds
     assert ("heartbeat_ok", "relay:geneva") in kinds  # heartbeats run over the relay too
+    # The link board (hotline link) shows each transport in the order used: dead direct, relay up.
+    capsys.readouterr()
+    assert main(["link", "--dir", str(w.home.dir), "--json"]) == 0
+    board = {r["peer"]: r for r in json.loads(capsys.readouterr().out)}
+    transports = board["moscow"]["transports"]
+    assert [t["transport"] for t in transports][-1] == "relay:geneva"
+    assert transports[-1]["state"] == "up" and transports[0]["state"] in ("degraded", "down")
+    assert board["moscow"]["state"] == "up"
+    assert "geneva" not in board  # a relay is not a link
     # The relay never held anything it could open: it has no key of either party's envelopes,
     # and refuses a deposit that is not signed by a registered node.
     assert "link_down" not in _codes(w.home)

@@ -532,3 +532,23 @@ def test_inbox_deadlines_use_the_allowance_agreed_with_the_peer() -> None:
     assert ack_deadline_us(view) == 10_000_000 + 300 * 1_000_000
     # ... or what was agreed with this peer.
     assert ack_deadline_us(view, lambda peer: {"flash": 60.0}) == 10_000_000 + 60 * 1_000_000
+
+
+def test_the_links_page_shows_each_transport_of_a_link(console: tuple[Console, Node]) -> None:
+    from hotline.store.messages import record_link_event
+
+    c, node = console
+    assert c.login("alice") == 303
+    endpoint = node.peers["moscow"].endpoints[0]
+    with node.store.write() as conn:
+        record_link_event(
+            conn,
+            peer="moscow",
+            at_us=1,
+            kind="heartbeat_failed",
+            detail="peer_unreachable: <cut>",
+            transport=endpoint,
+        )
+    page = c.client.get("/links").text
+    assert f'data-transport="{endpoint}"' in page
+    assert "peer_unreachable: &lt;cut&gt;" in page

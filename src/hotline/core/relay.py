@@ -11,7 +11,7 @@ A node proves who it is to the relay with a signed statement per request:
 Each names the relay (a request for one relay is refused by another), carries a fresh id (a
 relay refuses an id it has seen) and a creation time (refused when too far from the relay's
 clock), and has its own label, so no other hotline signature can stand in for it. The relay
-reads envelope headers only; it can neither open nor forge an envelope (docs/protocol.md §15).
+reads envelope headers only; it can neither open nor forge an envelope (docs/protocol.md §16).
 """
 
 from __future__ import annotations

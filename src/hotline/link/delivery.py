@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import secrets
@@ -312,21 +313,27 @@ class PeerLink:
             else:
                 batch = pending[:BATCH_SIZE]
             try:
-                await self._send_over(path, batch, now_us)
+                await self._send_over(path, batch, now_us, functools.partial(self._carried, index))
             except HotlineError as e:
                 if e.code == ErrorCode.PEER_REFUSED and path.http is not None:
                     raise  # the peer answered: not a failure of the path
                 self._path_failed(index, e, "delivery_failed")
                 error = e
                 continue
-            self._path_ok(index)
-            self._switch_to(index)
             return len(batch)
         if error is None:
             raise ProtocolError(f"no transport to {self.peer.name}")
         raise error
 
-    async def _send_over(self, path: _Path, batch: list[Outgoing], now_us: int) -> None:
+    def _carried(self, index: int) -> None:
+        """Transport ``index`` carried a batch: it works, and the traffic is on it (recorded
+        before the batch's receipts are, so the switch is never later than what it enabled)."""
+        self._path_ok(index)
+        self._switch_to(index)
+
+    async def _send_over(
+        self, path: _Path, batch: list[Outgoing], now_us: int, carried: Callable[[], None]
+    ) -> None:
         log.debug(
             "sending %d envelope(s) to %s over %s from seq %d",
             len(batch),
@@ -342,6 +349,7 @@ class PeerLink:
                     self._record_attempt(conn, batch, now_us)
             handed = time.monotonic()
             self._relayed.update((o.id, handed) for o in batch)
+            carried()
             return
         if path.http is None:
             raise ProtocolError("a transport with neither endpoint nor relay")
@@ -351,6 +359,7 @@ class PeerLink:
             with self.store.write() as conn:
                 self._record_attempt(conn, batch, now_us)
             raise
+        carried()
         # One transaction records the attempt and the receipts (one commit on the hot path).
         await self.receive(
             reply.receipts,
@@ -452,6 +461,15 @@ class PeerLink:
                     )
         except HotlineError:
             log.exception("could not record a link event")
+        if index == self._active:
+            # The transport in use failed (a delivery or its heartbeat): traffic moves to the
+            # next transport without a failure, if there is one.
+            healthy = [i for i in self._order() if self._paths[i].status.consecutive_failures == 0]
+            if healthy:
+                try:
+                    self._switch_to(healthy[0])
+                except HotlineError:
+                    log.exception("could not record a link event")
 
     def _path_ok(self, index: int) -> None:
         status = self._paths[index].status

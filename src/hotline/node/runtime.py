@@ -220,6 +220,8 @@ class Node:
             return
         for relay in config.relays:
             card = self.peers.get(relay)
+            if relay not in self.relays and (card is None or card.role != "relay"):
+                log.warning("relays: %r is not a peer with role relay; not used", relay)
             if relay not in self.relays and card is not None and card.role == "relay":
                 self.relays[relay] = RelayClient(self.identity, card)
                 if self._tasks:
