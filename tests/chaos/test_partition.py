@@ -45,7 +45,12 @@ def _homes(base: Path, listen: dict[str, str], endpoint: dict[str, str]) -> dict
     homes = {}
     for name in NAMES:
         home = NodeHome.init(
-            base / name, name=name, listen=listen[name], display_names={"en": name}
+            base / name,
+            name=name,
+            listen=listen[name],
+            display_names={"en": name},
+            # Plain HTTP: the endpoints below are http:// (the fault proxy rewrites HTTP).
+            tls=False,
         )
         config = dataclasses.replace(
             home.config, endpoint=endpoint[name], retry_cap_s=1.0, heartbeat_interval_s=1.0
