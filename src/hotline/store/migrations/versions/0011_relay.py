@@ -1,6 +1,6 @@
 """Relays and transports: the relay's mailbox and request ids; the transport of link events.
 
-Revision ID: 0010_relay
+Revision ID: 0011_relay
 Revises: 0001
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010_relay"
+revision = "0011_relay"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
