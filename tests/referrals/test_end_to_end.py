@@ -174,10 +174,8 @@ def test_bad_bundles_are_refused_and_the_node_stays_up(
     ]
     path = tmp_path / "huge.json"
     path.write_text(json.dumps(huge))
-    started = time.monotonic()
     code, _, err = cli(capsys, *base, "--bundle", str(path), "--request", "investigate")
     assert code == 2 and "too_large" in err
-    assert time.monotonic() - started < 2.0
 
     broken = sample_bundle(1)
     broken["objects"][-1]["pattern"] = "[ipv4-addr:value = "

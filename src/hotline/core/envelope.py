@@ -29,7 +29,7 @@ from typing import Any
 import msgspec
 from cryptography.exceptions import InvalidTag
 
-from hotline.core.card import Identity, check_name
+from hotline.core.card import NAME_PATTERN, Identity, check_name
 from hotline.core.encoding import b64encode, decode_json, encode_json, format_time
 from hotline.core.keys import (
     HPKE_SUITE,
@@ -503,6 +503,11 @@ def _decrypt(identity: Identity, ciphertext: bytes, info: bytes) -> bytes:
 
 
 def _check_payload(payload: MessagePayload | ReceiptPayload | HeartbeatPayload) -> None:
+    # Compared with the routing header later (header_mismatch); refused here first so that no
+    # malformed name reaches a log line or an error message.
+    for role, name in (("from", payload.from_), ("to", payload.to)):
+        if not NAME_PATTERN.fullmatch(name):
+            raise WireError(f"{role} is not a node name: {name[:64]!r}")
     if isinstance(payload, MessagePayload):
         if payload.seq < 1:
             raise WireError(f"sequence number {payload.seq} must be at least 1")
