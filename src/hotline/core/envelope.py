@@ -505,9 +505,9 @@ def _decrypt(identity: Identity, ciphertext: bytes, info: bytes) -> bytes:
 def _check_payload(payload: MessagePayload | ReceiptPayload | HeartbeatPayload) -> None:
     # Compared with the routing header later (header_mismatch); refused here first so that no
     # malformed name reaches a log line or an error message.
-    for role, name in (("from", payload.from_), ("to", payload.to)):
-        if not NAME_PATTERN.fullmatch(name):
-            raise WireError(f"{role} is not a node name: {name[:64]!r}")
+    for field, node in (("from", payload.from_), ("to", payload.to)):
+        if not NAME_PATTERN.fullmatch(node):
+            raise WireError(f"{field} is not a node name: {node[:64]!r}")
     if isinstance(payload, MessagePayload):
         if payload.seq < 1:
             raise WireError(f"sequence number {payload.seq} must be at least 1")
