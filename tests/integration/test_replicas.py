@@ -205,7 +205,8 @@ def test_the_standby_takes_over_mid_stream_and_nothing_is_lost_or_doubled(
         assert not errors, errors
 
         # Everything arrives, each once: moscow's view of washington's messages and back.
-        deadline = time.monotonic() + 90
+        # Generous: at load 20 a takeover alone took 23 s (docs/benchmarks.md has the figures).
+        deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             with m.store.read() as conn:
                 got_m = conn.execute(
@@ -223,6 +224,7 @@ def test_the_standby_takes_over_mid_stream_and_nothing_is_lost_or_doubled(
                 break
             time.sleep(0.2)
         print(f"all delivered {time.monotonic() - killed_at:.1f} s after the kill")
+        assert (got_m, got_w) == (MESSAGES_EACH_WAY, MESSAGES_EACH_WAY), "not all delivered"
 
         with _api(m) as api:
             for message_id in to_washington:
