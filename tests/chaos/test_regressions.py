@@ -114,7 +114,10 @@ def test_a_consistency_proof_damaged_on_the_way_is_fetched_again_not_an_equivoca
     proxies["washington"].rewrite_answer = damage_first_proof
     homes = {}
     for name, address in listen.items():
-        home = NodeHome.init(tmp_path / name, name=name, listen=address, display_names={"en": name})
+        # Plain HTTP: the fault proxy reads and rewrites the proof replies it carries.
+        home = NodeHome.init(
+            tmp_path / name, name=name, listen=address, display_names={"en": name}, tls=False
+        )
         config = dataclasses.replace(
             home.config, endpoint=proxies[name].url, retry_cap_s=1.0, heartbeat_interval_s=1.0
         )

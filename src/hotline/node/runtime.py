@@ -142,16 +142,32 @@ class _HeadReply(msgspec.Struct, forbid_unknown_fields=True):
 class HttpPeerLog:
     """A peer's transcript through its link API (``hotline.transcript.crosscheck.PeerLog``)."""
 
+    #: Waits before asking again when the peer answers 429 (its per-source rate limit): an
+    #: audit check asks two questions per statement and would otherwise outrun the limit.
+    RATE_LIMIT_WAITS_S = (0.25, 0.5, 1.0, 2.0, 4.0)
+
     def __init__(self, link: PeerLink) -> None:
         self.link = link
 
+    async def _fetch_patiently(self, path: str, params: dict[str, str | int]) -> bytes:
+        for wait in self.RATE_LIMIT_WAITS_S:
+            try:
+                return await self.link.fetch(path, params)
+            except HotlineError as e:
+                if e.code != ErrorCode.RATE_LIMITED:
+                    raise
+                await asyncio.sleep(wait)
+        return await self.link.fetch(path, params)
+
     async def leaf_indexes(self, ref: str) -> list[int]:
-        data = await self.link.fetch("/v1/transcript/leaves", {"ref": ref})
+        data = await self._fetch_patiently("/v1/transcript/leaves", {"ref": ref})
         reply = decode_json(data, _LeavesReply, what="leaves reply", limit=256 * 1024)
         return [leaf.index for leaf in reply.leaves]
 
     async def inclusion_proof(self, index: int, size: int) -> list[bytes]:
-        data = await self.link.fetch("/v1/transcript/inclusion", {"index": index, "size": size})
+        data = await self._fetch_patiently(
+            "/v1/transcript/inclusion", {"index": index, "size": size}
+        )
         reply = decode_json(data, _InclusionReply, what="inclusion reply", limit=64 * 1024)
         if (reply.index, reply.size) != (index, size):
             raise VerificationError(
