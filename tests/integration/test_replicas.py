@@ -125,6 +125,7 @@ def test_the_standby_takes_over_mid_stream_and_nothing_is_lost_or_doubled(
         listen=f"127.0.0.1:{port_a}",
         display_names={"en": "Washington"},
         store_url=shared,
+        tls=False,  # plain HTTP: the test reads /healthz and the standby's answers directly
     )
     a = _configure(
         a,
@@ -139,6 +140,7 @@ def test_the_standby_takes_over_mid_stream_and_nothing_is_lost_or_doubled(
         name="moscow",
         listen=f"127.0.0.1:{free_port()}",
         display_names={"en": "Moscow"},
+        tls=False,
     )
     m = _configure(m, retry_cap_s=1.0, heartbeat_interval_s=1.0)
     now = datetime.now(UTC)
