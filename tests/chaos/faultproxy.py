@@ -184,8 +184,14 @@ class FaultProxy:
         async def close() -> None:
             if self._server is not None:
                 self._server.close()
-            for task in list(self._background):
+            # Every connection handler too (a hung one waits for ever), so that each closes its
+            # streams while the loop still runs: a stream left to the garbage collector after
+            # the loop is closed raises in its finalizer, inside whatever test runs then.
+            current = asyncio.current_task()
+            tasks = [t for t in asyncio.all_tasks() if t is not current]
+            for task in tasks:
                 task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
         loop, thread = self._loop, self._thread
         if loop is None or thread is None:
@@ -250,8 +256,10 @@ class FaultProxy:
             return
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
             pass
-        with contextlib.suppress(OSError):
-            writer.close()
+        finally:
+            if not writer.transport.is_closing():
+                with contextlib.suppress(OSError):
+                    writer.close()
 
     async def _upstream(self, head: bytes, body: bytes, *, whole: bool = True) -> bytes:
         """Send a request to the node on a fresh connection; its whole answer (raw)."""
