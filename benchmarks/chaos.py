@@ -6,7 +6,11 @@ washington and moscow each submit ``--messages`` 1-line messages to the other th
 operator API, paced over ``--duration`` seconds, while fault proxies between them drop 20% of
 the exchanges (the request or the answer), duplicate 10% and hold back a copy of 10% to deliver
 it after newer ones; a node is killed with SIGKILL every 30 s and restarted; an operator
-acknowledges one received message in ten. Then the faults stop and the link drains. Prints the
+acknowledges one received message in ten. Each peer's transports are the direct path (through
+the proxies), then a relay (``hotline relay serve``, geneva): the direct path is cut for about
+10 s every 40 s (``--cut-every``, ``--cut``), so that traffic goes through the relay, and the
+relay is killed with SIGKILL about every 45 s (``--relay-kill-every``); ``--no-relay`` runs the
+storm over the direct path alone. Then the faults stop and the link drains. Prints the
 seed, messages lost (must be 0), duplicates delivered (0), time to drain, the delivery delay
 (API call -> committed by the receiver) and every problem the harness's checks find
 (tests/chaos/storm.py). ``--audit`` also runs the transcript checks (audit check, export and
@@ -39,6 +43,10 @@ def main() -> int:
     parser.add_argument("--retry-cap", type=float, default=2.0, help="the nodes' retry_cap_s")
     parser.add_argument("--heartbeat", type=float, default=5.0, help="heartbeat_interval_s")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--no-relay", action="store_true", help="direct path only")
+    parser.add_argument("--cut-every", type=float, default=40.0, help="mean s between cuts")
+    parser.add_argument("--cut", type=float, default=10.0, help="mean s a cut lasts")
+    parser.add_argument("--relay-kill-every", type=float, default=45.0)
     parser.add_argument("--audit", action="store_true", help="also check the transcripts")
     args = parser.parse_args()
     if WORK.exists():
@@ -58,11 +66,21 @@ def main() -> int:
         drain_timeout_s=900.0,
         audit=args.audit,
         export_both=True,
+        relay=not args.no_relay,
+        relay_kill_every_s=None if args.no_relay else args.relay_kill_every,
+        cut_every_s=None if args.no_relay else args.cut_every,
+        cut_s=args.cut,
     )
     print(
         f"{args.messages} messages each way over {args.duration:.0f} s; drop 20%, duplicate 10%, "
         f"reorder 10%; kill -9 every {args.kill_every:.0f} s; retry cap {args.retry_cap:g} s, "
         f"heartbeat {args.heartbeat:g} s"
+        + (
+            "; direct path only"
+            if args.no_relay
+            else f"; relay geneva: direct path cut ~{args.cut:g} s every ~{args.cut_every:g} s, "
+            f"relay kill -9 every ~{args.relay_kill_every:g} s"
+        )
     )
     print("load average before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     with Storm(WORK, plan) as storm:

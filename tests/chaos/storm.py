@@ -41,9 +41,11 @@ from faultproxy import CLEAN, FaultProxy, Faults
 from sqlalchemy import func, select
 
 from hotline.cli import main
+from hotline.link.mailbox import relay_mailbox
 from hotline.node.home import CONFIG_FILE, NodeHome
 from hotline.store.schema import (
     inbound_gaps,
+    link_events,
     message_events,
     messages,
     outbox_queue,
@@ -53,6 +55,10 @@ from hotline.store.schema import (
 )
 
 SEED_ENV = "HOTLINE_CHAOS_SEED"
+RELAY = "geneva"
+#: A cut direct path: every request is refused before it reaches the node (the connection is
+#: reset), as when the cable is down; the sender fails over to the relay at once.
+CUT = Faults(drop=1.0, side="request")
 #: A restarted node answering later than this is a problem (a loaded machine takes 20 s).
 RESTART_TIMEOUT_S = 120.0
 NAMES = ("washington", "moscow")
@@ -106,6 +112,16 @@ class StormPlan:
     duration_s: float
     #: Mean seconds between SIGKILLs of a node; None: no kills.
     kill_every_s: float | None = None
+    #: Run a relay (``hotline relay serve``) as each peer's second transport, after the direct
+    #: path through the fault proxies.
+    relay: bool = False
+    #: Mean seconds between SIGKILLs of the relay (restarted after 0.5..2 s); None: no kills.
+    relay_kill_every_s: float | None = None
+    #: Mean seconds between cuts of the direct path (both proxies refuse every request, so only
+    #: the relay carries anything), and how long a cut lasts (drawn from 0.5x..1.5x); None: no
+    #: cuts.
+    cut_every_s: float | None = None
+    cut_s: float = 4.0
     #: Each interval between kills is drawn from (1 - jitter)x .. (1 + jitter)x the mean.
     kill_jitter: float = 0.5
     #: Acknowledge one received message in this many (0: none).
@@ -129,6 +145,9 @@ class StormPlan:
         codes = set()
         # Three failed exchanges in a row make the link DOWN, whatever failed them.
         if enabled & {"drop", "hang", "truncate", "corrupt"} or self.kill_every_s:
+            codes.add("link_down")
+        # A cut direct path while the relay is down leaves no transport.
+        if self.cut_every_s and (self.relay_kill_every_s or not self.relay):
             codes.add("link_down")
         if enabled & {"corrupt", "truncate"}:
             codes |= CORRUPTION_CODES
@@ -165,12 +184,21 @@ class StormReport:
     events: dict[str, dict[str, int]]
     problems: list[str]
     timings: dict[str, float] = field(default_factory=dict)
+    #: Relay outages (kill -9), direct path cuts, failovers to the relay by node, and the
+    #: messages seen held at the relay (sampled every 0.1 s) by direction.
+    relay_kills: list[str] = field(default_factory=list)
+    cuts: list[str] = field(default_factory=list)
+    failovers: dict[str, int] = field(default_factory=dict)
+    relayed: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
         lines = [
             f"seed {self.seed} (replay: {SEED_ENV}={self.seed})",
             f"faults injected: {dict(sorted(self.faults.items()))}",
             f"kills: {len(self.kills)} ({', '.join(self.kills)})",
+            f"relay kills: {len(self.relay_kills)} ({', '.join(self.relay_kills)}); "
+            f"direct path cuts: {len(self.cuts)} ({', '.join(self.cuts)})",
+            f"failovers to the relay: {self.failovers}; messages seen at the relay: {self.relayed}",
             f"accepted by the API: {self.accepted}; uncertain (call failed): {self.uncertain}",
             f"delivered: {self.delivered}; acknowledgements: {self.acks}",
             f"messages lost: {self.lost}; duplicates delivered: {self.duplicates}",
@@ -204,6 +232,11 @@ class Storm:
         self.proxies: dict[str, FaultProxy] = {}
         self.nodes: dict[str, Any] = {}
         self.kills: list[str] = []
+        self.relay_kills: list[str] = []
+        self.cuts: list[str] = []
+        self.relay: Any = None
+        #: Envelope ids of messages seen held at the relay, by (sender, recipient).
+        self.relayed: dict[tuple[str, str], set[str]] = {}
         self.directions = {(a, b): Direction(a, b) for a in NAMES for b in NAMES if a != b}
         #: Seconds each phase took: start, storm, drain, checks.
         self.timings: dict[str, float] = {}
@@ -238,6 +271,9 @@ class Storm:
                 endpoint=proxy.url,
                 retry_cap_s=self.plan.retry_cap_s,
                 heartbeat_interval_s=self.plan.heartbeat_interval_s,
+                # Each peer's transports: the direct path (the proxy), then the relay.
+                relays=[RELAY] if self.plan.relay else [],
+                relay_resend_s=3.0,
             )
             (home.dir / CONFIG_FILE).write_text(config.to_toml())
             self.homes[name] = NodeHome(home.dir)
@@ -249,15 +285,19 @@ class Storm:
                     home.add_peer(card, card.fingerprint, now)
         for name, home in self.homes.items():
             self.nodes[name] = integration.NodeProcess(home, self.base)
-        # Both at once: starting a node is mostly Python importing, one core each.
-        starters = [
-            threading.Thread(target=n.start, args=(RESTART_TIMEOUT_S,)) for n in self.nodes.values()
-        ]
+        processes = list(self.nodes.values())
+        if self.plan.relay:
+            # A neutral party's relay (TLS, pinned by both nodes), registered with each node.
+            relay_home = integration.make_relay(self.base, self.homes, RELAY)
+            self.relay = integration.NodeProcess(relay_home, self.base, command=("relay", "serve"))
+            processes.append(self.relay)
+        # All at once: starting a node is mostly Python importing, one core each.
+        starters = [threading.Thread(target=n.start, args=(RESTART_TIMEOUT_S,)) for n in processes]
         for t in starters:
             t.start()
         for t in starters:
             t.join()
-        for node in self.nodes.values():
+        for node in processes:
             if node.process is None or node.process.poll() is not None:
                 raise RuntimeError(f"node did not start: {node.log_path.read_text()[-2000:]}")
         self.timings["start"] = time.monotonic() - started
@@ -267,6 +307,9 @@ class Storm:
         self._stop.set()
         for node in self.nodes.values():
             node.stop()
+        if self.relay is not None:
+            self.relay.stop()
+            self.relay.home.close()
         for proxy in self.proxies.values():
             proxy.stop()
         for home in self.homes.values():
@@ -289,7 +332,10 @@ class Storm:
             proxy.set_faults(plan.faults)
         # Each thread gets its own generator, seeded from the storm's, so that one thread's
         # pace does not change what another draws.
-        seeds = {key: self.rng.randrange(2**32) for key in ("killer", *self.directions)}
+        seeds = {
+            key: self.rng.randrange(2**32)
+            for key in ("killer", "relay killer", "cutter", *self.directions)
+        }
         threads = [
             self._thread(self._submit, d, random.Random(seeds[key]))
             for key, d in self.directions.items()
@@ -297,6 +343,12 @@ class Storm:
         threads.append(self._thread(self._ack))
         if plan.kill_every_s:
             threads.append(self._thread(self._kill, random.Random(seeds["killer"])))
+        if plan.relay:
+            threads.append(self._thread(self._watch_relay))
+            if plan.relay_kill_every_s:
+                threads.append(self._thread(self._kill_relay, random.Random(seeds["relay killer"])))
+        if plan.cut_every_s:
+            threads.append(self._thread(self._cut, random.Random(seeds["cutter"])))
         started = time.monotonic()
         for t in threads:
             t.start()
@@ -309,7 +361,7 @@ class Storm:
         # The storm is over: clean paths, both nodes up, then wait for the link to drain.
         for proxy in self.proxies.values():
             proxy.set_faults(CLEAN)
-        for node in self.nodes.values():
+        for node in [*self.nodes.values(), *([self.relay] if self.relay else [])]:
             if node.process is None or node.process.poll() is not None:
                 node.start(timeout=RESTART_TIMEOUT_S)
         drain_started = time.monotonic()
@@ -405,6 +457,72 @@ class Storm:
                 self.nodes[name].kill9()
                 time.sleep(down_s)
                 self.nodes[name].start(timeout=RESTART_TIMEOUT_S)
+
+    def _kill_relay(self, rng: random.Random) -> None:
+        """Relay outages: kill -9 of the relay at random moments, restarted after 0.5..2 s."""
+        every = self.plan.relay_kill_every_s or 0.0
+        while not self._stop.wait(rng.uniform(0.5 * every, 1.5 * every)):
+            down_s = rng.uniform(0.5, 2.0)
+            self.relay_kills.append(f"{time.strftime('%H:%M:%S')} for {down_s:.1f} s")
+            self.relay.kill9()
+            time.sleep(down_s)
+            self.relay.start(timeout=RESTART_TIMEOUT_S)
+
+    def _cut(self, rng: random.Random) -> None:
+        """Cut the direct path (both ways) for a while at random moments: only the relay can
+        carry anything then (when it is up), and each node must fail over to it and back."""
+        every, length = self.plan.cut_every_s or 0.0, self.plan.cut_s
+        # The first cut comes early, so that even a short storm sends through the relay.
+        wait = rng.uniform(0.1 * every, 0.5 * every)
+        while not self._stop.wait(wait):
+            cut_s = rng.uniform(0.5 * length, 1.5 * length)
+            self.cuts.append(f"{time.strftime('%H:%M:%S')} for {cut_s:.1f} s")
+            for proxy in self.proxies.values():
+                proxy.set_faults(CUT)
+            self._stop.wait(cut_s)
+            for proxy in self.proxies.values():
+                proxy.set_faults(self.plan.faults)
+            wait = rng.uniform(0.5 * every, 1.5 * every)
+
+    def _watch_relay(self) -> None:
+        """Note every message the relay holds (sampled): proof that traffic went through it."""
+        home = self.relay.home
+        while not self._stop.wait(0.1):
+            try:
+                with home.store.read() as conn:
+                    rows = conn.execute(
+                        select(
+                            relay_mailbox.c.sender,
+                            relay_mailbox.c.recipient,
+                            relay_mailbox.c.envelope_id,
+                        ).where(relay_mailbox.c.kind == "message")
+                    ).all()
+            except Exception:  # the relay died mid-read (its store is fine): sample again
+                continue
+            for r in rows:
+                self.relayed.setdefault((r.sender, r.recipient), set()).add(r.envelope_id)
+
+    def _relay_problems(self) -> tuple[dict[str, int], list[str]]:
+        """Failovers to the relay per node; a problem when the plan cut the direct path and no
+        message went through the relay (the storm would not have tested the relay at all)."""
+        failovers = {}
+        for name, home in self.homes.items():
+            with home.store.read() as conn:
+                failovers[name] = conn.execute(
+                    select(func.count())
+                    .select_from(link_events)
+                    .where(
+                        link_events.c.kind == "failover",
+                        link_events.c.transport == f"relay:{RELAY}",
+                    )
+                ).scalar_one()
+        problems = []
+        if self.plan.relay and self.cuts:
+            if not any(failovers.values()):
+                problems.append("the direct path was cut but no node failed over to the relay")
+            if not any(self.relayed.values()):
+                problems.append("the direct path was cut but no message went through the relay")
+        return failovers, problems
 
     # -- after the storm -----------------------------------------------------------------------
 
@@ -538,6 +656,8 @@ class Storm:
         events_by_node, event_problems = self._security_events()
         problems += event_problems
         problems += self._log_problems()
+        failovers, relay_problems = self._relay_problems()
+        problems += relay_problems
         acks = sum(
             len(self._events(d.sender, list(d.accepted), "acknowledged"))
             for d in self.directions.values()
@@ -567,6 +687,10 @@ class Storm:
             out_of_order=out_of_order,
             events=events_by_node,
             problems=problems,
+            relay_kills=self.relay_kills,
+            cuts=self.cuts,
+            failovers=failovers,
+            relayed={f"{a}->{b}": len(ids) for (a, b), ids in sorted(self.relayed.items())},
         )
 
     def _gap_problems(self) -> list[str]:
@@ -666,7 +790,8 @@ class Storm:
 
     def _log_problems(self) -> list[str]:
         problems = []
-        for name, node in self.nodes.items():
+        processes = {**self.nodes, **({RELAY: self.relay} if self.relay else {})}
+        for name, node in processes.items():
             text = node.log_path.read_text(errors="replace")
             if "Traceback" in text:
                 at = text.index("Traceback")

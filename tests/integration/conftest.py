@@ -37,7 +37,8 @@ class NodeProcess:
     """One ``hotline serve`` process; can be stopped, killed with SIGKILL and restarted.
 
     ``wrapper`` prefixes the command (``ip netns exec NS`` runs it in a network namespace);
-    ``local_url`` is where this machine reaches its API when that is not the listen address.
+    ``local_url`` is where this machine reaches its API when that is not the listen address;
+    ``command`` is the ``hotline`` command that runs it (``("relay", "serve")`` for a relay).
     """
 
     def __init__(
@@ -47,8 +48,10 @@ class NodeProcess:
         *,
         wrapper: list[str] | None = None,
         local_url: str | None = None,
+        command: tuple[str, ...] = ("serve",),
     ) -> None:
         self.home = home
+        self.command = command
         self.log_path = log_dir / f"{home.config.name}.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.wrapper = wrapper or []
@@ -76,7 +79,7 @@ class NodeProcess:
                     sys.executable,
                     "-m",
                     "hotline",
-                    "serve",
+                    *self.command,
                     "--dir",
                     str(self.home.dir),
                     "--log-level",
