@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -74,13 +75,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _setup() -> dict[str, NodeHome]:
-    if WORK.exists():
-        shutil.rmtree(WORK)
-    WORK.mkdir(parents=True)
+def linked_homes(work: Path, store_url: Callable[[], str] = str) -> dict[str, NodeHome]:
+    """washington and moscow in fresh folders under ``work``, each the other's peer;
+    ``store_url()`` gives each node's store (empty: SQLite in its folder)."""
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
     homes = {
         name: NodeHome.init(
-            WORK / name, name=name, listen=f"127.0.0.1:{_free_port()}", display_names={"en": name}
+            work / name,
+            name=name,
+            listen=f"127.0.0.1:{_free_port()}",
+            display_names={"en": name},
+            store_url=store_url(),
         )
         for name in ("washington", "moscow")
     }
@@ -93,7 +100,11 @@ def _setup() -> dict[str, NodeHome]:
 
 
 def measure_hotline(messages: int, burst: int) -> dict[str, Any]:
-    homes = _setup()
+    return measure_nodes(linked_homes(WORK), messages, burst)
+
+
+def measure_nodes(homes: dict[str, NodeHome], messages: int, burst: int) -> dict[str, Any]:
+    """Start both nodes, measure washington -> moscow, stop them (and close ``homes``)."""
     processes = [_start(h) for h in homes.values()]
     w = homes["washington"]
     try:

@@ -14,26 +14,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _stats import percentile
 
-from hotline.node.home import NodeHome
 from hotline.store.db import normalize_url
-from link import TEXT, _free_port, _start
+from link import linked_homes, measure_nodes
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".bench" / "store"
@@ -71,86 +64,14 @@ def _pg_database_maker(server: str) -> tuple[Callable[[], str], Callable[[], Non
 
 
 def measure(engine: str, messages: int, burst: int) -> dict[str, Any]:
-    work = WORK / engine
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
-    drop: Callable[[], None] = lambda: None  # noqa: E731
-    new_url: Callable[[], str] = lambda: ""  # noqa: E731 (SQLite: store.sqlite in each dir)
-    if engine == "postgresql":
-        new_url, drop = _pg_database_maker(_postgres_server())
-    homes = {
-        name: NodeHome.init(
-            work / name,
-            name=name,
-            listen=f"127.0.0.1:{_free_port()}",
-            display_names={"en": name},
-            store_url=new_url(),
-        )
-        for name in ("washington", "moscow")
-    }
-    now = datetime.now(UTC)
-    for name, home in homes.items():
-        other = homes["moscow" if name == "washington" else "washington"]
-        card = other.card(now)
-        home.add_peer(card, card.fingerprint, now)
-    processes = [_start(h) for h in homes.values()]
-    w = homes["washington"]
+    """benchmarks/link.py's measurement, with both stores on ``engine``."""
+    if engine == "sqlite":
+        return measure_nodes(linked_homes(WORK / engine), messages, burst)
+    new_database, drop = _pg_database_maker(_postgres_server())
     try:
-        with httpx.Client(
-            base_url=w.config.endpoint,
-            headers={"authorization": f"Bearer {w.api_token}"},
-            timeout=60,
-        ) as api:
-
-            def send_and_wait() -> float:
-                started = time.perf_counter()
-                reply = api.post(
-                    "/api/v1/messages", json={"to": "moscow", "priority": "immediate", "text": TEXT}
-                )
-                message_id = reply.json()["id"]
-                view = api.get(
-                    f"/api/v1/messages/{message_id}", params={"wait": "delivered", "timeout": 30}
-                ).json()
-                if view["state"] not in ("delivered", "acknowledged", "answered"):
-                    raise RuntimeError(f"not delivered: {view['state']}")
-                return time.perf_counter() - started
-
-            for _ in range(20):
-                send_and_wait()
-            latencies = [send_and_wait() for _ in range(messages)]
-
-            started = time.perf_counter()
-            ids: list[str] = []
-            for first in range(0, burst, 250):
-                chunk = [
-                    {"to": "moscow", "priority": "routine", "text": TEXT}
-                    for _ in range(min(250, burst - first))
-                ]
-                ids += api.post("/api/v1/messages/batch", json=chunk).json()["ids"]
-            submitted = time.perf_counter() - started
-            for message_id in reversed(ids):
-                view = api.get(
-                    f"/api/v1/messages/{message_id}", params={"wait": "delivered", "timeout": 60}
-                ).json()
-                if view.get("state") not in ("delivered", "acknowledged", "answered"):
-                    raise RuntimeError(f"burst message not delivered: {view}")
-            total = time.perf_counter() - started
+        return measure_nodes(linked_homes(WORK / engine, new_database), messages, burst)
     finally:
-        for p in processes:
-            os.killpg(p.pid, signal.SIGTERM)
-            p.wait(timeout=10)
-        for h in homes.values():
-            h.close()
         drop()
-    return {
-        "p50_ms": percentile(latencies, 50) * 1000,
-        "p99_ms": percentile(latencies, 99) * 1000,
-        "burst": len(ids),
-        "burst_submit_s": submitted,
-        "burst_total_s": total,
-        "burst_per_s": len(ids) / total,
-    }
 
 
 def main() -> None:

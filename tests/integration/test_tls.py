@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from hotline.link.tls import cert_pem, key_pem, make_certificate, make_tls_key
 from hotline.node.home import CONFIG_FILE, NodeHome
+from hotline.node.limits import SHUTDOWN_GRACE_S
 from hotline.store.messages import get_message
 from hotline.store.schema import security_events
 
@@ -151,3 +152,53 @@ def test_a_mitm_proxy_with_its_own_certificate_is_refused(tmp_path, linked_nodes
         assert len(_pin_events(w.home)) == 1  # one alarm per path, not one per retry
     finally:
         proxy.close()
+
+
+def test_a_node_stops_promptly_with_idle_and_long_polling_clients(linked_nodes: Any) -> None:
+    """SIGTERM ends the node within its shutdown grace (SHUTDOWN_GRACE_S), even while a client
+    keeps an idle TLS keep-alive connection it never reads from (a graceful TLS close would wait
+    for that client's close_notify: 30 s) and another long-polls a message that cannot be
+    delivered (its peer is down)."""
+    linked_nodes["moscow"].stop()
+    node = linked_nodes["washington"]
+    idle: ssl.SSLSocket | None = None
+    try:
+        context = node.home.local_verify()
+        assert isinstance(context, ssl.SSLContext)
+        raw = socket.create_connection(
+            (node.home.config.listen_host, node.home.config.listen_port), timeout=10
+        )
+        idle = context.wrap_socket(raw, server_hostname=node.home.config.listen_host)
+        idle.sendall(b"GET /healthz HTTP/1.1\r\nhost: washington\r\n\r\n")
+        assert idle.recv(65536).startswith(b"HTTP/1.1 200")
+
+        message_id = _send(node, "moscow", "moscow is down: this stays queued")
+        polled: list[int] = []
+
+        def long_poll() -> None:
+            with node.api() as api:
+                try:
+                    reply = api.get(
+                        f"/api/v1/messages/{message_id}",
+                        params={"wait": "delivered", "timeout": 60},
+                    )
+                    polled.append(reply.status_code)
+                except httpx.HTTPError:
+                    polled.append(0)
+
+        poller = threading.Thread(target=long_poll)
+        poller.start()
+        time.sleep(0.5)  # the long-poll is in flight
+
+        assert node.process is not None
+        started = time.monotonic()
+        node.process.terminate()
+        node.process.wait(timeout=SHUTDOWN_GRACE_S + 15)
+        stopped_after = time.monotonic() - started
+        poller.join(timeout=10)
+        assert stopped_after < SHUTDOWN_GRACE_S + 5, stopped_after
+        assert polled, "the long-poll never returned"
+        assert _state(node.home, message_id) in ("queued", "sent")  # kept, still owed
+    finally:
+        if idle is not None:
+            idle.close()

@@ -944,7 +944,7 @@ def _serve(dir: Path, log_level: str, passphrase_stdin: bool) -> None:
     import uvicorn
 
     from hotline.node.app import create_app
-    from hotline.node.limits import MAX_CONNECTIONS, guarded_protocol
+    from hotline.node.limits import MAX_CONNECTIONS, SHUTDOWN_GRACE_S, guarded_protocol
     from hotline.node.runtime import Node
 
     logging.getLogger().setLevel(log_level.upper())
@@ -975,6 +975,7 @@ def _serve(dir: Path, log_level: str, passphrase_stdin: bool) -> None:
         loop="uvloop",
         http=guarded_protocol(home.config.request_timeout_s),
         limit_concurrency=MAX_CONNECTIONS,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
         access_log=False,
         # TLS 1.3 only, with the certificate the card carries (hotline.link.tls).
         ssl_context_factory=None if tls is None else (lambda _config, _default: tls),

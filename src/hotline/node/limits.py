@@ -58,6 +58,9 @@ class RateLimiter:
 MAX_HEAD_BYTES = 64 * 1024
 #: Most connections served at once (uvicorn's limit_concurrency answers more with 503).
 MAX_CONNECTIONS = 1024
+#: Longest a stopping server waits for requests in flight (long-polls end sooner than their
+#: timeout); after it they are cancelled, which is safe: every store change is one transaction.
+SHUTDOWN_GRACE_S = 3
 
 
 def guarded_protocol(request_timeout_s: float) -> type[asyncio.Protocol]:
@@ -90,8 +93,8 @@ def guarded_protocol(request_timeout_s: float) -> type[asyncio.Protocol]:
         def _too_slow(self) -> None:
             self._deadline = None
             log.info("closing a connection whose request took over %g s", request_timeout_s)
-            if not self.transport.is_closing():
-                self.transport.close()
+            # abort, not close: a slow client gets no graceful TLS goodbye to wait for.
+            self.transport.abort()
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             super().connection_made(transport)  # type: ignore[arg-type]
@@ -124,6 +127,17 @@ def guarded_protocol(request_timeout_s: float) -> type[asyncio.Protocol]:
             if not self.transport.is_closing():
                 self._arm()  # the next request on this connection gets its own deadline
 
+        def shutdown(self) -> None:
+            # An idle keep-alive connection is dropped at once when the server stops. A TLS
+            # close() would first wait for the client's close_notify, and a peer's pooled
+            # client only reads its socket on its next request: the server waited seconds
+            # (up to a heartbeat interval) for it. Between requests nothing can be cut short.
+            if self.cycle is None or self.cycle.response_complete:
+                self._disarm()
+                self.transport.abort()
+            else:
+                super().shutdown()
+
     return GuardedHttpToolsProtocol
 
 
@@ -131,6 +145,7 @@ __all__ = [
     "MAX_CONNECTIONS",
     "MAX_HEAD_BYTES",
     "MAX_TRACKED_SOURCES",
+    "SHUTDOWN_GRACE_S",
     "RateLimiter",
     "guarded_protocol",
 ]
