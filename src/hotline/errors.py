@@ -124,8 +124,8 @@ MESSAGES: Mapping[ErrorCode, tuple[str, str]] = {
         "Порядковый номер слишком далеко впереди",
     ),
     ErrorCode.RATE_LIMITED: (
-        "Too many requests from this address; try again shortly",
-        "Слишком много запросов с этого адреса; повторите позже",
+        "Too many requests from this address or peer; try again shortly",
+        "Слишком много запросов с этого адреса или от этого узла; повторите позже",
     ),
     ErrorCode.RELEASE_REQUIRED: (
         "A second person must release this message",

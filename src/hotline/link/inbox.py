@@ -130,6 +130,9 @@ class Received:
     next_expected: dict[str, int] = field(default_factory=dict)
     #: Peers whose keys changed (a rotation or revocation was accepted): reload their cards.
     key_changes: list[str] = field(default_factory=list)
+    #: Senders of the envelopes that opened (decrypted with our key, signed by the sender the
+    #: header names), accepted or not: what a per-peer rate limit may charge them for.
+    authenticated: set[str] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -189,6 +192,7 @@ def receive(
         for data in envelopes:
             try:
                 opened = open_envelope(identity, data, sender_key, other_keys=other_keys)
+                batch.result.authenticated.add(opened.header.sender)
                 with savepoint(conn):
                     _accept_one(conn, peers, opened, now_us, batch)
             except Exception as e:

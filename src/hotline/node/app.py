@@ -32,6 +32,7 @@ from hotline.core.envelope import (
     MAX_BATCH_BYTES,
     MAX_ENVELOPE_BYTES,
     decode_batch,
+    read_header,
 )
 from hotline.errors import (
     AuthError,
@@ -213,7 +214,9 @@ def create_app(node: Node) -> FastAPI:
         responses=ERROR_RESPONSES,
     )
     token = node.home.api_token.encode("utf-8")
-    limiter = RateLimiter(node.home.config.rate_limit_per_s, node.home.config.rate_limit_burst)
+    config = node.home.config
+    limiter = RateLimiter(config.rate_limit_per_s, config.rate_limit_burst)
+    peer_limiter = RateLimiter(config.peer_rate_limit_per_s, config.peer_rate_limit_burst)
 
     # Dependencies are ``async def``: FastAPI runs a plain ``def`` one in a worker thread, a
     # thread hop on every request for a check that takes microseconds.
@@ -222,6 +225,40 @@ def create_app(node: Node) -> FastAPI:
         source = request.client.host if request.client else "unknown"
         if not limiter.allow(source, time.monotonic()):
             raise RateLimitedError(f"more than {limiter.per_second:g} requests/s from {source}")
+
+    def claimed_peers(envelopes: list[bytes]) -> set[str]:
+        """The known peers named as senders in these routing headers (no cryptography: the
+        names are only claims). Unknown names are refused before decryption anyway."""
+        claimed = set()
+        for data in envelopes:
+            try:
+                sender = read_header(data).sender
+            except HotlineError:
+                continue  # refused, with its security event, by the inbox
+            if sender in node.peers:
+                claimed.add(sender)
+        return claimed
+
+    def peek_peers(claimed: set[str], source: str) -> None:
+        """Refuse at once (429) a request claiming a peer whose budget is spent; take nothing:
+        only a request that proves to come from the peer is charged (``charge_peers``)."""
+        now = time.monotonic()
+        for peer in sorted(claimed):
+            if not peer_limiter.peek(peer, now):
+                log.warning(
+                    "peer %s is over its rate limit (%g requests/s); refused a request from %s",
+                    peer,
+                    peer_limiter.per_second,
+                    source,
+                )
+                raise RateLimitedError(
+                    f"more than {peer_limiter.per_second:g} requests/s from peer {peer}"
+                )
+
+    def charge_peers(authenticated: set[str]) -> None:
+        now = time.monotonic()
+        for peer in authenticated:
+            peer_limiter.charge(peer, now)
 
     @app.exception_handler(HotlineError)
     async def _hotline_error(request: Request, exc: HotlineError) -> JSONResponse:
@@ -300,7 +337,11 @@ def create_app(node: Node) -> FastAPI:
         body = await read_body(request, MAX_BATCH_BYTES)
         batch = decode_batch(body)
         source = request.client.host if request.client else "unknown"
+        peek_peers(claimed_peers(batch), source)
         result = node.receive(batch, source)
+        # Charged per request (a batch of up to 32 envelopes), only to peers whose envelopes
+        # opened: decrypted with our key and signed by that peer.
+        charge_peers(result.authenticated)
         senders = list(result.receipts)
         next_expected = result.next_expected.get(senders[0]) if len(senders) == 1 else None
         return {
@@ -320,7 +361,11 @@ def create_app(node: Node) -> FastAPI:
     async def heartbeat(request: Request) -> Response:
         body = await read_body(request, MAX_ENVELOPE_BYTES)
         source = request.client.host if request.client else "unknown"
+        claimed = claimed_peers([body])
+        peek_peers(claimed, source)
         reply = node.answer_heartbeat(body, source)
+        # Answered: the heartbeat opened, was signed by the peer its header names, and is fresh.
+        charge_peers(claimed)
         return Response(reply, media_type=ENVELOPE_CONTENT_TYPE)
 
     # -- transcript (peers and witnesses fetch heads and proofs; RFC 9162 forms) ------------

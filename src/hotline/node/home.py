@@ -100,6 +100,10 @@ class NodeConfig:
     #: Requests per second each source address may make to the link endpoints, and the burst.
     rate_limit_per_s: float = 200.0
     rate_limit_burst: float = 400.0
+    #: Requests per second each peer (the sender named in a routing header, charged once the
+    #: request proved authentic) may make to the link endpoints, whatever its addresses.
+    peer_rate_limit_per_s: float = 200.0
+    peer_rate_limit_burst: float = 400.0
     #: Named groups of peers for notifications to many ("all" is every peer node).
     groups: dict[str, list[str]] = field(default_factory=dict)
     #: Serve TLS 1.3 with the certificate in ``tls.crt`` (its card carries it for pinning).
@@ -136,6 +140,8 @@ class NodeConfig:
             f"request_timeout_s = {self.request_timeout_s}",
             f"rate_limit_per_s = {self.rate_limit_per_s}",
             f"rate_limit_burst = {self.rate_limit_burst}",
+            f"peer_rate_limit_per_s = {self.peer_rate_limit_per_s}",
+            f"peer_rate_limit_burst = {self.peer_rate_limit_burst}",
             f"tls = {'true' if self.tls else 'false'}",
             f"relays = [{', '.join(q(r) for r in self.relays)}]",
             f"relay_resend_s = {self.relay_resend_s}",
@@ -193,6 +199,8 @@ class NodeConfig:
             "groups",
             "rate_limit_per_s",
             "rate_limit_burst",
+            "peer_rate_limit_per_s",
+            "peer_rate_limit_burst",
             "request_timeout_s",
             "max_clock_skew_s",
             "alternate_endpoints",
@@ -215,8 +223,13 @@ class NodeConfig:
             peer_tables = _table(raw, "peer_ack_deadlines_s")
             groups = _table(raw, "groups")
             burst = _seconds(raw, "rate_limit_burst", 400.0)
-            if burst < 1:
-                raise ValueError(f"rate_limit_burst must be at least 1, got {burst:g}")
+            peer_burst = _seconds(raw, "peer_rate_limit_burst", 400.0)
+            for key, value in (
+                ("rate_limit_burst", burst),
+                ("peer_rate_limit_burst", peer_burst),
+            ):
+                if value < 1:
+                    raise ValueError(f"{key} must be at least 1, got {value:g}")
             return cls(
                 name=check_name(str(raw["name"])),
                 role=role,
@@ -238,6 +251,8 @@ class NodeConfig:
                 request_timeout_s=_seconds(raw, "request_timeout_s", 30.0),
                 rate_limit_per_s=_seconds(raw, "rate_limit_per_s", 200.0),
                 rate_limit_burst=burst,
+                peer_rate_limit_per_s=_seconds(raw, "peer_rate_limit_per_s", 200.0),
+                peer_rate_limit_burst=peer_burst,
                 tls=_boolean(raw.get("tls", False), "tls"),
                 relays=[check_name(str(r)) for r in _list(raw, "relays")],
                 relay_resend_s=_seconds(raw, "relay_resend_s", 30.0),

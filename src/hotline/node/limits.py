@@ -1,9 +1,16 @@
-"""Request rate limits on the link endpoints, per source address.
+"""Request rate limits: per source address, and per peer on the link endpoints.
 
-A token bucket per source: ``burst`` requests at once, refilled at ``per_second``. Requests over
-the limit get ``429 rate_limited`` before any parsing or cryptography, so one flooding address
-cannot starve the node's other peers. The number of addresses tracked is bounded (the least
-recently seen are forgotten), so spoofed sources cannot grow memory without limit.
+A token bucket per key: ``burst`` requests at once, refilled at ``per_second``. Per source
+address (``allow``): requests over the limit get ``429 rate_limited`` before any parsing or
+cryptography, so one flooding address cannot starve the node's other peers.
+
+Per peer (``peek`` then ``charge``): the bucket of the sender *claimed* in a routing header is
+looked at before any cryptography (empty: 429), but a token is taken only once the request
+proved to come from that peer. A peer that floods from many addresses runs out of its one
+budget; a stranger who writes an honest peer's name into forged headers spends nothing of it.
+
+The number of keys tracked is bounded (the least recently seen are forgotten), so spoofed
+sources or names cannot grow memory without limit.
 """
 
 from __future__ import annotations
@@ -33,23 +40,41 @@ class RateLimiter:
         self.burst = burst
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
 
-    def allow(self, source: str, now: float) -> bool:
-        """Take one token from ``source``'s bucket at monotonic time ``now``; False if empty."""
-        bucket = self._buckets.get(source)
+    def _refilled(self, key: str, now: float) -> _Bucket:
+        bucket = self._buckets.get(key)
         if bucket is None:
             bucket = _Bucket(self.burst, now)
-            self._buckets[source] = bucket
+            self._buckets[key] = bucket
             if len(self._buckets) > MAX_TRACKED_SOURCES:
                 self._buckets.popitem(last=False)
         else:
-            self._buckets.move_to_end(source)
+            self._buckets.move_to_end(key)
             elapsed = max(0.0, now - bucket.updated)
             bucket.tokens = min(self.burst, bucket.tokens + elapsed * self.per_second)
             bucket.updated = now
+        return bucket
+
+    def allow(self, source: str, now: float) -> bool:
+        """Take one token from ``source``'s bucket at monotonic time ``now``; False if empty."""
+        bucket = self._refilled(source, now)
         if bucket.tokens < 1:
             return False
         bucket.tokens -= 1
         return True
+
+    def peek(self, key: str, now: float) -> bool:
+        """Whether ``key``'s bucket holds a token at ``now``, taking none."""
+        return self._refilled(key, now).tokens >= 1
+
+    def charge(self, key: str, now: float) -> None:
+        """Take one token from ``key``'s bucket for a request already served.
+
+        Requests that passed ``peek`` together may overdraw the bucket; the debt is kept (down
+        to one burst below zero, so a debt is always repaid within ``2 * burst / per_second``)
+        and later requests wait until it is repaid.
+        """
+        bucket = self._refilled(key, now)
+        bucket.tokens = max(-self.burst, bucket.tokens - 1)
 
 
 # -- the HTTP server's own limits (slow-loris, oversized heads, connection count) ------------

@@ -1,0 +1,181 @@
+"""The per-peer rate limit of the link endpoints (threat model F9): keyed by the sender a routing
+header claims, looked at before any cryptography, charged only for requests that proved to come
+from that peer. Driven through the node's ASGI app with a distinct client address per request,
+as a peer with many addresses (or a spoofer) would send."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hotline.core.envelope import Kind, encode_batch, new_id, seal, sign_heartbeat, sign_message
+from hotline.link.transport_http import BATCH_CONTENT_TYPE, ENVELOPE_CONTENT_TYPE
+from hotline.node.app import create_app
+from hotline.node.home import CONFIG_FILE, NodeHome
+from hotline.node.runtime import Node
+
+
+def _homes(base: Path, names: tuple[str, ...]) -> dict[str, NodeHome]:
+    now = datetime.now(UTC)
+    homes = {
+        name: NodeHome.init(
+            base / name, name=name, listen=f"127.0.0.1:{18600 + i}", display_names={"en": name}
+        )
+        for i, name in enumerate(names)
+    }
+    for home in homes.values():
+        for other in homes.values():
+            if other is not home and other.config.name != "mallory":
+                card = other.card(now)
+                home.add_peer(card, card.fingerprint, now)
+    return homes
+
+
+@pytest.fixture
+def trio(tmp_path: Path):
+    """washington and beijing are moscow's peers; mallory is no one's (it only forges)."""
+    homes = _homes(tmp_path, ("washington", "moscow", "beijing", "mallory"))
+    moscow = homes["moscow"]
+    config = dataclasses.replace(
+        moscow.config, peer_rate_limit_per_s=0.001, peer_rate_limit_burst=3.0
+    )
+    (moscow.dir / CONFIG_FILE).write_text(config.to_toml())
+    moscow.close()
+    homes["moscow"] = NodeHome(moscow.dir)
+    yield homes
+    for home in homes.values():
+        home.close()
+
+
+def _message(signer: NodeHome, recipient: NodeHome, seq: int, *, sender: str | None = None):
+    """An envelope signed by ``signer`` whose routing header names ``sender`` (default: the
+    signer itself; anything else is a forgery of the header)."""
+    now = datetime.now(UTC)
+    message_id = new_id(now)
+    statement = sign_message(
+        signer.identity,
+        to=recipient.config.name,
+        message_id=message_id,
+        seq=seq,
+        created=now,
+        msg_type="free_text",
+        priority="routine",
+        body={"text": f"message {seq}", "lang": "en"},
+    )
+    return seal(
+        kind=Kind.MESSAGE,
+        sender=sender or signer.config.name,
+        recipient=recipient.config.name,
+        envelope_id=message_id,
+        statement=statement,
+        recipient_key=recipient.identity.decryption.public,
+    )
+
+
+def _heartbeat(signer: NodeHome, recipient: NodeHome, *, sender: str | None = None) -> bytes:
+    now = datetime.now(UTC)
+    heartbeat_id = new_id(now)
+    statement = sign_heartbeat(
+        signer.identity,
+        to=recipient.config.name,
+        heartbeat_id=heartbeat_id,
+        created=now,
+        nonce="n",
+        echo=None,
+        last_seq=0,
+        next_expected=1,
+        expired=[],
+    )
+    return seal(
+        kind=Kind.HEARTBEAT,
+        sender=sender or signer.config.name,
+        recipient=recipient.config.name,
+        envelope_id=heartbeat_id,
+        statement=statement,
+        recipient_key=recipient.identity.decryption.public,
+    )
+
+
+class _Sender:
+    """Posts each request from a new client address (a peer with many addresses)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.count = 0
+
+    async def post(self, path: str, body: bytes, content_type: str) -> httpx.Response:
+        self.count += 1
+        transport = httpx.ASGITransport(app=self.app, client=(f"192.0.2.{self.count}", 1000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return await client.post(path, content=body, headers={"content-type": content_type})
+
+    async def batch(self, envelopes: list[bytes]) -> httpx.Response:
+        return await self.post("/v1/envelopes", encode_batch(envelopes), BATCH_CONTENT_TYPE)
+
+    async def heartbeat(self, envelope: bytes) -> httpx.Response:
+        return await self.post("/v1/heartbeat", envelope, ENVELOPE_CONTENT_TYPE)
+
+
+def _delivered(home: NodeHome) -> int:
+    from sqlalchemy import func, select
+
+    from hotline.store.schema import messages
+
+    with home.store.read() as conn:
+        return int(conn.execute(select(func.count()).select_from(messages)).scalar_one())
+
+
+def test_a_peer_over_its_budget_gets_429_from_any_address_while_another_peer_is_served(
+    trio, caplog
+):
+    w, m, b = trio["washington"], trio["moscow"], trio["beijing"]
+
+    async def run() -> list[httpx.Response]:
+        send = _Sender(create_app(Node(m)))
+        replies = [await send.batch([_message(w, m, seq)]) for seq in (1, 2)]
+        replies.append(await send.heartbeat(_heartbeat(w, m)))  # a heartbeat costs one too
+        replies.append(await send.batch([_message(w, m, 3)]))  # a fourth address, same peer
+        replies.append(await send.heartbeat(_heartbeat(w, m)))
+        replies.append(await send.batch([_message(b, m, 1)]))  # another peer
+        return replies
+
+    with caplog.at_level(logging.INFO, logger="hotline.node.app"):
+        replies = asyncio.run(run())
+    assert [r.status_code for r in replies] == [200, 200, 200, 429, 429, 200]
+    for refused in replies[3:5]:
+        assert refused.json()["error"]["code"] == "rate_limited"
+        assert "peer washington" in refused.json()["error"]["detail"]
+    assert [o["status"] for o in replies[5].json()["results"]] == ["accepted"]
+    # Refused before the envelope was opened: washington's third message was never stored.
+    assert _delivered(m) == 3
+    assert any("peer washington is over its rate limit" in r.message for r in caplog.records)
+
+
+def test_forged_sender_headers_do_not_spend_the_real_peers_budget(trio):
+    w, m, mallory = trio["washington"], trio["moscow"], trio["mallory"]
+
+    async def run() -> tuple[list[httpx.Response], list[httpx.Response]]:
+        send = _Sender(create_app(Node(m)))
+        forged = []
+        for seq in range(1, 11):  # far more than washington's burst of 3
+            forged.append(await send.batch([_message(mallory, m, seq, sender="washington")]))
+            forged.append(await send.heartbeat(_heartbeat(mallory, m, sender="washington")))
+        real = [await send.batch([_message(w, m, seq)]) for seq in (1, 2, 3, 4)]
+        return forged, real
+
+    forged, real = asyncio.run(run())
+    # The forgeries were refused one by one (never as over the limit: they cost washington
+    # nothing), and washington still has its whole budget afterwards.
+    batches, heartbeats = forged[0::2], forged[1::2]
+    for reply in batches:
+        assert reply.status_code == 200
+        assert [o["status"] for o in reply.json()["results"]] == ["rejected"]
+    assert {r.json()["error"]["code"] for r in heartbeats} == {"unknown_key"}
+    assert [r.status_code for r in real] == [200, 200, 200, 429]
+    assert [[o["status"] for o in r.json()["results"]] for r in real[:3]] == [["accepted"]] * 3
