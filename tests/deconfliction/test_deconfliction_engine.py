@@ -175,6 +175,68 @@ def test_large_random_batch_matches_the_oracle_with_threads() -> None:
     assert len(got) > 300  # the data does meet: same-id pairs count here (other owner)
 
 
+def _lattice_batch() -> tuple[list[Volume], list[Volume]]:
+    rng = np.random.default_rng(5)
+    feats = []
+    for i in range(500):
+        x, y = rng.uniform(35, 36), rng.uniform(33, 34)
+        w, h = rng.uniform(0.01, 0.15, 2)
+        lo = float(rng.integers(0, 30) * 100)
+        t0 = float(rng.integers(0, 24))
+        feats.append(
+            feature(f"v{i}", rect(x, y, x + w, y + h), lo=lo, hi=lo + 800, t0=t0, t1=t0 + 4)
+        )
+    vols = volumes(*feats)
+    return vols, [v.with_owner("peer") for v in vols[:200]]
+
+
+@pytest.mark.parametrize("child_fails", [False, True])
+def test_a_batch_split_among_forked_workers_matches_the_oracle(
+    child_fails: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small chunks and threshold so that a test-sized batch is split among forked processes; a
+    # child that fails (or a fork refused) must not lose its share: this process redoes it.
+    if not index_module._CAN_FORK:
+        pytest.skip("batches fork worker processes on Linux only")
+    monkeypatch.setattr(index_module, "CHUNK", 16)
+    monkeypatch.setattr(index_module, "FORK_MIN_QUERIES", 32)
+    forks: list[int] = []
+    real_collect = index_module._collect
+
+    def collect(pid: int, r: int) -> Any:
+        forks.append(pid)
+        got = real_collect(pid, r)
+        return None if child_fails else got
+
+    monkeypatch.setattr(index_module, "_collect", collect)
+    vols, queries = _lattice_batch()
+    engine = Engine(workers=3)
+    engine.add(vols)
+    engine.rebuild()
+    got = {(c.query.id, c.active.id) for c in engine.conflicts(queries)}
+    expected = {(q.id, a.id) for q in queries for a in vols if volumes_conflict(q, a)}
+    assert got == expected
+    assert len(got) > 200
+    assert len(forks) == 2 and all(pid > 0 for pid in forks)
+
+
+def test_a_refused_fork_computes_the_batch_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    if not index_module._CAN_FORK:
+        pytest.skip("batches fork worker processes on Linux only")
+    monkeypatch.setattr(index_module, "CHUNK", 16)
+    monkeypatch.setattr(index_module, "FORK_MIN_QUERIES", 32)
+
+    def no_fork() -> int:
+        raise OSError("fork refused")
+
+    monkeypatch.setattr(index_module.os, "fork", no_fork)
+    vols, queries = _lattice_batch()
+    engine = Engine(workers=2)
+    engine.add(vols)
+    got = {(c.query.id, c.active.id) for c in engine.conflicts(queries)}
+    assert got == {(q.id, a.id) for q in queries for a in vols if volumes_conflict(q, a)}
+
+
 # ---- the edge cases ----------------------------------------------------------------------
 
 
