@@ -147,29 +147,76 @@ _FRAMEWORK_CODES = {
 #: Largest request body of any kind (JSON, forms, batches): FastAPI reads a JSON body whole
 #: before any model's field limits apply, so this bounds the memory one request can take.
 MAX_REQUEST_BYTES = MAX_BATCH_BYTES
+#: Largest body on the TAXII routes: they are all GET; what the server advertises to clients
+#: (``max_content_length``, 1 MiB) is the most any TAXII request may carry.
+MAX_TAXII_BODY_BYTES = 1024 * 1024
+#: Largest body on the console's routes (and anything else not under ``/v1`` or ``/api/v1``):
+#: its biggest form, a message with a translation, is bounded by the console's own form limit.
+MAX_CONSOLE_BODY_BYTES = 1024 * 1024 + 64 * 1024
 
 
-class BodyLimit:
-    """ASGI middleware: a request body over ``limit`` bytes is refused (400 ``too_large``), by
-    its declared length at once, else as soon as the streamed bytes pass the limit."""
+def surface(path: str) -> str:
+    """Which part of the node's HTTP surface a path belongs to (its limits follow from it)."""
+    if path.startswith("/v1/"):
+        return "link"
+    if path == "/api/v1" or path.startswith("/api/v1/"):
+        return "operator"
+    if path == "/taxii2" or path.startswith("/taxii2/"):  # hotline.referrals.taxii.PREFIX
+        return "taxii"
+    return "console"  # console pages and static files, /healthz, the OpenAPI spec and docs
 
-    def __init__(self, app: Any, limit: int) -> None:
+
+#: Body limit of each surface. The link endpoints also check their own (``read_body``).
+BODY_LIMITS = {
+    "link": MAX_REQUEST_BYTES,
+    "operator": MAX_REQUEST_BYTES,  # a batch of 256 messages
+    "taxii": MAX_TAXII_BODY_BYTES,
+    "console": MAX_CONSOLE_BODY_BYTES,
+}
+
+
+def _refusal(scope: Any, error: HotlineError) -> JSONResponse:
+    log.info("%s %s -> %s", scope.get("method"), scope.get("path"), error)
+    return JSONResponse({"error": error.to_dict()}, status_code=error.http_status)
+
+
+class SurfaceLimits:
+    """ASGI middleware: the limits of each surface (``surface``) before any route runs.
+
+    - A request body over its surface's limit is refused (400 ``too_large``), by its declared
+      length at once, else as soon as the streamed bytes pass the limit.
+    - The operator API, the console and TAXII take a token from the bucket of the request's
+      source address, one bucket per surface (``api_rate_limit_per_s``, ``_burst``): more get
+      429 ``rate_limited`` before authentication or parsing. The link endpoints have their own
+      limits, per address and per peer (``create_app``), and are not counted here.
+    """
+
+    def __init__(self, app: Any, limiter: RateLimiter) -> None:
         self.app = app
-        self.limit = limit
+        self.limiter = limiter
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        part = surface(scope.get("path", ""))
+        if part != "link":
+            client = scope.get("client")
+            source = client[0] if client else "unknown"
+            if not self.limiter.allow(f"{part} {source}", time.monotonic()):
+                refused = RateLimitedError(
+                    f"more than {self.limiter.per_second:g} requests/s to the {part} from {source}"
+                )
+                await _refusal(scope, refused)(scope, receive, send)
+                return
+        limit = BODY_LIMITS[part]
         for name, value in scope.get("headers", []):
-            if name == b"content-length" and (not value.isdigit() or int(value) > self.limit):
+            if name == b"content-length" and (not value.isdigit() or int(value) > limit):
                 error = WireError(
-                    f"body of {value[:20].decode('latin-1')} bytes over limit {self.limit}",
+                    f"body of {value[:20].decode('latin-1')} bytes over limit {limit}",
                     code=ErrorCode.TOO_LARGE,
                 )
-                await JSONResponse({"error": error.to_dict()}, status_code=400)(
-                    scope, receive, send
-                )
+                await _refusal(scope, error)(scope, receive, send)
                 return
         seen = 0
 
@@ -177,9 +224,9 @@ class BodyLimit:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.limit:
+            if seen > limit:
                 # Raised inside the handler's body read: answered by the HotlineError handler.
-                raise WireError(f"body over limit {self.limit}", code=ErrorCode.TOO_LARGE)
+                raise WireError(f"body over limit {limit}", code=ErrorCode.TOO_LARGE)
             return message
 
         await self.app(scope, limited_receive, send)
@@ -281,7 +328,7 @@ def create_app(node: Node) -> FastAPI:
         # What the framework refuses before a handler runs (a body that is not JSON, an unknown
         # path or method) is answered in the same shape (found by schemathesis: it was
         # FastAPI's {"detail": ...}).
-        if isinstance(exc.__cause__, HotlineError):  # e.g. BodyLimit, raised in a body read
+        if isinstance(exc.__cause__, HotlineError):  # e.g. SurfaceLimits, raised in a body read
             return await _hotline_error(request, exc.__cause__)
         code = _FRAMEWORK_CODES.get(exc.status_code, ErrorCode.INVALID_INPUT)
         if exc.status_code >= 500:
@@ -522,7 +569,10 @@ def create_app(node: Node) -> FastAPI:
 
     # -- mounted sub-applications (each adds its own routes; one line per part) -------------
     _mount_parts(app, node)
-    app.add_middleware(BodyLimit, limit=MAX_REQUEST_BYTES)
+    app.add_middleware(
+        SurfaceLimits,
+        limiter=RateLimiter(config.api_rate_limit_per_s, config.api_rate_limit_burst),
+    )
     return app
 
 

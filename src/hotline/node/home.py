@@ -104,6 +104,10 @@ class NodeConfig:
     #: request proved authentic) may make to the link endpoints, whatever its addresses.
     peer_rate_limit_per_s: float = 200.0
     peer_rate_limit_burst: float = 400.0
+    #: Requests per second each source address may make to the operator API (``/api/v1``),
+    #: the console and TAXII, and the burst (the benchmark drives ``/api/v1`` at ~600/s).
+    api_rate_limit_per_s: float = 2000.0
+    api_rate_limit_burst: float = 4000.0
     #: Named groups of peers for notifications to many ("all" is every peer node).
     groups: dict[str, list[str]] = field(default_factory=dict)
     #: Serve TLS 1.3 with the certificate in ``tls.crt`` (its card carries it for pinning).
@@ -142,6 +146,8 @@ class NodeConfig:
             f"rate_limit_burst = {self.rate_limit_burst}",
             f"peer_rate_limit_per_s = {self.peer_rate_limit_per_s}",
             f"peer_rate_limit_burst = {self.peer_rate_limit_burst}",
+            f"api_rate_limit_per_s = {self.api_rate_limit_per_s}",
+            f"api_rate_limit_burst = {self.api_rate_limit_burst}",
             f"tls = {'true' if self.tls else 'false'}",
             f"relays = [{', '.join(q(r) for r in self.relays)}]",
             f"relay_resend_s = {self.relay_resend_s}",
@@ -201,6 +207,8 @@ class NodeConfig:
             "rate_limit_burst",
             "peer_rate_limit_per_s",
             "peer_rate_limit_burst",
+            "api_rate_limit_per_s",
+            "api_rate_limit_burst",
             "request_timeout_s",
             "max_clock_skew_s",
             "alternate_endpoints",
@@ -224,9 +232,11 @@ class NodeConfig:
             groups = _table(raw, "groups")
             burst = _seconds(raw, "rate_limit_burst", 400.0)
             peer_burst = _seconds(raw, "peer_rate_limit_burst", 400.0)
+            api_burst = _seconds(raw, "api_rate_limit_burst", 4000.0)
             for key, value in (
                 ("rate_limit_burst", burst),
                 ("peer_rate_limit_burst", peer_burst),
+                ("api_rate_limit_burst", api_burst),
             ):
                 if value < 1:
                     raise ValueError(f"{key} must be at least 1, got {value:g}")
@@ -253,6 +263,8 @@ class NodeConfig:
                 rate_limit_burst=burst,
                 peer_rate_limit_per_s=_seconds(raw, "peer_rate_limit_per_s", 200.0),
                 peer_rate_limit_burst=peer_burst,
+                api_rate_limit_per_s=_seconds(raw, "api_rate_limit_per_s", 2000.0),
+                api_rate_limit_burst=api_burst,
                 tls=_boolean(raw.get("tls", False), "tls"),
                 relays=[check_name(str(r)) for r in _list(raw, "relays")],
                 relay_resend_s=_seconds(raw, "relay_resend_s", 30.0),
