@@ -9,6 +9,7 @@ unexpected exception is logged and answered 500 ``internal`` without its text.
 from __future__ import annotations
 
 import hmac
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -47,7 +48,7 @@ from hotline.link.mailbox import Mailbox
 from hotline.link.transport_http import BATCH_CONTENT_TYPE, ENVELOPE_CONTENT_TYPE
 from hotline.node.api_errors import ERROR_RESPONSES
 from hotline.node.limits import RateLimiter
-from hotline.node.runtime import Node
+from hotline.node.runtime import CHAIN_SIZES_MAX_CHARS, Node, parse_chain_sizes
 
 log = logging.getLogger(__name__)
 
@@ -431,6 +432,20 @@ def create_app(node: Node) -> FastAPI:
         with node.store.read() as conn:
             proof = transcript.consistency_proof(conn, first, second)
         return {"first": first, "second": second, "proof": [b64encode(h) for h in proof]}
+
+    @app.get("/v1/transcript/consistency-chain", tags=["transcript"], dependencies=limited)
+    async def transcript_consistency_chain(
+        sizes: Annotated[str, Query(max_length=CHAIN_SIZES_MAX_CHARS)],
+    ) -> dict[str, Any]:
+        """Consistency proofs between consecutive sizes of a strictly increasing list (at most
+        CHAIN_LIMIT sizes): how a peer proves many of this node's heads in one request."""
+        chain = parse_chain_sizes(sizes)
+        with node.store.read() as conn:
+            proofs = [
+                transcript.consistency_proof(conn, small, large)
+                for small, large in itertools.pairwise(chain)
+            ]
+        return {"sizes": chain, "proofs": [[b64encode(h) for h in p] for p in proofs]}
 
     @app.get("/v1/transcript/inclusion", tags=["transcript"], dependencies=limited)
     async def transcript_inclusion(

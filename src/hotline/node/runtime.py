@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import random
 import secrets
@@ -24,10 +25,12 @@ from hotline.deconfliction import Registry, activity_volumes
 from hotline.errors import (
     ErrorCode,
     HotlineError,
+    InputError,
     NotFoundError,
     ProtocolError,
     TransportError,
     VerificationError,
+    WireError,
 )
 from hotline.link import inbox, keyring, outbox
 from hotline.link.deadlines import Overdue, escalate
@@ -50,12 +53,15 @@ from hotline.store.messages import (
 from hotline.transcript.heads import (
     OWN_HEAD_MAX_AGE_S,
     PeerHead,
+    check_chain,
     check_consistency,
     current_own_head,
+    mark_all_checked,
     mark_checked,
     next_check,
     raise_equivocation,
     record_peer_head,
+    unchecked_chain,
 )
 from hotline.transcript.witnessing import cosign_head, latest_cosignature, record_cosignature
 
@@ -70,6 +76,12 @@ REGISTRY_MAX_AGE_S = 30.0
 ESCALATION_SCAN_S = 5.0
 #: How often each peer's new tree heads are proved consistent with the ones checked before.
 HEAD_CHECK_INTERVAL_S = 5.0
+#: Most heads (the checked baseline included) proved by one consistency-chain request.
+CHAIN_LIMIT = 32
+#: Longest ``sizes`` parameter of a consistency-chain request (CHAIN_LIMIT sizes of 18 digits).
+CHAIN_SIZES_MAX_CHARS = CHAIN_LIMIT * 19
+#: Largest consistency-chain reply parsed: 31 proofs of at most 64 hashes, in base64 JSON.
+CHAIN_REPLY_LIMIT = 192 * 1024
 #: A failed consistency proof is fetched this many times before it counts against the peer.
 PROOF_ATTEMPTS = 3
 #: How often a node asks each witness to cosign its latest head (at most; never more often
@@ -108,6 +120,36 @@ def decode_proof_reply(data: bytes) -> list[bytes]:
     """The ``proof`` list of a consistency reply, strictly parsed."""
     reply = decode_json(data, _ProofReply, what="consistency proof reply", limit=64 * 1024)
     return [b64decode(h, what="proof hash", size=32) for h in reply.proof]
+
+
+def parse_chain_sizes(text: str) -> list[int]:
+    """The ``sizes`` of a consistency-chain request: 2 to CHAIN_LIMIT decimal sizes, comma
+    separated, strictly increasing (InputError otherwise; sizes beyond the log are the proof's
+    NotFoundError)."""
+    parts = text.split(",")
+    if not 2 <= len(parts) <= CHAIN_LIMIT:
+        raise InputError(
+            f"a chain has 2 to {CHAIN_LIMIT} sizes, not {len(parts)}", fields={"sizes": text[:80]}
+        )
+    if not all(p.isascii() and p.isdigit() and len(p) <= 18 for p in parts):
+        raise InputError("sizes are decimal integers", fields={"sizes": text[:80]})
+    sizes = [int(p) for p in parts]
+    if any(a >= b for a, b in itertools.pairwise(sizes)):
+        raise InputError("sizes must be strictly increasing", fields={"sizes": text[:80]})
+    return sizes
+
+
+def decode_chain_reply(data: bytes, sizes: list[int]) -> list[list[bytes]]:
+    """The ``proofs`` of a consistency-chain reply for ``sizes``, strictly parsed."""
+    reply = decode_json(data, _ChainReply, what="consistency chain reply", limit=CHAIN_REPLY_LIMIT)
+    if reply.sizes != sizes or len(reply.proofs) != len(sizes) - 1:
+        raise WireError("the chain reply does not answer the sizes asked", code=ErrorCode.BAD_PROOF)
+    return [[b64decode(h, what="proof hash", size=32) for h in proof] for proof in reply.proofs]
+
+
+class _ChainReply(msgspec.Struct, forbid_unknown_fields=True):
+    sizes: list[int]
+    proofs: list[list[str]]
 
 
 class _ProofReply(msgspec.Struct, forbid_unknown_fields=True):
@@ -579,7 +621,20 @@ class Node:
         """
         link = self.links[peer]
         checked = 0
+        pairwise = False
         while True:
+            if not pairwise:
+                with self.store.read() as conn:
+                    chain = unchecked_chain(conn, peer, CHAIN_LIMIT)
+                if chain is not None:
+                    if await self._chain_holds(link, chain):
+                        with self.store.write() as conn:
+                            mark_all_checked(conn, [h.id for h in chain if h.checked == 0])
+                        checked += len(chain) - 1
+                        continue
+                    # Some head of the chain fails (or the peer cannot prove chains): one at a
+                    # time, with retries, names exactly which head is inconsistent.
+                    pairwise = True
             with self.store.read() as conn:
                 pair = next_check(conn, peer)
             if pair is None:
@@ -603,6 +658,27 @@ class Node:
             with self.store.write() as conn:
                 mark_checked(conn, candidate.id, consistent=True)
             checked += 1
+
+    async def _chain_holds(self, link: PeerLink, chain: list[PeerHead]) -> bool:
+        """Whether one request proves every head of ``chain`` consistent (§7.6a). False, with no
+        verdict, on a refusal, a malformed reply or a proof that fails: the pairwise check
+        decides then. An unreachable or rate-limited peer raises: try again later."""
+        try:
+            data = await link.fetch(
+                "/v1/transcript/consistency-chain",
+                {"sizes": ",".join(str(h.size) for h in chain)},
+            )
+        except TransportError as e:
+            if e.code != ErrorCode.PEER_REFUSED:
+                raise
+            log.info("%s gave no chain proof: %s", link.peer.name, e.detail[:200])
+            return False
+        try:
+            check_chain(chain, decode_chain_reply(data, [h.size for h in chain]))
+        except HotlineError as e:
+            log.info("chain proof from %s does not hold: %s", link.peer.name, e)
+            return False
+        return True
 
     async def _consistency_failure(
         self, link: PeerLink, baseline: PeerHead, candidate: PeerHead

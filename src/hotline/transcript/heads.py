@@ -13,6 +13,7 @@ A peer's heads must all describe one growing log:
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,6 +38,7 @@ from hotline.core import merkle
 from hotline.core.card import Identity
 from hotline.core.encoding import from_us, to_us
 from hotline.core.treehead import TreeHead, sign_tree_head
+from hotline.errors import ErrorCode, VerificationError
 from hotline.store.messages import record_security_event
 from hotline.store.prepared import Prepared, prepared_insert
 from hotline.store.schema import metadata
@@ -278,6 +280,49 @@ def next_check(conn: Connection, peer: str) -> tuple[PeerHead | None, PeerHead] 
     return (None if baseline is None else _row(baseline)), _row(unchecked)
 
 
+def unchecked_chain(conn: Connection, peer: str, limit: int) -> list[PeerHead] | None:
+    """The largest checked head of ``peer`` and up to ``limit - 1`` unchecked ones (oldest
+    first), sorted by size: a chain whose consecutive pairs, proved consistent, prove every one of
+    them consistent with the baseline and with each other (each is a prefix of the largest).
+    None if nothing is unchecked or no baseline exists yet (``next_check`` takes the first head).
+
+    Sizes in the chain are distinct: a second root for a size already held is an equivocation
+    on arrival (``record_peer_head``) and never waits unchecked.
+    """
+    pair = next_check(conn, peer)
+    if pair is None or pair[0] is None:
+        return None
+    baseline = pair[0]
+    unchecked = [
+        _row(r)
+        for r in conn.execute(
+            select(peer_tree_heads)
+            .where(and_(peer_tree_heads.c.peer == peer, peer_tree_heads.c.checked == 0))
+            .order_by(peer_tree_heads.c.id)
+            .limit(limit - 1)
+        )
+    ]
+    return sorted([baseline, *unchecked], key=lambda h: h.size)
+
+
+def check_chain(chain: list[PeerHead], proofs: list[list[bytes]]) -> None:
+    """Raise VerificationError(BAD_PROOF) unless each head of ``chain`` (sorted by size) grows
+    into the next one by its proof (``proofs[i]`` from ``chain[i]`` to ``chain[i + 1]``)."""
+    if len(proofs) != len(chain) - 1:
+        raise VerificationError(
+            f"{len(proofs)} proofs for a chain of {len(chain)} heads", code=ErrorCode.BAD_PROOF
+        )
+    for (small, large), proof in zip(itertools.pairwise(chain), proofs, strict=True):
+        check_consistency(small, large, proof)
+
+
+def mark_all_checked(conn: Connection, head_ids: list[int]) -> None:
+    """Mark heads proved consistent (one statement for a whole chain)."""
+    conn.execute(
+        update(peer_tree_heads).where(peer_tree_heads.c.id.in_(head_ids)).values(checked=1)
+    )
+
+
 def mark_checked(conn: Connection, head_id: int, *, consistent: bool) -> None:
     conn.execute(
         update(peer_tree_heads)
@@ -311,14 +356,17 @@ def equivocation_count(conn: Connection, peer: str | None = None) -> int:
 __all__ = [
     "OWN_HEAD_MAX_AGE_S",
     "PeerHead",
+    "check_chain",
     "check_consistency",
     "current_own_head",
     "equivocation_count",
     "latest_own_head",
+    "mark_all_checked",
     "mark_checked",
     "next_check",
     "own_heads_upto",
     "peer_heads",
     "raise_equivocation",
     "record_peer_head",
+    "unchecked_chain",
 ]
