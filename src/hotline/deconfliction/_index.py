@@ -290,9 +290,7 @@ class _Grid:
         del slot_parts
         self.entries = entries[order]
         del entries
-        self.efirst = (np.concatenate(first_parts) if first_parts else np.empty(0, np.uint8))[
-            order
-        ]
+        self.efirst = (np.concatenate(first_parts) if first_parts else np.empty(0, np.uint8))[order]
         del order, first_parts
         # The boxes again in entry order, as float32 relative to the origin and rounded outwards:
         # a cell's candidates are then read in sequence and filtered (a superset: never misses).
