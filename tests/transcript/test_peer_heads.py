@@ -69,17 +69,22 @@ def _keep(engine: Engine, size: int, root: bytes | None = None) -> None:
         )
 
 
+def _take_first_head(engine: Engine, size: int) -> None:
+    """Keep the head of ``size`` as the first one ever: taken on first use, the baseline."""
+    _keep(engine, size)
+    with engine.begin() as conn:
+        pair = next_check(conn, "moscow")
+        assert pair is not None and pair[0] is None
+        mark_checked(conn, pair[1].id, consistent=True)
+
+
 def _proofs(engine: Engine, sizes: list[int]) -> list[list[bytes]]:
     with engine.connect() as conn:
         return [transcript.consistency_proof(conn, a, b) for a, b in itertools.pairwise(sizes)]
 
 
 def test_a_chain_proves_every_head_whatever_order_they_arrived_in(engine: Engine) -> None:
-    _keep(engine, 12)
-    with engine.begin() as conn:  # the first head is taken on first use
-        baseline, first = next_check(conn, "moscow") or (None, None)
-        assert baseline is None and first is not None
-        mark_checked(conn, first.id, consistent=True)
+    _take_first_head(engine, 12)
     for size in (30, 5, 17, 9, 40):  # later and earlier sizes than the baseline, out of order
         _keep(engine, size)
     with engine.connect() as conn:
@@ -95,11 +100,7 @@ def test_a_chain_proves_every_head_whatever_order_they_arrived_in(engine: Engine
 
 
 def test_a_forked_head_breaks_the_chain(engine: Engine) -> None:
-    _keep(engine, 10)
-    with engine.begin() as conn:
-        pair = next_check(conn, "moscow")
-        assert pair is not None
-        mark_checked(conn, pair[1].id, consistent=True)
+    _take_first_head(engine, 10)
     other_log = [b"forked %d" % i for i in range(20)]
     _keep(engine, 20, root=merkle.merkle_root(other_log))  # another history of size 20
     _keep(engine, 30)
@@ -114,11 +115,7 @@ def test_a_forked_head_breaks_the_chain(engine: Engine) -> None:
 
 
 def test_the_chain_is_capped(engine: Engine) -> None:
-    _keep(engine, 1)
-    with engine.begin() as conn:
-        pair = next_check(conn, "moscow")
-        assert pair is not None
-        mark_checked(conn, pair[1].id, consistent=True)
+    _take_first_head(engine, 1)
     for size in range(2, LOG_SIZE + 1):
         _keep(engine, size)
     with engine.connect() as conn:
