@@ -122,4 +122,5 @@ def deliver(sender: NodeHome, receiver: NodeHome, now: datetime = NOW) -> list[s
     inbox.receive(sender.store, sender.identity, sender.peer_cards(), back, now=now, source="t")
     with receiver.store.write() as conn:
         cases.catch_up(conn)
+    cases.validate_pending(receiver.store)  # as the node does after the inbox's transaction
     return list(result.delivered_ids)

@@ -44,7 +44,7 @@ from hotline.core.merkle import MAX_TREE_SIZE
 from hotline.core.treehead import TreeHead, verify_tree_head
 from hotline.errors import ErrorCode, HotlineError, ProtocolError, VerificationError, WireError
 from hotline.link import keyring
-from hotline.referrals.cases import on_message_committed
+from hotline.referrals.cases import REFERRAL_TYPE, on_message_committed
 from hotline.store import Store
 from hotline.store.messages import (
     State,
@@ -133,6 +133,9 @@ class Received:
     #: Senders of the envelopes that opened (decrypted with our key, signed by the sender the
     #: header names), accepted or not: what a per-peer rate limit may charge them for.
     authenticated: set[str] = field(default_factory=set)
+    #: Newly committed cyber referrals: their STIX bundles wait for the validator, which runs
+    #: after this transaction (``hotline.referrals.cases.validate_pending``).
+    referral_ids: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -374,6 +377,8 @@ def _accept_one(
         result.delivered_ids.append(payload.id)
         if payload.type == "activity_notification":
             result.activity_ids.append(payload.id)
+        elif payload.type == REFERRAL_TYPE:
+            result.referral_ids.append(payload.id)
         if key_entry is None:
             _flag_catalog_problems(conn, payload, sender, now_us)
         # Cases follow their messages in the same transaction (cyber referrals, case updates).

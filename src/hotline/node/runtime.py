@@ -9,6 +9,7 @@ import logging
 import random
 import secrets
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,7 +42,7 @@ from hotline.link.status import link_report, transport_reports
 from hotline.link.transport_relay import RelayClient
 from hotline.node.home import SIGNING_KEY_FILE, NodeHome
 from hotline.operators.release import needs_release
-from hotline.referrals.cases import list_cases
+from hotline.referrals.cases import list_cases, validate_pending
 from hotline.store.messages import (
     MessageView,
     fill_gaps,
@@ -252,6 +253,9 @@ class Node:
         self.relays: dict[str, RelayClient] = {}
         #: On a relay node: the mailbox it keeps for registered nodes.
         self.mailbox: Mailbox | None = None
+        #: Runs the STIX validator on received referrals, one bundle at a time, off the event
+        #: loop and outside the inbox's transaction (made on first use).
+        self._stix_pool: ThreadPoolExecutor | None = None
         self.reload_peers()
 
     @property
@@ -387,6 +391,8 @@ class Node:
         if result.key_changes:
             self.reload_peers()
         self._assess_activities(result.activity_ids)
+        if result.referral_ids:
+            self.validate_referrals(result.referral_ids)
         if result.delivered_ids or result.updated_ids:
             self.notify_changed()
         return result
@@ -1036,7 +1042,20 @@ class Node:
                 log.warning("reading new key files: %s", e)
             self.notify_changed()
 
+    def validate_referrals(self, ids: list[str] | None = None) -> Future[int]:
+        """Validate the STIX bundles of received referrals waiting for it (``ids``, or all) in
+        the background: seconds of a hostile bundle's validation hold no transaction and do not
+        stop the event loop. A bundle left pending by a stop is validated at the next start."""
+        if self._stix_pool is None:
+            self._stix_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stix")
+        future = self._stix_pool.submit(validate_pending, self.store, ids)
+        future.add_done_callback(_log_validation_failure)
+        return future
+
     async def stop(self) -> None:
+        if self._stix_pool is not None:
+            self._stix_pool.shutdown(wait=False, cancel_futures=True)
+            self._stix_pool = None
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -1072,6 +1091,14 @@ class Node:
             }
             for report, transports, link in reports
         ]
+
+
+def _log_validation_failure(future: Future[int]) -> None:
+    if future.cancelled():
+        return
+    error = future.exception()
+    if error is not None:  # a storage failure: the case stays pending for the next start
+        log.error("validating received referrals failed: %r", error)
 
 
 __all__ = ["Node"]

@@ -17,13 +17,19 @@ queued our own message, or when the peer's message was committed to our inbox.
 committed message); ``catch_up`` applies any referral messages the hook has not seen (a node
 that ran before the hook was wired, or a crash between queuing and recording on the sending
 side). Both are idempotent.
+
+A received referral's bundle is checked there only by the cheap steps (size, depth, object count,
+names, the TLP marking: ``stix.check_shape``, ``stix.check_tlp``); its case is recorded with the
+problem ``PENDING`` and is not served. The OASIS validator, which may take seconds on a hostile
+bundle within the limits, runs after the inbox's transaction (``validate_pending``), each bundle
+outside any transaction, and its verdict is recorded in a short transaction of its own.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -52,6 +58,10 @@ UPDATE_TYPE: Final = CaseUpdate.msg_type
 DEFAULT_PRIORITY: Final = "priority"
 #: Longest response deadline a referral may set.
 MAX_DEADLINE: Final = timedelta(days=366)
+#: The problem of a received referral's case until the OASIS validator checked its bundle.
+PENDING: Final = "stix_pending: the STIX validator has not checked the bundle yet"
+#: The problem of a valid TLP:RED referral: never re-shared.
+_RED: Final = "TLP:RED: not re-shared over TAXII"
 
 
 class Side(StrEnum):
@@ -267,12 +277,18 @@ def _record_referral(
     problem: str | None = None
     objects: list[dict[str, Any]] = []
     try:
-        checked = stix.check_bundle(dict(model.stix_bundle), model.tlp)
-        objects = checked.objects
+        if direction == "in":
+            # Only the steps whose cost is linear in the (bounded) size: the validator may
+            # take seconds on a hostile bundle, and this runs in the inbox's write transaction.
+            stix.check_tlp(stix.check_shape(dict(model.stix_bundle)), model.tlp)
+            problem = PENDING
+        else:
+            checked = stix.check_bundle(dict(model.stix_bundle), model.tlp)
+            objects = checked.objects
     except HotlineError as e:
-        problem = f"{e.code}: {e.detail} {e.fields if e.fields else ''}".strip()[:2000]
+        problem = _problem(e)
     if problem is None and model.tlp is Tlp.RED:
-        problem = "TLP:RED: not re-shared over TAXII"
+        problem = _RED
     bundle_objects = model.stix_bundle.get("objects")
     conn.execute(
         insert(referral_cases).values(
@@ -303,8 +319,71 @@ def _record_referral(
     if problem is None:
         which = Direction.SENT if direction == "out" else Direction.RECEIVED
         add_objects(conn, collection_id(peer, which), message_id, objects, at_us)
-    else:
+    elif problem != PENDING:
         log.warning("referral %s from/to %s not served over TAXII: %s", message_id, peer, problem)
+
+
+def _problem(e: HotlineError) -> str:
+    return f"{e.code}: {e.detail} {e.fields if e.fields else ''}".strip()[:2000]
+
+
+def validate_pending(store: Store, ids: Iterable[str] | None = None) -> int:
+    """Run the OASIS validator on received referrals whose case is ``PENDING`` (those of ``ids``,
+    or all); returns how many verdicts were recorded.
+
+    Each bundle is validated with no transaction open, then its verdict is recorded in a short
+    write transaction, only if the case is still pending (so two callers never serve a bundle
+    twice): a valid one is served over TAXII (unless TLP:RED), an invalid one keeps the
+    validator's findings as its problem. Nothing from a peer makes this raise.
+    """
+    c = referral_cases.c
+    query = select(c.id, c.peer, c.opened_at_us).where(c.problem == PENDING)
+    if ids is not None:
+        wanted = list(ids)
+        if not wanted:
+            return 0
+        query = query.where(c.id.in_(wanted))
+    with store.read() as conn:
+        waiting = list(conn.execute(query))
+    recorded = 0
+    for row in waiting:
+        with store.read() as conn:
+            text = conn.execute(select(messages.c.body).where(messages.c.id == row.id)).scalar()
+        problem: str | None = None
+        objects: list[dict[str, Any]] = []
+        try:
+            body = json.loads(text) if isinstance(text, str) else None
+            if not isinstance(body, dict):
+                raise InputError("the referral's message is not in the store")
+            model = validate_body(REFERRAL_TYPE, body)
+            if not isinstance(model, CyberReferral):  # pragma: no cover - validate_body's contract
+                raise ProtocolError("not a cyber_referral")
+            objects = stix.check_bundle(dict(model.stix_bundle), model.tlp).objects
+            if model.tlp is Tlp.RED:
+                problem = _RED
+        except HotlineError as e:
+            problem = _problem(e)
+        with store.write() as conn:
+            changed = conn.execute(
+                update(referral_cases)
+                .where(and_(c.id == row.id, c.problem == PENDING))
+                .values(served=int(problem is None), problem=problem)
+            ).rowcount
+            if changed and problem is None:
+                add_objects(
+                    conn,
+                    collection_id(row.peer, Direction.RECEIVED),
+                    row.id,
+                    objects,
+                    row.opened_at_us,
+                )
+        if changed:
+            recorded += 1
+            if problem is not None:
+                log.warning(
+                    "referral %s from %s not served over TAXII: %s", row.id, row.peer, problem
+                )
+    return recorded
 
 
 _FIRST_TIME_COLUMN: Final[Mapping[CaseState, str]] = {
@@ -653,6 +732,7 @@ def update_case(
 __all__ = [
     "DEFAULT_PRIORITY",
     "MAX_DEADLINE",
+    "PENDING",
     "CaseEvent",
     "CaseView",
     "Side",
@@ -667,4 +747,5 @@ __all__ = [
     "prepare_referral",
     "referral_body",
     "update_case",
+    "validate_pending",
 ]

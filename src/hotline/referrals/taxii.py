@@ -542,16 +542,28 @@ def mount(app: FastAPI, node: Any) -> None:
     if caught:
         log.info("referrals: applied %d message(s) to cases at start-up", caught)
     app.include_router(make_router(store, lambda: list(node.peers)))
-    threading.Thread(target=_warm_up, name="stix-validator-warm-up", daemon=True).start()
+    threading.Thread(
+        target=_warm_up, args=(store,), name="stix-validator-warm-up", daemon=True
+    ).start()
 
 
-def _warm_up() -> None:
+def _warm_up(store: Store) -> None:
+    """Load the validator's schemas, then validate received referrals left pending (a node
+    stopped between a referral's commit and its validation)."""
+    from hotline.referrals.cases import validate_pending
     from hotline.referrals.stix import warm_up
 
     try:
         warm_up()
     except HotlineError as e:  # pragma: no cover - the built-in marking always validates
         log.warning("STIX validator warm-up failed: %s", e)
+    try:
+        validated = validate_pending(store)
+    except Exception:  # the store closed under us (a node stopped at once): next start
+        log.exception("validating pending referrals at start-up")
+        return
+    if validated:
+        log.info("referrals: validated %d pending bundle(s) at start-up", validated)
 
 
 __all__ = [
