@@ -48,8 +48,11 @@ MAX_CELLS_PER_DIM = 4_096
 #: Grid cell size as a multiple of the mean extent of the indexed volumes, per dimension: about
 #: 1.7 cells per volume and dimension; larger cells mean fewer entries but more candidates.
 CELL_FACTOR = 1.5
-#: Volumes expanded into grid entries at a time while building (bounds the build's memory).
-BUILD_CHUNK = 250_000
+#: Steps across a grid cell of the entries' quantized boxes (one byte a coordinate).
+CODE_LEVELS = 255
+#: Volumes expanded into grid entries (and entries coded) at a time while building: bounds the
+#: build's temporaries, hence the peak memory of a load.
+BUILD_CHUNK = 100_000
 #: Longitude scale of the plane in which the disc filters work (cos 35 degrees: round discs for
 #: shapes at mid latitudes). Only speed depends on it: the filters are exact at any scale.
 DISC_X_SCALE = 0.82
@@ -257,11 +260,14 @@ class _Grid:
             self.size[d] = c
             self.n[d] = min(MAX_CELLS_PER_DIM, math.floor(span / c) + 1)
         self.origin8 = np.concatenate([self.origin, self.origin])
+        self.size8 = np.concatenate([self.size, self.size])
+        # Cell keys in 32 bits when they fit (halves the build's largest temporaries).
+        self.key_type = np.int32 if int(np.prod(self.n)) < 2**31 else I8
         self.oversize: Arr = np.empty(0, I8)
         self.entries: Arr = np.empty(0, np.int32)
-        self.ebox: Arr = np.empty((0, 8), np.float32)
+        self.ecode: Arr = np.empty((0, 8), np.uint8)
         self.efirst: Arr = np.empty(0, np.uint8)
-        self.keys: Arr = np.empty(0, I8)
+        self.keys: Arr = np.empty(0, self.key_type)
         self.offsets: Arr = np.zeros(1, I8)
 
     def fill(self, box: Arr, slots: Arr, slot_type: Any) -> None:
@@ -275,38 +281,52 @@ class _Grid:
         slots, lo, hi, counts = slots[keep], lo[keep], hi[keep], counts[keep]
         key_parts: list[Arr] = []
         slot_parts: list[Arr] = []
-        first_parts: list[Arr] = []
         for i in range(0, len(slots), BUILD_CHUNK):
             part = slice(i, i + BUILD_CHUNK)
-            owner, keys, first = self.expand(lo[part], hi[part], counts[part])
-            key_parts.append(keys)
+            owner, keys = self.expand(lo[part], hi[part], counts[part])[:2]
+            key_parts.append(keys.astype(self.key_type))
             slot_parts.append(slots[part][owner].astype(slot_type))
-            first_parts.append(first)
-        keys = np.concatenate(key_parts) if key_parts else np.empty(0, I8)
-        del key_parts
-        order = np.argsort(keys)
-        keys = keys[order]
-        entries = np.concatenate(slot_parts) if slot_parts else np.empty(0, slot_type)
-        del slot_parts
-        self.entries = entries[order]
-        del entries
-        self.efirst = (np.concatenate(first_parts) if first_parts else np.empty(0, np.uint8))[order]
-        del order, first_parts
-        # The boxes again in entry order, as float32 relative to the origin and rounded outwards:
-        # a cell's candidates are then read in sequence and filtered (a superset: never misses).
-        self.ebox = self.box32(box[: int(slots.max()) + 1 if len(slots) else 0])[self.entries]
+            del owner, keys
+        order = np.argsort(_joined(key_parts, self.key_type), kind="stable")
+        keys = _joined(key_parts, self.key_type)[order]
+        self.entries = _joined(slot_parts, slot_type)[order]
+        del order
+        # Per entry, in entry order (a cell's candidates are read in sequence), computed from
+        # the sorted keys in runs (no large temporaries): its first bits and its box as seen
+        # from its cell in 8 bytes, the two compared before any float box.
+        m = len(keys)
+        self.efirst = np.empty(m, np.uint8)
+        self.ecode = np.empty((m, 8), np.uint8)
+        for i in range(0, m, BUILD_CHUNK):
+            run = slice(i, i + BUILD_CHUNK)
+            cells = self.decode(keys[run])
+            b = box[self.entries[run]]
+            self.efirst[run] = self.first_bits(self.cells(b[:, :4]), cells)
+            self.ecode[run] = self.quantize(self.norm(b), cells)
+            del cells, b
         first = np.ones(len(keys), dtype=bool)
         first[1:] = keys[1:] != keys[:-1]
         starts = np.flatnonzero(first)
         self.keys = keys[starts]
         self.offsets = np.append(starts, len(keys)).astype(I8)
 
-    def box32(self, box: Arr) -> Arr:
-        """Packed boxes relative to the origin in float32, lower corners down, upper ones up."""
-        out: Arr = (box - self.origin8).astype(np.float32)
-        # One float32 step outwards from the rounded value covers any rounding direction.
-        out[:, :4] = np.nextafter(out[:, :4], np.float32(-np.inf))
-        out[:, 4:] = np.nextafter(out[:, 4:], np.float32(np.inf))
+    def norm(self, box: Arr) -> Arr:
+        """Packed boxes in cell units from the origin."""
+        out: Arr = (box - self.origin8) / self.size8
+        return out
+
+    def quantize(self, norm: Arr, cells: Arr) -> Arr:
+        """Boxes in cell units (``norm``) as seen from cells (``cells``, k x 4): rows of 8
+        bytes, the box's range across the cell in ``CODE_LEVELS`` steps, lower corners rounded
+        down and upper ones up by a step more than the rounding could move them, clipped to the
+        cell. Two boxes that overlap within a cell have codes that overlap there too (the map
+        is monotonic): comparing codes never loses a pair, only lets some more through."""
+        cf = cells.astype(F8)
+        out = np.empty((len(cells), 8), np.uint8)
+        lo = np.floor((norm[:, :4] - cf) * CODE_LEVELS) - 1
+        hi = np.ceil((norm[:, 4:] - cf) * CODE_LEVELS) + 1
+        out[:, :4] = np.clip(lo, 0, CODE_LEVELS)
+        out[:, 4:] = np.clip(hi, 0, CODE_LEVELS)
         return out
 
     def cells(self, points: Arr) -> Arr:
@@ -314,14 +334,31 @@ class _Grid:
         i = np.floor((points - self.origin) / self.size)
         return np.clip(i, 0, self.n - 1).astype(I8)
 
+    def decode(self, keys: Arr) -> Arr:
+        """Cell coordinates (k x 4) of cell keys (the inverse of ``key``)."""
+        k = keys.astype(I8)
+        cells = np.empty((len(k), 4), I8)
+        for d in (3, 2, 1):
+            k, cells[:, d] = np.divmod(k, self.n[d])
+        cells[:, 0] = k
+        return cells
+
+    @staticmethod
+    def first_bits(first_cells: Arr, cells: Arr) -> Arr:
+        """Bit ``d`` set where ``cells`` is, along dimension ``d``, the first (lowest) cell
+        of a box whose first cell is ``first_cells``."""
+        same = first_cells == cells
+        bits: Arr = same[:, 0] | (same[:, 1] << 1) | (same[:, 2] << 2) | (same[:, 3] << 3)
+        return bits.astype(np.uint8)
+
     def key(self, cells: Arr) -> Arr:
         n = self.n
         key: Arr = ((cells[:, 0] * n[1] + cells[:, 1]) * n[2] + cells[:, 2]) * n[3] + cells[:, 3]
         return key
 
-    def expand(self, lo: Arr, hi: Arr, counts: Arr) -> tuple[Arr, Arr, Arr]:
-        """(box index, cell key, first bits) for every cell that each box, given by its cell
-        range, covers. Bit ``d`` of ``first`` is set when the cell is the box's first along
+    def expand(self, lo: Arr, hi: Arr, counts: Arr) -> tuple[Arr, Arr, Arr, Arr]:
+        """(box index, cell key, first bits, cell) for every cell that each box, given by its
+        cell range, covers. Bit ``d`` of ``first`` is set when the cell is the box's first along
         dimension ``d`` (the one holding its lower corner)."""
         total = int(counts.sum())
         owner = np.repeat(np.arange(len(counts), dtype=I8), counts)
@@ -334,7 +371,15 @@ class _Grid:
             cells[:, d] = lo[owner, d] + off
             first |= (off == 0).astype(np.uint8) << np.uint8(d)
             local //= w
-        return owner, self.key(cells), first
+        return owner, self.key(cells), first, cells
+
+
+def _joined(parts: list[Arr], dtype: Any) -> Arr:
+    """``concatenate(parts)``; the parts are released (a second call gives the same array)."""
+    if len(parts) != 1:
+        whole = np.concatenate(parts) if parts else np.empty(0, dtype)
+        parts[:] = [whole]
+    return parts[0]
 
 
 class _Columns:
@@ -744,6 +789,7 @@ class VolumeIndex:
         keys = np.arange(lo[0], hi[0] + 1, dtype=I8)
         for d in (1, 2, 3):
             keys = (keys[:, None] * n[d] + np.arange(lo[d], hi[d] + 1, dtype=I8)).ravel()
+        keys = keys.astype(grid.key_type)
         pos = np.minimum(np.searchsorted(grid.keys, keys), len(grid.keys) - 1)
         pos = pos[grid.keys[pos] == keys]
         offsets = grid.offsets
@@ -765,11 +811,13 @@ class VolumeIndex:
         qbox = box[idx]
         lo, hi = grid.cells(qbox[:, :4]), grid.cells(qbox[:, 4:])
         counts = np.prod(hi - lo + 1, axis=1)
-        owner, keys, qfirst = grid.expand(lo, hi, counts)
+        owner, keys, qfirst, qcells = grid.expand(lo, hi, counts)
+        keys = keys.astype(grid.key_type)
         pos = np.searchsorted(grid.keys, keys)
         pos = np.minimum(pos, len(grid.keys) - 1)
         found = grid.keys[pos] == keys
         owner, pos, qfirst = owner[found], pos[found], qfirst[found]
+        qcode = grid.quantize(grid.norm(qbox)[owner], qcells[found])
         start = grid.offsets[pos]
         n_in = grid.offsets[pos + 1] - start
         total = int(n_in.sum())
@@ -782,10 +830,10 @@ class VolumeIndex:
         # Done before the box tests, it drops most duplicates while they are cheap to drop.
         m = (grid.efirst[entry] | qfirst[qcell]) == 15
         entry, qcell = entry[m], qcell[m]
+        # Prefilter on the codes (sequential reads of 8 bytes an entry), then exactly.
+        m = _overlap(grid.ecode[entry], qcode[qcell])
+        entry, qcell = entry[m], qcell[m]
         qrow = owner[qcell]
-        # Prefilter in float32 on the entry-ordered copy (sequential reads), then exactly.
-        m = _overlap(grid.ebox[entry], grid.box32(qbox)[qrow])
-        entry, qrow = entry[m], qrow[m]
         slots = grid.entries[entry].astype(I8)
         m = _overlap(self._cols.box[slots], qbox[qrow])
         return idx[qrow[m]], slots[m]
