@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
 from hotline import transcript
 from hotline.core.card import Card
@@ -64,7 +64,13 @@ from hotline.transcript.heads import (
     record_peer_head,
     unchecked_chain,
 )
-from hotline.transcript.witnessing import cosign_head, latest_cosignature, record_cosignature
+from hotline.transcript.witnessing import (
+    cosign_head,
+    latest_cosignature,
+    latest_witnessed,
+    record_cosignature,
+    witnessed_heads,
+)
 
 log = logging.getLogger(__name__)
 
@@ -762,11 +768,39 @@ class Node:
                 )
         except VerificationError as e:
             if e.code == ErrorCode.BAD_PROOF:  # the log does not extend what we cosigned
-                with self.store.write() as conn:
-                    raise_equivocation(
-                        conn, peer=log, now_us=to_us(now), detail=f"witness refused: {e.detail}"
-                    )
+                self._record_refused_head(log, card, tree_head, e, now)
             raise
+
+    def _record_refused_head(
+        self, log: str, card: Card, tree_head: bytes, error: VerificationError, now: datetime
+    ) -> None:
+        """The alarm for a head the witness refused: equivocation, unless it is only an older
+        head of the log (a head seen in an earlier request, replayed to make us accuse an honest
+        node). A smaller head is equivocation only where we cosigned another root for its size;
+        one of a size we never cosigned proves nothing by itself (no proof links it to ours)."""
+        head = verify_tree_head(tree_head, card.signing_key, log=log)  # cosign_head checked it
+        with self.store.write() as conn:
+            last = latest_witnessed(conn, log)
+            if last is not None and head.size < last.size:
+                cosigned = conn.execute(
+                    select(witnessed_heads.c.root).where(
+                        witnessed_heads.c.log == log, witnessed_heads.c.size == head.size
+                    )
+                ).scalar()
+                if cosigned is None or bytes(cosigned) == head.root:
+                    record_security_event(
+                        conn,
+                        at_us=to_us(now),
+                        code=ErrorCode.REPLAY_CONFLICT.value,
+                        peer=log,
+                        source=None,
+                        detail=f"witness refused an older head of size {head.size} "
+                        f"(cosigned up to {last.size}): a replay, not evidence of a fork",
+                    )
+                    return
+            raise_equivocation(
+                conn, peer=log, now_us=to_us(now), detail=f"witness refused: {error.detail}"
+            )
 
     async def witness_once(self, witness: str) -> Cosignature | None:
         """Have ``witness`` cosign our current head; None if it already has."""
