@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from typing import Any
 
 import numpy as np
@@ -190,34 +192,54 @@ def _lattice_batch() -> tuple[list[Volume], list[Volume]]:
     return vols, [v.with_owner("peer") for v in vols[:200]]
 
 
-@pytest.mark.parametrize("child_fails", [False, True])
-def test_a_batch_split_among_forked_workers_matches_the_oracle(
-    child_fails: bool, monkeypatch: pytest.MonkeyPatch
+def _pairs_of(engine: Engine, queries: list[Volume]) -> set[tuple[str, str]]:
+    return {(c.query.id, c.active.id) for c in engine.conflicts(queries)}
+
+
+def test_a_batch_shared_with_helper_processes_matches_the_oracle(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Small chunks and threshold so that a test-sized batch is split among forked processes; a
-    # child that fails (or a fork refused) must not lose its share: this process redoes it.
+    # Small chunks and threshold so that a test-sized batch is shared with forked helpers.
     if not index_module._CAN_FORK:
-        pytest.skip("batches fork worker processes on Linux only")
+        pytest.skip("batches use helper processes on Linux only")
     monkeypatch.setattr(index_module, "CHUNK", 16)
     monkeypatch.setattr(index_module, "FORK_MIN_QUERIES", 32)
-    forks: list[int] = []
-    real_collect = index_module._collect
-
-    def collect(pid: int, r: int) -> Any:
-        forks.append(pid)
-        got = real_collect(pid, r)
-        return None if child_fails else got
-
-    monkeypatch.setattr(index_module, "_collect", collect)
     vols, queries = _lattice_batch()
     engine = Engine(workers=3)
-    engine.add(vols)
+    engine.add(vols[:-1])
     engine.rebuild()
-    got = {(c.query.id, c.active.id) for c in engine.conflicts(queries)}
+    expected = {(q.id, a.id) for q in queries for a in vols[:-1] if volumes_conflict(q, a)}
+    assert _pairs_of(engine, queries) == expected
+    assert len(expected) > 200
+    pids = [h.pid for h in engine._helpers]
+    assert len(pids) == 2 and all(h.alive for h in engine._helpers)
+    # The same helpers answer the next batch; a change to the index retires them.
+    assert _pairs_of(engine, queries) == expected
+    assert [h.pid for h in engine._helpers] == pids
+    old = list(engine._helpers)
+    engine.add(vols[-1:])
     expected = {(q.id, a.id) for q in queries for a in vols if volumes_conflict(q, a)}
-    assert got == expected
-    assert len(got) > 200
-    assert len(forks) == 2 and all(pid > 0 for pid in forks)
+    assert _pairs_of(engine, queries) == expected
+    assert not any(h.alive for h in old)
+    assert {h.pid for h in engine._helpers}.isdisjoint(pids)
+
+
+def test_a_helper_that_dies_loses_no_pairs(monkeypatch: pytest.MonkeyPatch) -> None:
+    if not index_module._CAN_FORK:
+        pytest.skip("batches use helper processes on Linux only")
+    monkeypatch.setattr(index_module, "CHUNK", 16)
+    monkeypatch.setattr(index_module, "FORK_MIN_QUERIES", 32)
+    vols, queries = _lattice_batch()
+    engine = Engine(workers=2)
+    engine.add(vols)
+    expected = {(q.id, a.id) for q in queries for a in vols if volumes_conflict(q, a)}
+    assert _pairs_of(engine, queries) == expected
+    (helper,) = engine._helpers
+    os.kill(helper.pid, signal.SIGKILL)  # reaped by the engine when it closes the helper
+    # Its share is computed here (the dead helper answers nothing), then a new one is forked.
+    assert _pairs_of(engine, queries) == expected
+    assert _pairs_of(engine, queries) == expected
+    assert engine._helpers and engine._helpers[0] is not helper
 
 
 def test_a_refused_fork_computes_the_batch_here(monkeypatch: pytest.MonkeyPatch) -> None:
