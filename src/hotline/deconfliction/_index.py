@@ -69,8 +69,9 @@ DISC_ABS = 1e-12
 #: the rounding of ``x * DISC_X_SCALE +- y``, so a pair is dropped only when clearly apart.
 OCT_REL = 1e-9
 OCT_ABS = 1e-9
-#: Fewest candidate pairs in a chunk for which computing the queries' discs pays off.
-DISC_MIN_PAIRS = 24
+#: Fewest candidate pairs in a chunk for which computing the queries' discs pays off (a single
+#: query at 10^6 volumes: p50 CPU 0.20 -> 0.15 ms with 48 instead of 24, p99 unchanged).
+DISC_MIN_PAIRS = 48
 #: Queries handled per vectorized chunk (bounds the temporary arrays; larger chunks pay the
 #: fixed cost of numpy calls less often).
 CHUNK = 1_024
