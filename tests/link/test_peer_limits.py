@@ -14,7 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from hotline.core.card import Identity
+from hotline.core.encoding import b64encode, encode_json
 from hotline.core.envelope import Kind, encode_batch, new_id, seal, sign_heartbeat, sign_message
+from hotline.core.relay import sign_deposit
 from hotline.link.transport_http import BATCH_CONTENT_TYPE, ENVELOPE_CONTENT_TYPE
 from hotline.node.app import create_app
 from hotline.node.home import CONFIG_FILE, NodeHome
@@ -179,3 +182,58 @@ def test_forged_sender_headers_do_not_spend_the_real_peers_budget(trio):
     assert {r.json()["error"]["code"] for r in heartbeats} == {"unknown_key"}
     assert [r.status_code for r in real] == [200, 200, 200, 429]
     assert [[o["status"] for o in r.json()["results"]] for r in real[:3]] == [["accepted"]] * 3
+
+
+def test_relay_deposits_are_limited_per_node_and_forged_ones_spend_nothing(tmp_path: Path):
+    now = datetime.now(UTC)
+    homes = {
+        name: NodeHome.init(
+            tmp_path / name,
+            name=name,
+            listen="127.0.0.1:1",
+            display_names={},
+            role="relay" if name == "geneva" else "node",
+        )
+        for name in ("washington", "moscow", "geneva", "mallory")
+    }
+    geneva = homes["geneva"]
+    for name in ("washington", "moscow"):
+        card = homes[name].card(now)
+        geneva.add_peer(card, card.fingerprint, now)
+    config = dataclasses.replace(
+        geneva.config, peer_rate_limit_per_s=0.001, peer_rate_limit_burst=2.0
+    )
+    (geneva.dir / CONFIG_FILE).write_text(config.to_toml())
+    geneva.close()
+    homes["geneva"] = geneva = NodeHome(geneva.dir)
+    w, mallory = homes["washington"], homes["mallory"]
+    # mallory's keys under washington's name: the request claims washington, signed by mallory.
+    posing = Identity("washington", mallory.identity.signing, mallory.identity.decryption)
+
+    def deposit(identity: Identity) -> bytes:
+        envelope = _message(w, homes["moscow"], 1)
+        statement = sign_deposit(
+            identity, relay="geneva", request_id=new_id(now), created=now, envelopes=[envelope]
+        )
+        return encode_json({"request": b64encode(statement), "envelopes": [b64encode(envelope)]})
+
+    async def run() -> tuple[list[int], list[int]]:
+        send = _Sender(create_app(Node(geneva)))
+        path = "/v1/relay/deposit"
+        forged = [
+            (await send.post(path, deposit(posing), "application/json")).status_code
+            for _ in range(5)
+        ]
+        real = [
+            (await send.post(path, deposit(w.identity), "application/json")).status_code
+            for _ in range(3)
+        ]
+        return forged, real
+
+    try:
+        forged, real = asyncio.run(run())
+    finally:
+        for home in homes.values():
+            home.close()
+    assert set(forged) == {403}
+    assert real == [200, 200, 429]

@@ -114,9 +114,13 @@ def test_each_surface_refuses_a_body_over_its_own_limit(tmp_path: Path) -> None:
 
     replies = asyncio.run(run())
     home.close()
-    for reply in replies[:2] + replies[3:]:
+    for reply in replies[:1] + replies[3:]:
         assert reply.status_code == 400
         assert reply.json()["error"]["code"] == "too_large"
+    # TAXII refuses in its own error shape (TAXII 2.1 section 3.6.1).
+    assert replies[1].status_code == 400
+    assert replies[1].json()["title"] == "too_large"
+    assert replies[1].headers["content-type"].startswith("application/taxii+json")
     # The operator API takes bodies up to 16 MiB (256 messages): 1 MiB is parsed, not refused.
     assert replies[2].status_code == 422
     assert replies[2].json()["error"]["code"] == "invalid_input"

@@ -35,6 +35,7 @@ from hotline.core.envelope import (
     decode_batch,
     read_header,
 )
+from hotline.core.relay import claimed_sender
 from hotline.errors import (
     AuthError,
     ErrorCode,
@@ -178,6 +179,16 @@ BODY_LIMITS = {
 
 def _refusal(scope: Any, error: HotlineError) -> JSONResponse:
     log.info("%s %s -> %s", scope.get("method"), scope.get("path"), error)
+    if surface(scope.get("path", "")) == "taxii":  # TAXII answers TAXII error messages
+        return JSONResponse(
+            {
+                "title": str(error.code),
+                "description": error.detail,
+                "http_status": str(error.http_status),
+            },
+            status_code=error.http_status,
+            media_type="application/taxii+json;version=2.1",
+        )
     return JSONResponse({"error": error.to_dict()}, status_code=error.http_status)
 
 
@@ -302,6 +313,14 @@ def create_app(node: Node) -> FastAPI:
                 raise RateLimitedError(
                     f"more than {peer_limiter.per_second:g} requests/s from peer {peer}"
                 )
+
+    def claimed_requester(statement: bytes) -> set[str]:
+        """The registered node a relay request claims to come from (unverified), if known."""
+        try:
+            sender = claimed_sender(statement)
+        except HotlineError:
+            return set()  # refused, with its security event, by the mailbox
+        return {sender} if sender in node.peers else set()
 
     def charge_peers(authenticated: set[str]) -> None:
         now = time.monotonic()
@@ -496,22 +515,28 @@ def create_app(node: Node) -> FastAPI:
         box = mailbox()
         body = await read_body(request, MAX_BATCH_BYTES * 4 // 3 + 64 * 1024)
         req = decode_json(body, _RelayDeposit, what="relay deposit", limit=len(body) + 1)
+        statement = b64decode(req.request, what="relay request", limit=64 * 1024)
+        source = request.client.host if request.client else "unknown"
+        claimed = claimed_requester(statement)
+        peek_peers(claimed, source)
         deposited = box.deposit(
-            b64decode(req.request, what="relay request", limit=64 * 1024),
+            statement,
             [b64decode(e, what="envelope", limit=MAX_ENVELOPE_BYTES) for e in req.envelopes],
-            source=request.client.host if request.client else "unknown",
+            source=source,
             now=datetime.now(UTC),
         )
+        charge_peers(claimed)  # the deposit verified: signed by that node
         return {"accepted": deposited.accepted, "duplicates": deposited.duplicates}
 
     @app.post("/v1/relay/pull", tags=["relay"], dependencies=limited)
     async def relay_pull(req: RelayPullRequest, request: Request) -> dict[str, Any]:
         """The caller's mail after its cursor (signed ``relay-pull``; long-polled)."""
-        envelopes, cursor = await mailbox().pull(
-            b64decode(req.request, what="relay request", limit=64 * 1024),
-            source=request.client.host if request.client else "unknown",
-            now=datetime.now(UTC),
-        )
+        statement = b64decode(req.request, what="relay request", limit=64 * 1024)
+        source = request.client.host if request.client else "unknown"
+        claimed = claimed_requester(statement)
+        peek_peers(claimed, source)
+        envelopes, cursor = await mailbox().pull(statement, source=source, now=datetime.now(UTC))
+        charge_peers(claimed)  # the pull verified: signed by that node
         return {"envelopes": [b64encode(e) for e in envelopes], "cursor": cursor}
 
     # -- local operator API ----------------------------------------------------------------
