@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import shapely
 from deconfliction_helpers import (
     T0_US,
     collection,
@@ -240,6 +241,22 @@ def test_a_helper_that_dies_loses_no_pairs(monkeypatch: pytest.MonkeyPatch) -> N
     assert _pairs_of(engine, queries) == expected
     assert _pairs_of(engine, queries) == expected
     assert engine._helpers and engine._helpers[0] is not helper
+
+
+def test_discs_and_octagons_in_one_pass_agree_with_the_separate_ones() -> None:
+    vols, _ = _lattice_batch()
+    vols += volumes(
+        feature("c", {"type": "Point", "coordinates": [35.5, 33.5]}, radius_m=3_000.0),
+        feature(
+            "k", {"type": "LineString", "coordinates": [[35, 33], [35.4, 33.2]]}, half_width_m=50.0
+        ),
+    )
+    geoms = np.array([v.footprint for v in vols], dtype=object)
+    bounds = shapely.bounds(geoms)
+    disc, octs = index_module.discs_and_octagons(geoms, bounds)
+    assert np.array_equal(octs, index_module.octagons(geoms))
+    assert np.allclose(disc, index_module.Discs.of(geoms, bounds).packed(), rtol=1e-12, atol=0)
+    assert (disc[:, 3] > 0).sum() > len(vols) // 2
 
 
 def test_a_refused_fork_computes_the_batch_here(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -202,6 +202,51 @@ class Discs:
         return np.column_stack((self.cx, self.cy, self.outer, self.inner))
 
 
+def discs_and_octagons(geoms: Arr, bounds: Arr) -> tuple[Arr, Arr]:
+    """``Discs.of(geoms, bounds).packed()`` and ``octagons(geoms)`` from one read of the
+    coordinates, the distances compared squared (one square root per footprint, not per vertex
+    or edge): the same values up to rounding, which the margins cover."""
+    n = len(geoms)
+    disc = np.zeros((n, 4))
+    cx = (bounds[:, 0] + bounds[:, 2]) / 2
+    cy = (bounds[:, 1] + bounds[:, 3]) / 2
+    disc[:, 0], disc[:, 1] = cx * DISC_X_SCALE, cy
+    octs = np.empty((n, 4))
+    octs[:, :2], octs[:, 2:] = np.inf, -np.inf
+    if n == 0:
+        return disc, octs
+    xy, owner = shapely.get_coordinates(geoms, return_index=True)
+    if not len(owner):
+        return disc, octs
+    starts = np.flatnonzero(np.concatenate(([True], owner[1:] != owner[:-1])))
+    present = owner[starts]
+    xs = xy[:, 0] * DISC_X_SCALE
+    u, v = xs + xy[:, 1], xs - xy[:, 1]
+    octs[present, 0] = np.minimum.reduceat(u, starts)
+    octs[present, 1] = np.minimum.reduceat(v, starts)
+    octs[present, 2] = np.maximum.reduceat(u, starts)
+    octs[present, 3] = np.maximum.reduceat(v, starts)
+    margin = np.abs(octs) * OCT_REL + OCT_ABS
+    octs[:, :2] -= margin[:, :2]
+    octs[:, 2:] += margin[:, 2:]
+    # As in Discs.of: all rings of a footprint in one run, the centre at the origin.
+    x = (xy[:, 0] - cx[owner]) * DISC_X_SCALE
+    y = xy[:, 1] - cy[owner]
+    disc[present, 2] = np.sqrt(np.maximum.reduceat(x * x + y * y, starts))
+    ax, ay = x[:-1], y[:-1]
+    dx, dy = x[1:] - ax, y[1:] - ay
+    den = dx * dx + dy * dy
+    t = np.clip(-(ax * dx + ay * dy) / np.where(den > 0, den, 1.0), 0.0, 1.0)
+    ex, ey = ax + t * dx, ay + t * dy
+    edge = np.where(owner[:-1] == owner[1:], ex * ex + ey * ey, np.inf)
+    edge = np.append(edge, np.inf)
+    nearest = np.zeros(n)
+    nearest[present] = np.sqrt(np.minimum.reduceat(edge, starts))
+    inside = shapely.contains_xy(geoms, cx, cy)
+    disc[:, 3] = np.where(inside, nearest, 0.0)
+    return disc, octs
+
+
 def octagons(geoms: Arr) -> Arr:
     """Per footprint, its ranges along the two diagonals of the disc plane: rows
     ``[min u, min v, max u, max v]`` with ``u = x * DISC_X_SCALE + y``, ``v = x * DISC_X_SCALE - y``
@@ -232,7 +277,10 @@ def octagons(geoms: Arr) -> Arr:
 
 def octagons32(geoms: Arr) -> Arr:
     """``octagons`` stored in float32 (16 bytes a volume), rounded outwards."""
-    out = octagons(geoms)
+    return _float32_outwards(octagons(geoms))
+
+
+def _float32_outwards(out: Arr) -> Arr:
     small: Arr = out.astype(np.float32)
     small[:, :2] = np.nextafter(small[:, :2], np.float32(-np.inf))
     small[:, 2:] = np.nextafter(small[:, 2:], np.float32(np.inf))
@@ -690,7 +738,8 @@ class VolumeIndex:
         step = 25_000
 
         def one(p: slice) -> tuple[Arr, Arr]:
-            return Discs.of(geoms[p], bounds[p]).packed(), octagons32(geoms[p])
+            disc, octs = discs_and_octagons(geoms[p], bounds[p])
+            return disc, _float32_outwards(octs)
 
         parts = [slice(i, i + step) for i in range(0, len(geoms), step)]
         if self.workers == 1 or len(parts) <= 1:
@@ -939,11 +988,11 @@ class VolumeIndex:
         if bounds is not None and len(qi) >= DISC_MIN_PAIRS:
             # Discs of this chunk's queries (worth it only with enough pairs to decide).
             first = int(idx[0])
-            disc = Discs.of(geoms[idx], bounds[idx]).packed()
+            disc, qoct = discs_and_octagons(geoms[idx], bounds[idx])
             qd, ad = disc[qi - first], cols.disc[slots]
             dist = np.hypot(qd[:, 0] - ad[:, 0], qd[:, 1] - ad[:, 1])
             near = dist <= (qd[:, 2] + ad[:, 2]) * (1 + DISC_REL) + DISC_ABS
-            near &= ~_octagons_apart(octagons(geoms[idx])[qi - first], cols.oct[slots])
+            near &= ~_octagons_apart(qoct[qi - first], cols.oct[slots])
             qi, slots, dist, qd, ad = qi[near], slots[near], dist[near], qd[near], ad[near]
             sure = (qd[:, 3] > 0) & (ad[:, 3] > 0)
             sure &= dist < (qd[:, 3] + ad[:, 3]) * (1 - DISC_REL) - DISC_ABS
