@@ -666,6 +666,71 @@ def _unpack_pairs(data: bytes) -> tuple[Arr, Arr] | None:
     return np.frombuffer(data, I8, k, 8).copy(), np.frombuffer(data, I8, k, 8 + 8 * k).copy()
 
 
+class _SlotMap:
+    """``(owner, id) -> slot`` as one ``id -> slot`` dict per owner: no key tuple per volume
+    (64 bytes each, 61 MiB at 10^6) and bulk updates in C."""
+
+    def __init__(self) -> None:
+        self.by_owner: dict[str, dict[str, int]] = {}
+
+    @staticmethod
+    def of(owners: list[str], codes: Arr, ids: Arr) -> _SlotMap:
+        """The map of slots ``0..n-1`` with owner codes ``codes`` (into ``owners``), ``ids``."""
+        out = _SlotMap()
+        slots = np.arange(len(codes), dtype=I8)
+        for code in np.unique(codes).tolist():
+            mine = codes == code
+            out.by_owner[owners[code]] = dict(
+                zip(ids[mine].tolist(), slots[mine].tolist(), strict=True)
+            )
+        return out
+
+    def __len__(self) -> int:
+        return sum(len(d) for d in self.by_owner.values())
+
+    def __bool__(self) -> bool:
+        return any(self.by_owner.values())
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, tuple) or len(key) != 2:
+            return False
+        d = self.by_owner.get(key[0])
+        return d is not None and key[1] in d
+
+    def get(self, key: tuple[str, str], default: int | None = None) -> int | None:
+        d = self.by_owner.get(key[0])
+        return default if d is None else d.get(key[1], default)
+
+    def pop(self, key: tuple[str, str], default: int | None = None) -> int | None:
+        d = self.by_owner.get(key[0])
+        return default if d is None else d.pop(key[1], default)
+
+    def values(self) -> list[int]:
+        return [s for d in self.by_owner.values() for s in d.values()]
+
+    def present(self, owners: list[str], ids: list[str]) -> list[tuple[str, str]]:
+        """Those of the keys ``zip(owners, ids)`` in the map (set operations in C)."""
+        out: list[tuple[str, str]] = []
+        distinct = set(owners)
+        for owner in distinct:
+            d = self.by_owner.get(owner)
+            if d:
+                mine = (
+                    ids
+                    if len(distinct) == 1
+                    else [i for o, i in zip(owners, ids, strict=True) if o == owner]
+                )
+                out += [(owner, i) for i in d.keys() & set(mine)]
+        return out
+
+    def update(self, owners: list[str], ids: list[str], slots: list[int]) -> None:
+        if len(set(owners)) == 1:
+            self.by_owner.setdefault(owners[0], {}).update(zip(ids, slots, strict=True))
+            return
+        for owner, vid, slot in zip(owners, ids, slots, strict=True):
+            self.by_owner.setdefault(owner, {})[vid] = slot
+
+
 class VolumeIndex:
     """All active volumes, by ``(owner, id)``, with exact 4D pair queries.
 
@@ -675,7 +740,7 @@ class VolumeIndex:
     def __init__(self, *, workers: int = 2) -> None:
         self.workers = max(1, workers)
         self._cols = _Columns()
-        self._slot: dict[tuple[str, str], int] = {}
+        self._slot = _SlotMap()
         self._owners: list[str] = []
         self._owner_code: dict[str, int] = {}
         self._grid: _Grid | None = None
@@ -711,14 +776,13 @@ class VolumeIndex:
             c = c.take(sorted(last.values()))
             keys = list(zip(c.owners, c.ids, strict=True))
         self._generation += 1
-        if self._slot:
-            for key in keys:
-                self._drop(key)
+        for key in self._slot.present(c.owners, c.ids):
+            self._drop(key)
         codes = np.fromiter((self._code(o) for o in c.owners), np.int32, len(keys))
         bounds = np.column_stack((c.box[:, 0], c.box[:, 1], c.box[:, 4], c.box[:, 5]))
         disc, octs = self._discs(c.geoms, bounds)
         slots = self._cols.append(c, codes, disc, octs)
-        self._slot.update(zip(keys, slots.tolist(), strict=True))
+        self._slot.update(c.owners, c.ids, slots.tolist())
         if rebuild and self._cols.n - self._built_n > PENDING_MAX:
             self.rebuild()
 
@@ -786,18 +850,14 @@ class VolumeIndex:
         if not len(keep):
             self._grid = None
             cols.compact(keep)
-            self._slot, self._dead, self._built_n = {}, 0, 0
+            self._slot, self._dead, self._built_n = _SlotMap(), 0, 0
             return
         grid = _Grid(cols.box[keep])
         keep = keep[np.argsort(grid.key(grid.cells(cols.box[keep, :4])), kind="stable")]
         cols.compact(keep)
         del keep
-        owners = self._owners
-        self._slot = {}  # free the old map before building the new one (peak memory)
-        self._slot = {
-            (owners[o], vid): i
-            for i, (o, vid) in enumerate(zip(cols.owner.tolist(), cols.ids.tolist(), strict=True))
-        }
+        self._slot = _SlotMap()  # free the old map before building the new one (peak memory)
+        self._slot = _SlotMap.of(self._owners, cols.owner[: cols.n], cols.ids[: cols.n])
         self._dead = 0
         slot_type = np.int32 if cols.n < 2**31 else I8
         grid.fill(cols.box, np.arange(cols.n, dtype=I8), slot_type)
