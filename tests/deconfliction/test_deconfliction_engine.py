@@ -259,6 +259,44 @@ def test_discs_and_octagons_in_one_pass_agree_with_the_separate_ones() -> None:
     assert (disc[:, 3] > 0).sum() > len(vols) // 2
 
 
+def test_the_centre_crossing_count_agrees_with_geos_on_awkward_footprints() -> None:
+    # Rays from the box centre through vertices (diamond, arrow), a concave footprint whose box
+    # centre is outside (a U), a hole around the centre, two parts, and random star polygons.
+    u = [[35, 33], [36, 33], [36, 34], [35.9, 34], [35.9, 33.1], [35.1, 33.1], [35.1, 34], [35, 34]]
+    shapes = [
+        shapely.Polygon([(35, 33.5), (35.5, 33), (36, 33.5), (35.5, 34)]),
+        shapely.Polygon([(35, 33.5), (35.5, 33.5), (36, 33), (36, 34), (35.5, 33.5)]).buffer(0),
+        shapely.Polygon([*u, u[0]]),
+        shapely.Polygon(
+            [(35, 33), (36, 33), (36, 34), (35, 34)],
+            [[(35.4, 33.4), (35.6, 33.4), (35.6, 33.6), (35.4, 33.6)]],
+        ),
+        shapely.MultiPolygon(
+            [
+                shapely.Polygon([(35, 33), (35.2, 33), (35.2, 33.2)]),
+                shapely.Polygon([(35.8, 33.8), (36, 33.8), (36, 34)]),
+            ]
+        ),
+    ]
+    rng = np.random.default_rng(11)
+    for _ in range(300):
+        k = int(rng.integers(3, 13))
+        ang = (np.arange(k) + rng.uniform(0, 0.8, k)) * 2 * np.pi / k
+        rad = rng.uniform(0.05, 1.0, k)
+        shapes.append(
+            shapely.Polygon(np.column_stack((35 + rad * np.cos(ang), 33 + rad * np.sin(ang))))
+        )
+    geoms = np.array(shapes, dtype=object)
+    assert shapely.is_valid(geoms).all()
+    bounds = shapely.bounds(geoms)
+    disc, _ = index_module.discs_and_octagons(geoms, bounds)
+    reference = index_module.Discs.of(geoms, bounds).packed()
+    cx, cy = (bounds[:, 0] + bounds[:, 2]) / 2, (bounds[:, 1] + bounds[:, 3]) / 2
+    inside = shapely.contains_xy(geoms, cx, cy) & (reference[:, 3] > index_module.CENTRE_EPS)
+    assert np.array_equal(disc[:, 3] > 0, inside)
+    assert not inside[2] and not inside[3] and inside[0]
+
+
 def test_a_refused_fork_computes_the_batch_here(monkeypatch: pytest.MonkeyPatch) -> None:
     if not index_module._CAN_FORK:
         pytest.skip("batches fork worker processes on Linux only")

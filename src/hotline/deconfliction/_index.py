@@ -65,6 +65,9 @@ DISC_X_SCALE = 0.82
 #: floating-point rounding: a pair is decided without GEOS only when it is clear by more.
 DISC_REL = 1e-9
 DISC_ABS = 1e-12
+#: A box centre closer than this (degrees, in the disc plane) to an edge of its footprint gets
+#: no inner disc: the crossing count that says whether it is inside is robust beyond it.
+CENTRE_EPS = 1e-9
 #: Margins (degrees, relative and absolute) by which octagon ranges are widened: far more than
 #: the rounding of ``x * DISC_X_SCALE +- y``, so a pair is dropped only when clearly apart.
 OCT_REL = 1e-9
@@ -238,13 +241,48 @@ def discs_and_octagons(geoms: Arr, bounds: Arr) -> tuple[Arr, Arr]:
     den = dx * dx + dy * dy
     t = np.clip(-(ax * dx + ay * dy) / np.where(den > 0, den, 1.0), 0.0, 1.0)
     ex, ey = ax + t * dx, ay + t * dy
-    edge = np.where(owner[:-1] == owner[1:], ex * ex + ey * ey, np.inf)
+    same = owner[:-1] == owner[1:]
+    edge = np.where(same, ex * ex + ey * ey, np.inf)
     edge = np.append(edge, np.inf)
     nearest = np.zeros(n)
     nearest[present] = np.sqrt(np.minimum.reduceat(edge, starts))
-    inside = shapely.contains_xy(geoms, cx, cy)
-    disc[:, 3] = np.where(inside, nearest, 0.0)
+    inside = _centre_inside(geoms, cx, cy, ax, ay, dx, dy, same, starts, present, n)
+    disc[:, 3] = np.where(inside & (nearest > CENTRE_EPS), nearest, 0.0)
     return disc, octs
+
+
+def _centre_inside(
+    geoms: Arr,
+    cx: Arr,
+    cy: Arr,
+    ax: Arr,
+    ay: Arr,
+    dx: Arr,
+    dy: Arr,
+    same: Arr,
+    starts: Arr,
+    present: Arr,
+    n: int,
+) -> Arr:
+    """Whether each footprint's box centre (the origin of the edges ``a -> a + d``) is inside
+    it: by counting the edges that cross the ray from the centre towards +x, for footprints of
+    one ring (most: their vertices are one closed ring, each step an edge); by GEOS for the
+    others (holes, several parts). The count is decided only where it is robust: a centre
+    within ``1e-9`` degrees of an edge counts as outside (its inner disc would be nil anyway),
+    and a ray through a vertex counts that vertex as below the ray at both of its edges."""
+    single = (shapely.get_type_id(geoms) == 3) & (shapely.get_num_interior_rings(geoms) == 0)
+    by = ay + dy
+    crosses = same & ((ay > 0) != (by > 0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x_at = ax - ay * dx / np.where(crosses, dy, 1.0)
+    crosses &= x_at > 0
+    count = np.zeros(n, I8)
+    count[present] = np.add.reduceat(np.append(crosses, False).astype(I8), starts)
+    inside: Arr = (count % 2) == 1
+    others = np.flatnonzero(~single)
+    if len(others):
+        inside[others] = shapely.contains_xy(geoms[others], cx[others], cy[others])
+    return inside
 
 
 def octagons(geoms: Arr) -> Arr:
