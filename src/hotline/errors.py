@@ -58,6 +58,7 @@ class ErrorCode(StrEnum):
     TLS_PIN_MISMATCH = "tls_pin_mismatch"
     STORAGE_FAILED = "storage_failed"
     STANDBY = "standby"
+    TRANSCRIPT_HELD = "transcript_held"
     BAD_CONFIG = "bad_config"
     UNAUTHORIZED = "unauthorized"
     INTERNAL = "internal"
@@ -151,6 +152,11 @@ MESSAGES: Mapping[ErrorCode, tuple[str, str]] = {
     ErrorCode.STANDBY: (
         "This replica is a standby; another process of this node is active",
         "Эта реплика резервная; активен другой процесс этого узла",
+    ),
+    ErrorCode.TRANSCRIPT_HELD: (
+        "The transcript is on hold: this store may lack entries a peer already saw",
+        "Журнал приостановлен: в этом хранилище могут отсутствовать записи, уже известные "
+        "узлу-партнёру",
     ),
     ErrorCode.BAD_CONFIG: ("Configuration error", "Ошибка конфигурации"),
     ErrorCode.UNAUTHORIZED: ("Not authorized", "Нет доступа"),

@@ -7,12 +7,15 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
+from hotline import transcript
 from hotline.cli import main
 from hotline.node.home import NodeHome
 from hotline.store.messages import get_message
-from hotline.store.schema import security_events
+from hotline.store.schema import messages, security_events
+from hotline.transcript import hold
+from hotline.transcript.heads import largest_peer_head
 
 pytestmark = pytest.mark.integration
 
@@ -54,6 +57,27 @@ def _summary(capsys, *args: str) -> dict:
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])["summary"]
 
 
+def _hold(home: NodeHome) -> hold.Hold | None:
+    with home.store.read() as conn:
+        return hold.current(conn)
+
+
+def _codes(home: NodeHome) -> list[str]:
+    with home.store.read() as conn:
+        return [str(r[0]) for r in conn.execute(select(security_events.c.code))]
+
+
+def _log_size(home: NodeHome) -> int:
+    with home.store.read() as conn:
+        return transcript.size(conn)
+
+
+def _largest_head_held(home: NodeHome, peer: str) -> int:
+    with home.store.read() as conn:
+        head = largest_peer_head(conn, peer)
+    return 0 if head is None else head.size
+
+
 def test_a_restored_store_verifies_and_agrees_with_the_peer(linked_nodes, tmp_path, capsys):
     w_node, m_node = linked_nodes["washington"], linked_nodes["moscow"]
     w, m = w_node.home, m_node.home
@@ -72,7 +96,12 @@ def test_a_restored_store_verifies_and_agrees_with_the_peer(linked_nodes, tmp_pa
     w.close()
     restored = _summary(capsys, "restore", str(backup), "--dir", str(w.dir))
     assert restored == taken
+    # On hold until moscow has shown that it holds nothing of ours beyond the backup.
+    held = _hold(w)
+    assert held is not None and held.reason == hold.RESTORED
     w_node.start()
+    _wait(lambda: _hold(w) is None, 30, "moscow's heartbeat to confirm the restored store")
+    assert "log_behind" not in _codes(w)
 
     with w.store.read() as conn:
         for message_id in ids:
@@ -87,30 +116,80 @@ def test_a_restored_store_verifies_and_agrees_with_the_peer(linked_nodes, tmp_pa
     _exchange(capsys, w, m, 1, "after")
 
 
-def test_what_came_after_the_backup_is_named_not_silently_reused(linked_nodes, tmp_path, capsys):
-    w_node = linked_nodes["washington"]
-    w, m = w_node.home, linked_nodes["moscow"].home
+def test_a_lost_tail_is_named_exactly_and_nothing_forks_until_a_newer_store_is_back(
+    linked_nodes, tmp_path, capsys
+):
+    """washington is restored from a backup older than its last activity: moscow holds its
+    signed heads beyond the restored log and two of its messages. washington says exactly what
+    is missing (log_behind), appends nothing (no send, no receipt: no fork, no reused sequence
+    number), and moscow raises no equivocation. A newer backup restored brings the link back."""
+    w_node, m_node = linked_nodes["washington"], linked_nodes["moscow"]
+    w, m = w_node.home, m_node.home
     _exchange(capsys, w, m, 1, "before")
-    backup = tmp_path / "washington.backup"
-    _summary(capsys, "backup", "--dir", str(w.dir), "--out", str(backup))
+    old = tmp_path / "old.backup"
+    taken = _summary(capsys, "backup", "--dir", str(w.dir), "--out", str(old))
+    size_at_backup = taken["transcript_size"]
     _exchange(capsys, w, m, 2, "lost")  # washington's seq 2 and 3 reach moscow, then are lost
+    # moscow holds a signed head of washington's log beyond the backup (heartbeats carry them).
+    _wait(lambda: _largest_head_held(m, "washington") == _log_size(w), 30, "moscow's head")
+    held_size = _largest_head_held(m, "washington")
+    assert held_size > size_at_backup
+    newer = tmp_path / "newer.backup"
+    _summary(capsys, "backup", "--dir", str(w.dir), "--out", str(newer))
 
     w_node.stop()
     w.close()
-    restored = _summary(capsys, "restore", str(backup), "--dir", str(w.dir))
-    assert restored["peers"]["moscow"] == {"out_seq": 1, "in_seq": 1}
+    _summary(capsys, "restore", str(old), "--dir", str(w.dir))
     w_node.start()
+    _wait(lambda: "log_behind" in _codes(w), 30, "washington's log_behind alarm")
+    state = _hold(w)
+    assert state is not None and state.reason == hold.LOST_TAIL
+    with w.store.read() as conn:
+        (detail,) = conn.execute(
+            select(security_events.c.detail).where(security_events.c.code == "log_behind")
+        ).scalars()
+    # Exactly what is missing: the log's entries and the sequence numbers.
+    assert f"our signed tree head of size {held_size}" in detail
+    assert f"this store's log has {size_at_backup} entries" in detail
+    assert f"entries {size_at_backup}..{held_size - 1} are missing (counted from 0)" in detail
+    assert "our messages seq 2..3 to moscow are missing here" in detail
+    assert "restore a newer backup" in detail
 
-    # The next message would take seq 2 again, which moscow already holds: moscow refuses it and
-    # says so, rather than deliver other words under a number it has.
-    _send(capsys, w, "moscow", "after the restore")
+    # Nothing is appended: a send is refused with its code (API and CLI), and moscow's new
+    # message is not taken in (moscow keeps it and retries).
+    with w_node.api() as api:
+        refused = api.post("/api/v1/messages", json={"to": "moscow", "text": "after the restore"})
+    assert refused.status_code == 503
+    assert refused.json()["error"]["code"] == "transcript_held"
+    capsys.readouterr()
+    assert main(["send", "--dir", str(w.dir), "--to", "moscow", "--text", "again"]) == 8
+    assert "transcript" in capsys.readouterr().err.lower()
+    waiting = _send(capsys, m, "washington", "while washington is on hold")
+    time.sleep(3 * m.config.heartbeat_interval_s)  # heartbeats and retries come and go
+    assert not _delivered(m, waiting)
+    assert _log_size(w) == size_at_backup
+    with w.store.read() as conn:
+        assert (
+            conn.execute(
+                select(func.max(messages.c.seq)).where(messages.c.direction == "out")
+            ).scalar_one()
+            == 1
+        )
+    # No fork reached moscow: no head of another history, no reused sequence number.
+    assert "equivocation" not in _codes(m)
+    assert "sequence_reused" not in _codes(m)
+    assert _largest_head_held(m, "washington") == held_size
 
-    def refused() -> bool:
-        with m.store.read() as conn:
-            codes = {r[0] for r in conn.execute(select(security_events.c.code))}
-        return "sequence_reused" in codes
-
-    _wait(refused, 30, "moscow's sequence_reused alarm")
+    # The operator restores the newer backup: moscow confirms it, and the link goes on.
+    w_node.stop()
+    w.close()
+    _summary(capsys, "restore", str(newer), "--dir", str(w.dir))
+    w_node.start()
+    _wait(lambda: _hold(w) is None, 30, "moscow's confirmation of the newer store")
+    _wait(lambda: _delivered(m, waiting), 30, "moscow's waiting message delivered")
+    _exchange(capsys, w, m, 1, "after")
+    assert main(["audit", "check", "--dir", str(w.dir), "--peer", "moscow"]) == 0
+    assert "equivocation" not in _codes(m) and "equivocation" not in _codes(w)
 
 
 def test_restore_refuses_what_is_not_a_backup_of_this_engine(tmp_path: Path, capsys) -> None:

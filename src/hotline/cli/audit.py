@@ -217,7 +217,7 @@ async def export_bundle(home: NodeHome, peer: str) -> bytes:
                 f"warning: could not reach {peer} ({e.detail}); exporting the "
                 "heads and proofs already held"
             )
-        own_last = node.own_head(max_age_s=0.0)
+        own_last = node.own_head(max_age_s=0.0, on_hold=True)
         with home.store.read() as conn:
             items = exchanged_statements(conn, peer)
             statements = {statement_key(s): b64encode(s) for _r, _k, s in items}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -11,12 +13,15 @@ import typer
 from rich.console import Console
 
 from hotline.cli._app import app
+from hotline.core.encoding import to_us
 from hotline.errors import ErrorCode, InputError, StorageError
 from hotline.node.home import NodeHome
 from hotline.store import backup as store_backup
 from hotline.store.db import is_postgresql
+from hotline.transcript import hold
 
 console = Console(highlight=False)
+log = logging.getLogger("hotline.node")
 
 DirOption = Annotated[
     Path, typer.Option("--dir", envvar="HOTLINE_DIR", help="Node directory; or HOTLINE_DIR.")
@@ -95,9 +100,38 @@ def restore(
     finally:
         if leadership is not None:
             leadership.release()
-    summary = store_backup.summarize(NodeHome(dir).store)
+    restored = NodeHome(dir)
+    summary = store_backup.summarize(restored.store)
+    peers = sorted(n for n, c in restored.peer_cards().items() if c.role == "node")
+    if peers:
+        # The backup may be older than what the peers saw: append nothing until each of them
+        # has shown, in a heartbeat, that it holds nothing of ours beyond this store (hold.py).
+        with restored.store.write() as conn:
+            hold.put_on_hold(
+                conn,
+                reason=hold.RESTORED,
+                detail=f"restored from {backup_file.name} (a log of {summary.transcript_size} "
+                f"entries); waiting for a heartbeat of each peer ({', '.join(peers)}) to show "
+                "that it holds nothing of ours beyond it",
+                now_us=to_us(datetime.now(UTC)),
+            )
+    log.warning(
+        "store of %s restored from %s: log of %d entries, on hold until %s confirm it",
+        restored.config.name,
+        backup_file,
+        summary.transcript_size,
+        ", ".join(peers) or "no peer",
+    )
     if json_out:
-        print(json.dumps({"summary": summary.to_dict(), "kept": str(kept) if kept else None}))
+        print(
+            json.dumps(
+                {
+                    "summary": summary.to_dict(),
+                    "kept": str(kept) if kept else None,
+                    "on_hold_until_confirmed_by": peers,
+                }
+            )
+        )
         return
     _print_summary(f"restored {backup_file}", summary, False)
     if kept is not None:
@@ -106,3 +140,9 @@ def restore(
         "Anything committed after the backup is gone from this store. Peers still hold it: "
         "see docs/operations.md (Restore) before starting the node."
     )
+    if peers:
+        console.print(
+            f"The transcript is on hold until {', '.join(peers)} confirm(s) in a heartbeat that "
+            "they hold nothing of ours beyond this backup; if one holds more, the node says "
+            "exactly what is missing (security event log_behind) and stays on hold."
+        )

@@ -147,6 +147,9 @@ class HeartbeatPayload(msgspec.Struct, forbid_unknown_fields=True, frozen=True, 
     next_expected: int = 1  # the next sequence number the sender expects from the recipient
     expired: list[int] = msgspec.field(default_factory=list)  # seqs the sender gave up on
     tree_head: str | None = None  # base64 of the sender's latest signed tree head
+    #: base64 of the largest signed tree head of the *recipient's* log the sender holds (signed
+    #: by the recipient): how a node restored from an old backup learns what it lost.
+    your_head: str | None = None
 
 
 Payload = MessagePayload | ReceiptPayload | HeartbeatPayload
@@ -316,6 +319,7 @@ def sign_heartbeat(
     next_expected: int,
     expired: list[int],
     tree_head: bytes | None = None,
+    your_head: bytes | None = None,
 ) -> bytes:
     payload: dict[str, Any] = {
         "v": PROTOCOL_VERSION,
@@ -332,6 +336,8 @@ def sign_heartbeat(
         payload["echo"] = echo
     if tree_head is not None:
         payload["tree_head"] = b64encode(tree_head)
+    if your_head is not None:
+        payload["your_head"] = b64encode(your_head)
     return identity.signing.sign(Purpose.HEARTBEAT, encode_json(payload))
 
 

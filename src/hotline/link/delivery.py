@@ -24,8 +24,9 @@ from enum import StrEnum
 
 from sqlalchemy import Connection
 
+from hotline import transcript
 from hotline.core.card import Card, Identity
-from hotline.core.encoding import b64decode, parse_time, to_us
+from hotline.core.encoding import b64decode, format_time, parse_time, to_us
 from hotline.core.envelope import (
     HeartbeatPayload,
     Kind,
@@ -35,7 +36,7 @@ from hotline.core.envelope import (
     sign_heartbeat,
 )
 from hotline.core.keys import SigningPublicKey, peek_statement
-from hotline.core.treehead import verify_tree_head
+from hotline.core.treehead import TreeHead, verify_tree_head
 from hotline.errors import ErrorCode, HotlineError, ProtocolError, TransportError
 from hotline.link.inbox import Received
 from hotline.link.transport_http import HttpTransport
@@ -48,12 +49,14 @@ from hotline.store.messages import (
     count_attempts,
     dequeue,
     expired_out_seqs,
+    highest_in_seq,
     next_out_seq,
     pending_outgoing,
     record_link_event,
     record_security_event,
 )
-from hotline.transcript.heads import current_own_head, record_peer_head
+from hotline.transcript import hold
+from hotline.transcript.heads import current_own_head, largest_peer_head, record_peer_head
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +200,9 @@ class PeerLink:
         self._pin_alarmed: set[str] = set()
         #: Envelopes handed to a relay (id -> monotonic time): not handed again for a while.
         self._relayed: dict[str, float] = {}
+        #: The peers (nodes) whose heartbeats must confirm a restored store before it appends
+        #: again (transcript/hold.py); set by the node.
+        self.hold_peers: tuple[str, ...] = ()
         #: Heartbeats sent through a relay, by nonce, waiting for the peer's reply.
         self._waiting: dict[str, asyncio.Future[HeartbeatPayload]] = {}
 
@@ -296,6 +302,8 @@ class PeerLink:
         for envelope_id in [i for i, t in self._relayed.items() if not self._with_relay(i)]:
             del self._relayed[envelope_id]
         with self.store.read() as conn:
+            # On hold, nothing leaves: a resent envelope's receipt would be appended (hold.py).
+            hold.check(conn)
             pending = pending_outgoing(conn, self.peer.name, BATCH_SIZE + len(self._relayed))
         if not pending:
             return 0
@@ -506,7 +514,11 @@ class PeerLink:
         with self.store.write() as conn:
             last_seq = next_out_seq(conn, self.peer.name) - 1
             expired = expired_out_seqs(conn, self.peer.name, above, limit=1024)
-            head = current_own_head(conn, self.identity, now, max_age_s=0.0)
+            # On hold our log may be shorter than one the peer saw: a head of it, which we could
+            # not prove consistent with the peer's larger one, would only raise a false alarm.
+            on_hold = hold.current(conn) is not None
+            head = None if on_hold else current_own_head(conn, self.identity, now, max_age_s=0.0)
+            yours = largest_peer_head(conn, self.peer.name)
         heartbeat_id = new_id(now)
         statement = sign_heartbeat(
             self.identity,
@@ -518,7 +530,8 @@ class PeerLink:
             last_seq=last_seq,
             next_expected=next_expected,
             expired=expired,
-            tree_head=head.statement,
+            tree_head=None if head is None else head.statement,
+            your_head=None if yours is None else yours.evidence,
         )
         return seal(
             kind=Kind.HEARTBEAT,
@@ -567,7 +580,85 @@ class PeerLink:
                     evidence=head.statement,
                     now_us=to_us(now),
                 )
+        self.compare_with_peer(payload, now)
         return payload
+
+    def _our_head_held_by_peer(self, payload: HeartbeatPayload) -> TreeHead | None:
+        """The head of our log the peer says it holds, verified with our own key; None when it
+        sent none or one we cannot check (signed by a key of ours rotated out)."""
+        if payload.your_head is None:
+            return None
+        statement = b64decode(payload.your_head, what="your_head", limit=64 * 1024)
+        if peek_statement(statement)[1] != self.identity.signing.public.key_id:
+            log.info(
+                "%s holds a head of ours signed by an earlier key; not compared", self.peer.name
+            )
+            return None
+        return verify_tree_head(statement, self.identity.signing.public, log=self.identity.name)
+
+    def compare_with_peer(self, payload: HeartbeatPayload, now: datetime) -> None:
+        """What the peer holds of our log and sequence against this store (transcript/hold.py):
+        more than we have puts the store on hold with a ``log_behind`` alarm; a restored store
+        the peer confirms (together with every other peer node) is released."""
+        try:
+            held = self._our_head_held_by_peer(payload)
+        except HotlineError as e:
+            # Signed by the peer, so not damaged on the way: the peer sent a head that is not ours.
+            with self.store.write() as conn:
+                record_security_event(
+                    conn,
+                    at_us=to_us(now),
+                    code=str(e.code),
+                    peer=self.peer.name,
+                    source=None,
+                    detail=f"the head of our log {self.peer.name} says it holds is refused: {e}",
+                )
+            return
+        with self.store.write() as conn:
+            our_size = transcript.size(conn)
+            view = hold.PeerView(
+                peer=self.peer.name,
+                our_size=our_size,
+                held_size=None if held is None else held.size,
+                held_time=None if held is None else format_time(held.time),
+                our_last_out=next_out_seq(conn, self.peer.name) - 1,
+                peer_next_expected=payload.next_expected,
+                peer_last_seq=payload.last_seq,
+                our_last_in=highest_in_seq(conn, self.peer.name),
+            )
+            current = hold.current(conn)
+            if view.missing():
+                detail = view.detail()
+                if (
+                    current is not None
+                    and current.reason == hold.LOST_TAIL
+                    and current.detail.startswith("; ".join(view.missing()))
+                ):
+                    return  # said already (the peer's own later messages change nothing here)
+                hold.put_on_hold(conn, reason=hold.LOST_TAIL, detail=detail, now_us=to_us(now))
+                record_security_event(
+                    conn,
+                    at_us=to_us(now),
+                    code="log_behind",
+                    peer=self.peer.name,
+                    source=None,
+                    detail=detail,
+                )
+                log.warning("ALARM log_behind: %s", detail)
+                return
+            if current is not None and hold.confirm(conn, self.peer.name, self.hold_peers):
+                record_link_event(
+                    conn,
+                    peer=self.peer.name,
+                    at_us=to_us(now),
+                    kind="hold_lifted",
+                    detail=f"every peer confirmed the restored store ({our_size} entries)",
+                )
+                log.warning(
+                    "restored store confirmed by every peer (last: %s): appending again",
+                    self.peer.name,
+                )
+        self.wake.set()
 
     def note_clock_skew(self, conn: Connection, skew_s: float, now: datetime) -> None:
         """Tolerate skew up to ``max_clock_skew_s``; beyond it, one alarm per excursion."""

@@ -50,6 +50,7 @@ from hotline.link.transport_http import BATCH_CONTENT_TYPE, ENVELOPE_CONTENT_TYP
 from hotline.node.api_errors import ERROR_RESPONSES
 from hotline.node.limits import RateLimiter
 from hotline.node.runtime import CHAIN_SIZES_MAX_CHARS, Node, parse_chain_sizes
+from hotline.transcript import hold
 
 log = logging.getLogger(__name__)
 
@@ -449,6 +450,7 @@ def create_app(node: Node) -> FastAPI:
     ) -> dict[str, Any]:
         """The consistency proof between two sizes of this node's log (RFC 9162 §2.1.4)."""
         with node.store.read() as conn:
+            hold.check_proof_size(conn, max(first, second))  # a restored store: not now
             proof = transcript.consistency_proof(conn, first, second)
         return {"first": first, "second": second, "proof": [b64encode(h) for h in proof]}
 
@@ -472,6 +474,7 @@ def create_app(node: Node) -> FastAPI:
     ) -> dict[str, Any]:
         """The inclusion proof of leaf ``index`` in the tree of ``size`` (RFC 9162 §2.1.3)."""
         with node.store.read() as conn:
+            hold.check_proof_size(conn, size)  # a restored store: not now
             proof = transcript.inclusion_proof(conn, index, size)
         return {"index": index, "size": size, "proof": [b64encode(h) for h in proof]}
 

@@ -51,6 +51,7 @@ from hotline.store.messages import (
     record_security_event,
     stale_gaps,
 )
+from hotline.transcript import hold
 from hotline.transcript.heads import (
     OWN_HEAD_MAX_AGE_S,
     PeerHead,
@@ -295,6 +296,10 @@ class Node:
                 if self._tasks:
                     self._start_pull(relay)
         now = datetime.now(UTC)
+        # A restored store appends again once every peer node has confirmed it (hold.py).
+        hold_peers = tuple(sorted(n for n, c in self.peers.items() if c.role == "node"))
+        for existing in self.links.values():
+            existing.hold_peers = hold_peers
         for name, card in self.peers.items():
             if card.role == "relay":
                 continue
@@ -316,6 +321,7 @@ class Node:
                     relays=[] if card.role == "witness" else list(self.relays.values()),
                     relay_resend_s=config.relay_resend_s,
                 )
+                self.links[name].hold_peers = hold_peers
                 self._refresh_keys(self.links[name], now)
                 if self._tasks:
                     self._start_link(self.links[name])
@@ -620,8 +626,13 @@ class Node:
 
     # -- transcript ------------------------------------------------------------------------
 
-    def own_head(self, *, max_age_s: float = OWN_HEAD_MAX_AGE_S) -> TreeHead:
+    def own_head(self, *, max_age_s: float = OWN_HEAD_MAX_AGE_S, on_hold: bool = False) -> TreeHead:
+        """Our current signed head. On hold (transcript/hold.py) it is refused unless
+        ``on_hold``: a peer shown a head of a log shorter than one it saw could not get it
+        proved consistent, and would call it equivocation; a local audit export may have it."""
         with self.store.write() as conn:
+            if not on_hold:
+                hold.check(conn)
             return current_own_head(conn, self.identity, datetime.now(UTC), max_age_s=max_age_s)
 
     async def check_peer_heads(self, peer: str) -> int:
@@ -1056,6 +1067,14 @@ class Node:
         )
 
     async def start(self) -> None:
+        with self.store.read() as conn:
+            on_hold = hold.current(conn)
+        if on_hold is not None:
+            log.warning(
+                "the transcript is on hold (%s): nothing is appended, sent or receipted: %s",
+                on_hold.reason,
+                on_hold.detail,
+            )
         self._tasks.append(asyncio.create_task(self._watch_changes(), name="watch"))
         if self.is_relay:
             self._tasks.append(asyncio.create_task(self._prune_forever(), name="prune"))

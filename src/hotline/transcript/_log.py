@@ -31,6 +31,7 @@ from hotline.core import merkle
 from hotline.errors import InputError, NotFoundError, StorageError
 from hotline.store.prepared import InList, Prepared, prepared_insert
 from hotline.transcript._schema import transcript_leaves, transcript_nodes
+from hotline.transcript.hold import check as check_hold
 
 #: Entries in one :func:`append`: bounds the memory of one call and how long it holds the
 #: store's write lock (100,000 entries take well under a second).
@@ -108,6 +109,10 @@ def append(conn: Connection, entries: Sequence[NewEntry]) -> Appended:
     for e in entries:
         if not isinstance(e, NewEntry):
             raise InputError(f"entries must be NewEntry, got {type(e).__name__}")
+    if entries:
+        # A store that may lack entries a peer saw appends nothing (hold.py): in this
+        # transaction, so a refused append leaves nothing of the caller's writes behind.
+        check_hold(conn)
     try:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_APPEND_LOCK})

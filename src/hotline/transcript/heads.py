@@ -257,6 +257,19 @@ def peer_heads(conn: Connection, peer: str, *, limit: int = 1000) -> list[PeerHe
     return [_row(r) for r in rows]
 
 
+def largest_peer_head(conn: Connection, peer: str) -> PeerHead | None:
+    """The largest head of ``peer``'s log we hold as a signed tree-head statement (heads that
+    came in receipts are not tree-head statements): shown back to the peer in heartbeats, so
+    that a peer restored from an old backup learns what it lost (hold.py)."""
+    row = conn.execute(
+        select(peer_tree_heads)
+        .where(peer_tree_heads.c.peer == peer, peer_tree_heads.c.kind == "tree-head")
+        .order_by(peer_tree_heads.c.size.desc(), peer_tree_heads.c.id.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else _row(row)
+
+
 def next_check(conn: Connection, peer: str) -> tuple[PeerHead | None, PeerHead] | None:
     """The next (baseline, candidate) pair to prove consistent, or None if all are checked.
 
@@ -360,6 +373,7 @@ __all__ = [
     "check_consistency",
     "current_own_head",
     "equivocation_count",
+    "largest_peer_head",
     "latest_own_head",
     "mark_all_checked",
     "mark_checked",
