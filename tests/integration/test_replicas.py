@@ -23,7 +23,9 @@ import pytest
 from sqlalchemy import func, select
 
 from hotline.cli import main
+from hotline.cli.node import _wake_node, _wake_urls
 from hotline.node.home import CONFIG_FILE, NodeHome
+from hotline.node.replica import active_url
 from hotline.store.schema import messages, security_events
 
 pytestmark = [
@@ -163,6 +165,10 @@ def test_the_standby_takes_over_mid_stream_and_nothing_is_lost_or_doubled(
         refused = httpx.post(f"http://127.0.0.1:{port_b}/v1/envelopes", content=b"{}", timeout=5)
         assert refused.status_code == 503
         assert refused.json()["error"]["code"] == "standby"
+        # The active process recorded where it answers; CLI commands wake it there.
+        url_a, url_b = f"http://127.0.0.1:{port_a}", f"http://127.0.0.1:{port_b}"
+        assert active_url(a.store) == url_a
+        assert _wake_node(b)  # b's directory names a as its endpoint too: reached the active
 
         to_washington: list[str] = []
         to_moscow_sent = threading.Event()
@@ -202,6 +208,11 @@ def test_the_standby_takes_over_mid_stream_and_nothing_is_lost_or_doubled(
         _kill9(proc_a)
         takeover_s = _wait_health(b, "ok", TAKEOVER_TIMEOUT_S)
         print(f"takeover: standby active {takeover_s:.2f} s after kill -9 of the active")
+        # The new active recorded its address: a CLI command run in a's directory (endpoint: the
+        # dead a) wakes b, not the dead process its configuration names first.
+        assert active_url(a.store) == url_b
+        assert _wake_urls(a)[0] == url_b
+        assert _wake_node(a)
         for t in senders:
             t.join(timeout=120)
         assert not errors, errors

@@ -7,7 +7,6 @@ referral messages the case tables have not seen yet.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 from datetime import UTC, datetime, timedelta
@@ -15,7 +14,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -55,15 +53,11 @@ def _print_json(value: Any) -> None:
 
 
 def _wake(home: NodeHome) -> None:
-    """Tell a running node to look at its outbox now (best effort: it also polls)."""
-    with contextlib.suppress(httpx.HTTPError):
-        httpx.post(
-            f"{home.config.endpoint}/api/v1/wake",
-            headers={"authorization": f"Bearer {home.api_token}"},
-            timeout=2.0,
-            trust_env=False,
-            verify=home.local_verify(),
-        )
+    """Tell the running node (its active replica) to look at its outbox now (best effort: it
+    also polls)."""
+    from hotline.cli.node import _wake_node
+
+    _wake_node(home)
 
 
 def _time(us: int | None) -> str:

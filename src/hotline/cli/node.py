@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import urlsplit
 
 import httpx
 import typer
@@ -64,19 +66,56 @@ def _print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")
 
 
-def _wake_node(home: NodeHome) -> bool:
-    """Tell a running node to look at its outbox now. Best effort: it also polls."""
+def _wake_urls(home: NodeHome) -> list[str]:
+    """Where to wake the node, in order: the address the active replica recorded in the store
+    (with replicas, this directory's ``endpoint`` may be a dead or standby process), then this
+    directory's endpoints."""
+    from hotline.node.replica import active_url
+
     try:
-        response = httpx.post(
-            f"{home.config.endpoint}/api/v1/wake",
-            headers={"authorization": f"Bearer {home.api_token}"},
-            timeout=2.0,
-            trust_env=False,
-            verify=home.local_verify(),
-        )
-        return response.status_code == 200
-    except httpx.HTTPError:
-        return False
+        recorded = active_url(home.store)
+    except HotlineError as e:
+        logging.getLogger("hotline.cli").info("no active replica address: %s", e)
+        recorded = None
+    urls: list[str] = []
+    for url in (recorded, home.config.endpoint, *home.config.alternate_endpoints):
+        if url and url not in urls:
+            urls.append(url)
+    return urls
+
+
+def _wake_node(home: NodeHome) -> bool:
+    """Tell the running node (the active replica) to look at its outbox now; True when one
+    answered. Best effort: it also polls. A standby answers 503, a dead process not at all: the
+    next address is tried."""
+    for url in _wake_urls(home):
+        try:
+            response = httpx.post(
+                f"{url}/api/v1/wake",
+                headers={"authorization": f"Bearer {home.api_token}"},
+                timeout=2.0,
+                trust_env=False,
+                verify=home.local_verify(),
+            )
+        except httpx.HTTPError:
+            continue
+        if response.status_code == 200:
+            return True
+    return False
+
+
+def _own_url(home: NodeHome) -> str:
+    """The URL this process answers at, for the active replica's record: its listen address, or
+    for a wildcard one (0.0.0.0, ::) the URL of its card on its port."""
+    config = home.config
+    host = config.listen_host
+    if host in ("", "0.0.0.0", "::"):  # noqa: S104 (recognising a wildcard, not binding one)
+        for url in (config.endpoint, *config.alternate_endpoints):
+            if urlsplit(url).port == config.listen_port:
+                return url
+        host = "127.0.0.1"
+    scheme = "https" if config.tls else "http"
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{config.listen_port}"
 
 
 # -- identity ------------------------------------------------------------------------------
@@ -877,6 +916,12 @@ def _become_active(home: NodeHome, log_level: str) -> Leadership | None:
         raise typer.Exit(1)
     fence_writes(home.store.engine, leadership.session_pid)
     leadership.watch()
+    from hotline.node.replica import record_active
+
+    try:
+        record_active(home.store, _own_url(home), leadership.session_pid, to_us(datetime.now(UTC)))
+    except HotlineError as e:  # CLI wakes then fall back to the endpoints; the node still runs
+        logging.getLogger("hotline.replica").warning("could not record this replica: %s", e)
     logging.getLogger("hotline.replica").warning(
         "%s: active (holds the store's leader lock)", home.config.name
     )

@@ -32,10 +32,12 @@ import threading
 import time
 from typing import Any
 
-from sqlalchemy import make_url
+from sqlalchemy import BigInteger, Column, Integer, Table, Text, delete, insert, make_url, select
 
 from hotline.errors import ErrorCode, StorageError
+from hotline.store import Store
 from hotline.store.db import PG_LEADER_LOCK, normalize_url
+from hotline.store.schema import metadata
 
 log = logging.getLogger("hotline.replica")
 
@@ -48,6 +50,37 @@ KEEPALIVE_INTERVAL_S = 2
 KEEPALIVE_COUNT = 3
 #: Exit status of a process that lost the leader lock while active (EX_TEMPFAIL).
 EXIT_LOST_LEADERSHIP = 75
+
+#: Where the active process answers (one row, id 1), written when it becomes active, so that a
+#: CLI command that wakes the node reaches it rather than the endpoint its own directory names,
+#: which may be a dead or standby replica.
+active_replica = Table(
+    "active_replica",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("url", Text, nullable=False),
+    Column("session_pid", BigInteger, nullable=False),
+    Column("since_us", BigInteger, nullable=False),
+)
+
+
+def record_active(store: Store, url: str, session_pid: int, now_us: int) -> None:
+    """This process is the active one and answers at ``url`` (in a fenced write: a process that
+    lost the lock cannot claim it)."""
+    with store.write() as conn:
+        conn.execute(delete(active_replica))
+        conn.execute(
+            insert(active_replica).values(id=1, url=url, session_pid=session_pid, since_us=now_us)
+        )
+    log.info("recorded %s as the active replica's address", url)
+
+
+def active_url(store: Store) -> str | None:
+    """Where the process that last became active answers, or None (none recorded: SQLite, or
+    no replica has started since)."""
+    with store.read() as conn:
+        url = conn.execute(select(active_replica.c.url).where(active_replica.c.id == 1)).scalar()
+    return None if url is None else str(url)
 
 
 def _conninfo(store_url: str) -> str:
@@ -220,4 +253,12 @@ def serve_standby(
     return leadership.session_pid is not None
 
 
-__all__ = ["EXIT_LOST_LEADERSHIP", "Leadership", "serve_standby", "standby_app"]
+__all__ = [
+    "EXIT_LOST_LEADERSHIP",
+    "Leadership",
+    "active_replica",
+    "active_url",
+    "record_active",
+    "serve_standby",
+    "standby_app",
+]
