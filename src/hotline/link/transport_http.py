@@ -25,6 +25,7 @@ import msgspec
 from hotline.core.encoding import b64decode, decode_json
 from hotline.core.envelope import MAX_BATCH_ENVELOPES, MAX_ENVELOPE_BYTES, encode_batch
 from hotline.errors import ErrorCode, TransportError
+from hotline.link.http_client import AsyncStreamTransport
 from hotline.link.tls import pin_failure, pin_mismatch, pinned_client_context
 
 BATCH_CONTENT_TYPE = "application/vnd.hotline.batch"
@@ -67,7 +68,7 @@ class HttpTransport:
         self.endpoint = endpoint.rstrip("/")
         #: Why this endpoint can never be used (an https endpoint with nothing to pin).
         self.unusable: str | None = None
-        verify: ssl.SSLContext | bool = False
+        pinned: ssl.SSLContext | None = None
         if self.endpoint.startswith("https://"):
             if tls_cert is None:
                 self.unusable = (
@@ -75,12 +76,11 @@ class HttpTransport:
                     "certificate; refusing to trust any other"
                 )
             else:
-                verify = pinned_client_context(tls_cert)
+                pinned = pinned_client_context(tls_cert)
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(read_timeout_s, connect=CONNECT_TIMEOUT_S),
-            limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
             trust_env=False,
-            verify=verify,
+            transport=AsyncStreamTransport(pinned, max_idle=2),
         )
 
     def _failed(self, what: str, error: httpx.HTTPError) -> TransportError:
