@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
 import pytest
 
 from hotline.cli import main
-from hotline.node.home import NodeHome
+from hotline.node.home import CONFIG_FILE, NodeHome
 from hotline.transcript.witnessing import latest_cosignature
 
 pytestmark = pytest.mark.integration
@@ -63,3 +64,46 @@ def test_witness_cosigns_and_catches_a_rewritten_log(nodes_with_witness, log_rew
         return bool(json.loads(capsys.readouterr().out))
 
     _wait(alarmed, 30, "helsinki's equivocation alarm about washington")
+
+
+def test_a_witness_that_stops_cosigning_raises_an_alarm_once(nodes_with_witness, capsys):
+    """Threat model W3: a witness that refuses or cannot cosign leaves the record unwitnessed;
+    past witness_stale_s that is an alarm (once), shown in ``hotline transcript``, and its
+    return is noted."""
+    w_node, helsinki = nodes_with_witness["washington"], nodes_with_witness["helsinki"]
+    w_node.stop()
+    config = dataclasses.replace(w_node.home.config, witness_stale_s=3.0)
+    (w_node.home.dir / CONFIG_FILE).write_text(config.to_toml())
+    w_node.home = NodeHome(w_node.home.dir)
+    w = w_node.home
+    w_node.start()
+    try:
+        assert main(["send", "--dir", str(w.dir), "--to", "moscow", "--text", "witnessed"]) == 0
+        _wait(lambda: _cosigned_size(w) >= 1, 30, "helsinki to cosign washington's head")
+
+        def report() -> dict:
+            capsys.readouterr()
+            assert main(["transcript", "--dir", str(w.dir), "--json"]) == 0
+            return json.loads(capsys.readouterr().out)["witness_lag"]["helsinki"]
+
+        def stale_events() -> list:
+            capsys.readouterr()
+            main(["events", "--dir", str(w.dir), "--code", "witness_stale", "--json"])
+            return json.loads(capsys.readouterr().out)
+
+        assert report()["stale"] is False
+        helsinki.stop()
+        for text in ("one", "two"):
+            assert main(["send", "--dir", str(w.dir), "--to", "moscow", "--text", text]) == 0
+        _wait(lambda: bool(stale_events()), 30, "washington's witness_stale alarm")
+        lag = report()
+        assert lag["stale"] is True and lag["behind"] >= 2, lag
+        time.sleep(3)  # more rounds of the witness loop: still one alarm for this outage
+        assert len(stale_events()) == 1
+
+        helsinki.start()
+        _wait(lambda: report()["stale"] is False, 30, "helsinki to cosign again")
+        _wait(lambda: "cosigns our log again" in w_node.log_path.read_text(), 15, "the return")
+        assert len(stale_events()) == 1
+    finally:
+        w.close()

@@ -38,6 +38,7 @@ CONFIGS = st.builds(
     ),
     alternate_endpoints=st.lists(TEXT, max_size=3),
     max_clock_skew_s=POSITIVE,
+    witness_stale_s=POSITIVE,
     rate_limit_per_s=POSITIVE,
     rate_limit_burst=st.floats(min_value=1, max_value=1e6),
     groups=st.dictionaries(TEXT, st.lists(NAMES, max_size=3), max_size=2),

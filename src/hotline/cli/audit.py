@@ -17,7 +17,7 @@ from hotline import transcript
 from hotline.cli._app import app, err_console
 from hotline.cli.node import DirOption, JsonOption, _print_json, console
 from hotline.core import merkle
-from hotline.core.encoding import b64encode, format_time, from_us
+from hotline.core.encoding import b64encode, format_time, from_us, to_us
 from hotline.errors import HotlineError, InputError, NotFoundError
 from hotline.link import keyring
 from hotline.node.home import NodeHome
@@ -39,7 +39,7 @@ from hotline.transcript.crosscheck import (
     own_log_section,
 )
 from hotline.transcript.heads import PeerHead, latest_own_head, own_heads_upto, peer_heads
-from hotline.transcript.witnessing import cosignatures_upto, latest_cosignature
+from hotline.transcript.witnessing import cosignatures_upto, latest_cosignature, witness_lag
 
 audit_app = typer.Typer(help="Verify the record of a link.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
@@ -54,8 +54,12 @@ def transcript_cmd(dir: DirOption, json_out: JsonOption = False) -> None:
         own = latest_own_head(conn)
         cards = home.peer_cards()
         peers = {name: peer_heads(conn, name) for name, c in cards.items() if c.role == "node"}
-        witnessed = {
-            name: latest_cosignature(conn, name) for name, c in cards.items() if c.role == "witness"
+        witness_names = [name for name, c in cards.items() if c.role == "witness"]
+        witnessed = {name: latest_cosignature(conn, name) for name in witness_names}
+        now_us = to_us(datetime.now(UTC))
+        lags = {
+            name: witness_lag(conn, name, now_us, home.config.witness_stale_s)
+            for name in witness_names
         }
     report: dict[str, Any] = {
         "size": size,
@@ -65,6 +69,9 @@ def transcript_cmd(dir: DirOption, json_out: JsonOption = False) -> None:
             name: None if w is None else {k: v for k, v in w.items() if k != "statement"}
             for name, w in witnessed.items()
         },
+        # Entries each witness has not cosigned, how long our oldest such head has waited,
+        # and whether that passed witness_stale_s (an alarm at the node).
+        "witness_lag": lags,
         "peers": {
             name: {
                 "heads": len(heads),
@@ -84,6 +91,9 @@ def transcript_cmd(dir: DirOption, json_out: JsonOption = False) -> None:
     console.print(f"our transcript: {size} entries, root {root.hex()}", highlight=False)
     for name, w in report["witnessed"].items():
         seen = f"size {w['size']} at {w['at'][:19]}" if w else "[yellow]not yet[/]"
+        lag = lags[name]
+        if lag["stale"]:
+            seen += f" [bold red]STALE[/]: {lag['behind']} entries waiting {lag['waiting_s']:.0f} s"
         console.print(f"witnessed by {name}: {seen}", highlight=False)
     table = Table("peer", "heads", "latest checked size", "unchecked", "equivocations")
     for name, info in report["peers"].items():

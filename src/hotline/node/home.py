@@ -94,6 +94,9 @@ class NodeConfig:
     alternate_endpoints: list[str] = field(default_factory=list)
     #: Clock difference to a peer tolerated before an alarm (deadlines use our own clock).
     max_clock_skew_s: float = 30.0
+    #: How long our log may grow past what a witness last cosigned before it counts as stale:
+    #: an alarm, and ``stale`` in ``hotline transcript``.
+    witness_stale_s: float = 120.0
     #: Longest one request (line, headers and body) may take to arrive before its connection is
     #: closed: slow-loris clients and bodies that never end (hotline.node.limits).
     request_timeout_s: float = 30.0
@@ -140,6 +143,7 @@ class NodeConfig:
             f"store_url = {q(self.store_url)}",
             f"escalation_interval_s = {self.escalation_interval_s}",
             f"max_clock_skew_s = {self.max_clock_skew_s}",
+            f"witness_stale_s = {self.witness_stale_s}",
             f"alternate_endpoints = [{', '.join(q(e) for e in self.alternate_endpoints)}]",
             f"request_timeout_s = {self.request_timeout_s}",
             f"rate_limit_per_s = {self.rate_limit_per_s}",
@@ -211,6 +215,7 @@ class NodeConfig:
             "api_rate_limit_burst",
             "request_timeout_s",
             "max_clock_skew_s",
+            "witness_stale_s",
             "alternate_endpoints",
             "tls",
             "relays",
@@ -257,6 +262,7 @@ class NodeConfig:
                 },
                 escalation_interval_s=_seconds(raw, "escalation_interval_s", 60.0),
                 max_clock_skew_s=_seconds(raw, "max_clock_skew_s", 30.0),
+                witness_stale_s=_seconds(raw, "witness_stale_s", 120.0),
                 alternate_endpoints=[str(e) for e in _list(raw, "alternate_endpoints")],
                 request_timeout_s=_seconds(raw, "request_timeout_s", 30.0),
                 rate_limit_per_s=_seconds(raw, "rate_limit_per_s", 200.0),

@@ -70,6 +70,7 @@ from hotline.transcript.witnessing import (
     latest_cosignature,
     latest_witnessed,
     record_cosignature,
+    witness_lag,
     witnessed_heads,
 )
 
@@ -859,6 +860,7 @@ class Node:
 
     async def _witness_forever(self, witness: str) -> None:
         interval = min(self.home.config.heartbeat_interval_s, WITNESS_INTERVAL_S)
+        alarmed = False
         while True:
             try:
                 await self.witness_once(witness)
@@ -868,7 +870,48 @@ class Node:
                 log.warning("witness %s: %s", witness, e)
             except Exception:
                 log.exception("witness %s", witness)
+            try:
+                alarmed = self._check_witness_lag(witness, alarmed)
+            except HotlineError as e:
+                log.warning("checking witness %s: %s", witness, e)
             await asyncio.sleep(interval)
+
+    def _check_witness_lag(self, witness: str, alarmed: bool) -> bool:
+        """Raise ``witness_stale`` once when ``witness`` has left a head of ours uncosigned
+        for longer than ``witness_stale_s`` (unreachable, or refusing); note its return.
+        Returns whether the alarm stands."""
+        now = datetime.now(UTC)
+        stale_after = self.home.config.witness_stale_s
+        with self.store.read() as conn:
+            lag = witness_lag(conn, witness, to_us(now), stale_after)
+        if lag["stale"] and not alarmed:
+            detail = (
+                f"witness {witness} has not cosigned our log for {lag['waiting_s']:.0f} s "
+                f"({lag['behind']} entries behind; limit {stale_after:g} s)"
+            )
+            log.warning("ALARM %s", detail)
+            with self.store.write() as conn:
+                record_security_event(
+                    conn,
+                    at_us=to_us(now),
+                    code="witness_stale",
+                    peer=witness,
+                    source=None,
+                    detail=detail,
+                )
+            return True
+        if alarmed and not lag["stale"]:
+            log.warning("witness %s cosigns our log again", witness)
+            with self.store.write() as conn:
+                record_link_event(
+                    conn,
+                    peer=witness,
+                    at_us=to_us(now),
+                    kind="witness_back",
+                    detail=f"{lag['behind']} entries behind",
+                )
+            return False
+        return alarmed
 
     # -- deadlines -------------------------------------------------------------------------
 

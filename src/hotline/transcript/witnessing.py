@@ -23,6 +23,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Table,
+    func,
     insert,
     select,
 )
@@ -34,6 +35,8 @@ from hotline.core.treehead import verify_tree_head
 from hotline.core.witness import Cosignature, cosign
 from hotline.errors import ErrorCode, HotlineError, ProtocolError, VerificationError
 from hotline.store.schema import metadata
+from hotline.transcript._log import size_and_root
+from hotline.transcript.heads import own_tree_heads
 
 # What a witness cosigned, per log: append-only; the largest size is the log's current state.
 witnessed_heads = Table(
@@ -174,6 +177,26 @@ def latest_cosignature(conn: Connection, witness: str) -> dict[str, Any] | None:
     }
 
 
+def witness_lag(
+    conn: Connection, witness: str, now_us: int, stale_after_s: float
+) -> dict[str, Any]:
+    """How far ``witness`` is behind our log: entries it has not cosigned, how long our oldest
+    head it has not cosigned has waited, and whether that makes it stale (waited longer than
+    ``stale_after_s``)."""
+    size = size_and_root(conn)[0]
+    latest = latest_cosignature(conn, witness)
+    cosigned = 0 if latest is None else int(latest["size"])
+    waiting_since = conn.execute(
+        select(func.min(own_tree_heads.c.at_us)).where(own_tree_heads.c.size > cosigned)
+    ).scalar()
+    waited_s = 0.0 if waiting_since is None else max(0.0, (now_us - int(waiting_since)) / 1e6)
+    return {
+        "behind": size - cosigned,
+        "waiting_s": round(waited_s, 1),
+        "stale": waiting_since is not None and waited_s > stale_after_s,
+    }
+
+
 def cosignatures_upto(conn: Connection, size: int) -> list[tuple[str, bytes]]:
     """(witness, statement) of every cosignature of our heads up to ``size``."""
     return [
@@ -193,4 +216,5 @@ __all__ = [
     "latest_cosignature",
     "latest_witnessed",
     "record_cosignature",
+    "witness_lag",
 ]
