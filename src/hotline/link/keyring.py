@@ -22,7 +22,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     BigInteger,
@@ -33,6 +33,7 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    bindparam,
     insert,
     select,
     update,
@@ -57,6 +58,7 @@ from hotline.core.keys import SigningPublicKey, peek_statement
 from hotline.errors import ErrorCode, NotFoundError, ProtocolError, VerificationError, WireError
 from hotline.link import outbox
 from hotline.store.messages import State, add_events, dequeue, record_security_event
+from hotline.store.prepared import Prepared
 from hotline.store.schema import messages, metadata, outbox_queue, peers
 
 log = logging.getLogger(__name__)
@@ -160,20 +162,37 @@ def _record(row: Any) -> KeyRecord:
         fingerprint=row.fingerprint,
         state=KeyState(row.state),
         added_at_us=int(row.added_at_us),
-        valid_until_us=row.valid_until_us,
-        revoked_at_us=row.revoked_at_us,
-        confirmed_at_us=row.confirmed_at_us,
+        valid_until_us=None if row.valid_until_us is None else int(row.valid_until_us),
+        revoked_at_us=None if row.revoked_at_us is None else int(row.revoked_at_us),
+        confirmed_at_us=None if row.confirmed_at_us is None else int(row.confirmed_at_us),
     )
+
+
+class _KeyRow(NamedTuple):
+    """A ``key_history`` row as the prepared query returns it (the table's column order)."""
+
+    owner: str
+    key_id: str
+    card: bytes
+    fingerprint: str
+    state: str
+    added_at_us: int
+    valid_until_us: int | None
+    revoked_at_us: int | None
+    confirmed_at_us: int | None
+
+
+# The inbox reads the sender's history for every batch it takes in: prepared (store.prepared).
+_HISTORY = Prepared(
+    select(*(key_history.c[name] for name in _KeyRow._fields))
+    .where(key_history.c.owner == bindparam("owner"))
+    .order_by(key_history.c.added_at_us, key_history.c.key_id)
+)
 
 
 def history(conn: Connection, owner: str) -> list[KeyRecord]:
     """Every key of ``owner`` this node knows, oldest first."""
-    rows = conn.execute(
-        select(key_history)
-        .where(key_history.c.owner == owner)
-        .order_by(key_history.c.added_at_us, key_history.c.key_id)
-    )
-    return [_record(row) for row in rows]
+    return [_record(_KeyRow(*row)) for row in _HISTORY.all(conn, {"owner": owner})]
 
 
 def add_key(
