@@ -32,6 +32,7 @@ from sqlalchemy import update as sql_update
 from sqlalchemy.engine import Connection
 
 from hotline.errors import ErrorCode, StorageError
+from hotline.store.prepared import Prepared
 from hotline.store.schema import metadata
 
 log = logging.getLogger("hotline.security")
@@ -68,11 +69,15 @@ def current(conn: Connection) -> Hold | None:
     return Hold(row.reason, int(row.since_us), row.detail, tuple(json.loads(row.confirmed)))
 
 
+# Every append asks: prepared (store.prepared), not a statement built per call.
+_HELD_DETAIL = Prepared(select(append_hold.c.detail).where(append_hold.c.id == _ROW))
+
+
 def check(conn: Connection) -> None:
     """Refuse to go on (``transcript_held``) while the store is on hold."""
-    hold = current(conn)
-    if hold is not None:
-        raise StorageError(hold.detail, code=ErrorCode.TRANSCRIPT_HELD)
+    held = _HELD_DETAIL.first(conn)
+    if held is not None:
+        raise StorageError(str(held[0]), code=ErrorCode.TRANSCRIPT_HELD)
 
 
 def check_proof_size(conn: Connection, size: int) -> None:
