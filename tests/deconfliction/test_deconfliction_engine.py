@@ -225,6 +225,34 @@ def test_a_batch_shared_with_helper_processes_matches_the_oracle(
     assert {h.pid for h in engine._helpers}.isdisjoint(pids)
 
 
+def test_a_process_forked_later_does_not_use_or_end_its_parents_helper(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if not index_module._CAN_FORK:
+        pytest.skip("batches use helper processes on Linux only")
+    monkeypatch.setattr(index_module, "CHUNK", 16)
+    monkeypatch.setattr(index_module, "FORK_MIN_QUERIES", 32)
+    vols, queries = _lattice_batch()
+    engine = Engine(workers=2)
+    engine.add(vols)
+    expected = {(q.id, a.id) for q in queries for a in vols if volumes_conflict(q, a)}
+    assert _pairs_of(engine, queries) == expected
+    (helper,) = engine._helpers
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit status
+        ok = False
+        try:
+            ok = _pairs_of(engine, queries) == expected and engine._helpers[0] is not helper
+            engine.close()
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert status == 0
+    assert helper.alive and engine._helpers == [helper]
+    assert _pairs_of(engine, queries) == expected
+    assert engine._helpers == [helper]
+
+
 def test_a_helper_that_dies_loses_no_pairs(monkeypatch: pytest.MonkeyPatch) -> None:
     if not index_module._CAN_FORK:
         pytest.skip("batches use helper processes on Linux only")
