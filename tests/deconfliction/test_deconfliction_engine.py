@@ -197,14 +197,17 @@ def _pairs_of(engine: Engine, queries: list[Volume]) -> set[tuple[str, str]]:
     return {(c.query.id, c.active.id) for c in engine.conflicts(queries)}
 
 
+@pytest.mark.parametrize("shared_bytes", [32 << 20, 1_000])
 def test_a_batch_shared_with_helper_processes_matches_the_oracle(
-    monkeypatch: pytest.MonkeyPatch,
+    shared_bytes: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Small chunks and threshold so that a test-sized batch is shared with forked helpers.
+    # Small chunks and threshold so that a test-sized batch is shared with forked helpers;
+    # with 1,000 shared bytes, requests and answers go through the pipes instead.
     if not index_module._CAN_FORK:
         pytest.skip("batches use helper processes on Linux only")
     monkeypatch.setattr(index_module, "CHUNK", 16)
     monkeypatch.setattr(index_module, "FORK_MIN_QUERIES", 32)
+    monkeypatch.setattr(index_module, "SHM_HALF", shared_bytes)
     vols, queries = _lattice_batch()
     engine = Engine(workers=3)
     engine.add(vols[:-1])
