@@ -1,21 +1,25 @@
 """The in-memory 4D index: a uniform grid over (lon, lat, time, altitude), pruned with numpy.
 
-How a query runs (vectorized over a chunk of queries; chunks run on ``workers`` threads, as numpy
-and shapely release the GIL):
+How a query runs (vectorized over a chunk of queries; with ``workers`` > 1 a large batch is
+shared with helper processes forked from this one, ``_Helper``):
 
 1. Cells. Each indexed volume is registered in every grid cell its 4D box covers; cell sizes are
    ``CELL_FACTOR`` times the mean extent of the volumes in each dimension. Volumes that would
    cover more than ``MAX_CELLS_PER_VOLUME`` cells live in an ``oversize`` list every query scans.
 2. Candidates: the entries of the cells a query's box covers.
-3. 4D box filter, exact. Boxes are packed as rows of 8 floats (lower corner, upper corner) with
-   every dimension closed: a time window ``[start, end)`` in integer microseconds is the closed
-   ``[start, end - 1]`` (exact in float64 up to the year 2255; the parsers refuse later times).
-4. Duplicates: a pair met in several cells is kept only in the cell holding the greatest of its
-   two lower corners (both boxes cover that point), so each pair is reported once.
-5. Discs (``Discs``): pairs whose outer discs are apart are dropped, pairs whose inner discs
-   overlap are kept, both without asking GEOS. Octagons (``octagons``): pairs whose footprints'
-   ranges along a diagonal axis are apart are dropped too (about a quarter of what would go to
-   GEOS on issue 5's data, nearly all of them pairs that do not meet).
+3. Duplicates: a pair met in several cells is kept only in the cell holding the greatest of its
+   two lower corners (both boxes cover that point), so each pair is reported once; decided from
+   each entry's and query cell's "first cell" bits before any box is read.
+4. 4D box filter: first on each entry's box as seen from its cell (8 bytes, rounded outwards: a
+   superset), then exactly. Boxes are packed as rows of 8 floats (lower corner, upper corner)
+   with every dimension closed: a time window ``[start, end)`` in integer microseconds is the
+   closed ``[start, end - 1]`` (exact in float64 up to the year 2255; the parsers refuse later
+   times).
+5. Discs (``Discs``; computed by ``discs_and_octagons``): pairs whose outer discs are apart are
+   dropped, pairs whose inner discs overlap are kept, both without asking GEOS. Octagons
+   (``octagons``): pairs whose footprints' ranges along a diagonal axis are apart are dropped
+   too (about a quarter of what would go to GEOS on issue 5's data, nearly all of them pairs
+   that do not meet).
 6. Exact footprint test on the rest: ``shapely.intersects`` (touching counts), query prepared.
 
 Volumes added after the last build wait in a ``pending`` list that queries scan directly; the grid
