@@ -33,10 +33,11 @@ from hotline.transcript.bundle import (
 from hotline.transcript.crosscheck import (
     ItemCheck,
     check_ours,
-    check_theirs,
+    cross_check_items,
     exchanged_statements,
     latest_checked_head,
     own_log_section,
+    receipt_claims,
 )
 from hotline.transcript.heads import PeerHead, latest_own_head, own_heads_upto, peer_heads
 from hotline.transcript.witnessing import cosignatures_upto, latest_cosignature, witness_lag
@@ -157,14 +158,8 @@ async def _cross_check(home: NodeHome, peer: str) -> list[ItemCheck]:
             head = latest_checked_head(conn, peer)
             items = exchanged_statements(conn, peer)
             ours = {ref: check_ours(conn, ref, statement) for ref, _kind, statement in items}
-        peer_log = HttpPeerLog(link)
-        results = []
-        for ref, kind, statement in items:
-            theirs, detail_theirs = await check_theirs(head, ref, statement, peer_log)
-            mine, detail_mine = ours[ref]
-            detail = "; ".join(d for d in (detail_mine, detail_theirs) if d)
-            results.append(ItemCheck(ref, kind, mine, theirs, detail))
-        return results
+            claims = receipt_claims(conn, peer)
+        return await cross_check_items(head, items, ours, claims, HttpPeerLog(link))
     finally:
         await link.close()
 
@@ -178,12 +173,17 @@ def audit_check(
     """For every message and receipt of the link: in both logs, with the same bytes.
 
     Fetches the peer's current signed head, proves it consistent with every head we kept, then
-    proves each statement's inclusion in the peer's log. Exits 4 if anything does not match.
+    proves each statement's inclusion in the peer's log, and each DELIVERED receipt's claim that
+    our message is at its leaf_index in the tree it signed. Exits 4 if anything does not match.
     """
     home = NodeHome(dir)
     results = asyncio.run(_cross_check(home, peer))
-    bad = [r for r in results if r.ours != "ok" or r.theirs in ("missing", "mismatch")]
-    unproved = [r for r in results if r.theirs == "unproved"]
+    bad = [
+        r
+        for r in results
+        if r.ours != "ok" or r.theirs in ("missing", "mismatch") or r.claimed == "false"
+    ]
+    unproved = [r for r in results if "unproved" in (r.theirs, r.claimed)]
     with home.store.read() as conn:
         equivocations = sum(1 for h in peer_heads(conn, peer, limit=100_000) if h.checked == 2)
     summary = {
@@ -205,7 +205,8 @@ def audit_check(
         )
         for r in bad:
             console.print(
-                f"  [red]{r.kind} {r.ref}: ours {r.ours}, theirs {r.theirs}[/] {r.detail}",
+                f"  [red]{r.kind} {r.ref}: ours {r.ours}, theirs {r.theirs}"
+                f"{', receipt claim false' if r.claimed == 'false' else ''}[/] {r.detail}",
                 highlight=False,
             )
     if bad or equivocations:
