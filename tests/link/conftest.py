@@ -47,9 +47,11 @@ def forge_message(
     text: str = "x",
     message_id: str | None = None,
     priority: str = "routine",
+    created: datetime | None = None,
 ) -> bytes:
     """A free-text envelope signed and sealed by hand, as a buggy or hostile sender could make:
-    any sequence number, any id (tests of the receiver's replay and sequence rules)."""
+    any sequence number, any id, any claimed creation time (tests of the receiver's replay,
+    sequence and time rules)."""
     now = datetime.now(UTC)
     message_id = message_id or new_id(now)
     statement = sign_message(
@@ -57,7 +59,7 @@ def forge_message(
         to=recipient.config.name,
         message_id=message_id,
         seq=seq,
-        created=now,
+        created=created or now,
         msg_type="free_text",
         priority=priority,
         body={"text": text, "lang": "en"},

@@ -59,15 +59,6 @@ class Overdue:
         }
 
 
-def _event_time(conn: Connection, message_id: str, state: State) -> int | None:
-    value = conn.execute(
-        select(func.min(message_events.c.at_us)).where(
-            and_(message_events.c.message_id == message_id, message_events.c.state == state.value)
-        )
-    ).scalar()
-    return None if value is None else int(value)
-
-
 Deadlines = dict[str, float] | Callable[[str], dict[str, float]]
 
 
@@ -91,7 +82,7 @@ def overdue(
     since = now_us - int(LOOKBACK.total_seconds() * 1e6)
     conditions = [
         messages.c.kind == "message",
-        messages.c.created_at_us >= since,
+        messages.c.noted_at_us >= since,
         messages.c.id.not_in(acknowledged),
     ]
     if direction is not None:
@@ -102,20 +93,17 @@ def overdue(
             messages.c.direction,
             messages.c.peer,
             messages.c.priority,
-            messages.c.created_at_us,
+            messages.c.noted_at_us,
         )
         .where(and_(*conditions))
-        .order_by(messages.c.created_at_us)
+        .order_by(messages.c.noted_at_us)
         .limit(MAX_PER_SCAN)
     )
     out = []
     for row in rows:
-        # Our own clock: our creation time, or when the message reached our inbox.
-        start = (
-            row.created_at_us
-            if row.direction == "out"
-            else (_event_time(conn, row.id, State.DELIVERED) or row.created_at_us)
-        )
+        # Our own clock: our creation time, or when the message reached our inbox; never the
+        # author's claimed time, which could back-date a message out of the scan (P9).
+        start = int(row.noted_at_us)
         due = start + int(
             deadline_for(row.priority, _for_peer(deadlines, row.peer)).total_seconds() * 1e6
         )

@@ -537,6 +537,7 @@ def _insert_incoming(
         "author": getattr(opened.payload, "author", None),
         "released_by": getattr(opened.payload, "released_by", None),
         "notification": getattr(opened.payload, "notification", None),
+        "noted_at_us": now_us,
     }
     insert_messages(conn, [row])
 

@@ -86,6 +86,8 @@ def _outgoing_row(
         "author": author,
         "released_by": released_by,
         "notification": notification,
+        # We wrote it: our clock, and the author's, are the same.
+        "noted_at_us": created_at_us,
     }
 
 

@@ -537,7 +537,7 @@ def catch_up(conn: Connection) -> int:
     ]
     pending = [
         conn.execute(
-            select(m.id, m.direction, m.peer, m.msg_type, m.body, m.created_at_us).where(
+            select(m.id, m.direction, m.peer, m.msg_type, m.body, m.noted_at_us).where(
                 m.id == message_id
             )
         ).one()
@@ -558,26 +558,11 @@ def catch_up(conn: Connection) -> int:
                 message_id=r.id,
                 msg_type=r.msg_type,
                 body=body,
-                at_us=r.created_at_us if r.direction == "out" else _arrival_us(conn, r.id),
+                at_us=int(r.noted_at_us),  # our clock: written, or arrived
             )
         except HotlineError as e:
             log.warning("catch-up of %s skipped: %s", r.id, e)
     return len(pending)
-
-
-def _arrival_us(conn: Connection, message_id: str) -> int:
-    from hotline.store.schema import message_events
-
-    at = conn.execute(
-        select(message_events.c.at_us)
-        .where(message_events.c.message_id == message_id)
-        .order_by(message_events.c.id)
-        .limit(1)
-    ).scalar()
-    if at is not None:
-        return int(at)
-    created = conn.execute(select(messages.c.created_at_us).where(messages.c.id == message_id))
-    return int(created.scalar() or 0)
 
 
 # -- operator actions (the CLI) --------------------------------------------------------------

@@ -179,6 +179,7 @@ MESSAGE_COLUMNS = (
     "author",
     "released_by",
     "notification",
+    "noted_at_us",
 )
 _INSERT_MESSAGE = prepared_insert(messages, *MESSAGE_COLUMNS)
 _INSERT_RECEIPT = prepared_insert(receipts, "id", "direction", "peer", "kind", "signed", "at_us")
@@ -446,7 +447,10 @@ def list_messages(
         query = query.where(messages.c.peer == peer)
     if kind is not None:
         query = query.where(messages.c.kind == kind)
-    rows = list(conn.execute(query.order_by(messages.c.created_at_us.desc()).limit(limit)))
+    # Newest first on our clock (arrival for received messages): a peer's claimed time cannot
+    # keep a message on top or bury it (threat model P9).
+    order = (messages.c.noted_at_us.desc(), messages.c.id.desc())
+    rows = list(conn.execute(query.order_by(*order).limit(limit)))
     events = _events_for(conn, [r.id for r in rows])
     return [_view(r, own_name, events[r.id]) for r in rows]
 

@@ -65,9 +65,13 @@ messages = Table(
     Column("author", String(64), nullable=True),  # operator who wrote it (signed in)
     Column("released_by", String(64), nullable=True),  # second person who released it (signed)
     Column("notification", String(36), nullable=True),  # shared by the copies to many peers
+    # Our own clock: when we wrote it, or when it reached our inbox. Lists and deadlines go by
+    # this, never by the author's claimed ``created_at_us`` (threat model P9). Migration 0014.
+    Column("noted_at_us", BigInteger, nullable=True),
     UniqueConstraint("direction", "peer", "seq", name="uq_messages_direction_peer_seq"),
 )
 Index("ix_messages_direction_peer", messages.c.direction, messages.c.peer, messages.c.seq)
+Index("ix_messages_direction_noted", messages.c.direction, messages.c.noted_at_us)
 Index("ix_messages_notification", messages.c.notification)
 
 # The delivery queue: outgoing envelopes still waiting for their DELIVERED receipt. A row is

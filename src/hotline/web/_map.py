@@ -116,7 +116,7 @@ def map_version(conn: Connection, now_us: int) -> tuple[int, ...]:
     change, or another hour passing (volumes leave the map a day after they end; the time
     slider itself works in the browser)."""
     notes = conn.execute(
-        select(func.count(), func.max(messages.c.created_at_us)).where(
+        select(func.count(), func.max(messages.c.noted_at_us)).where(
             messages.c.msg_type == "activity_notification"
         )
     ).one()
@@ -144,7 +144,7 @@ def load_map(conn: Connection, now_us: int) -> MapData:
     rows = conn.execute(
         select(messages.c.id, messages.c.direction, messages.c.peer, messages.c.body)
         .where(and_(messages.c.msg_type == "activity_notification", messages.c.kind == "message"))
-        .order_by(desc(messages.c.created_at_us))
+        .order_by(desc(messages.c.noted_at_us))  # our clock, not the peer's claim (P9)
         .limit(MAX_NOTIFICATIONS)
     )
     for row in rows:

@@ -94,7 +94,7 @@ def inbox_pending(
         conn.execute(
             select(messages.c.id, func.count().over().label("total"))
             .where(_not_acknowledged())
-            .order_by(_RANK, messages.c.created_at_us)
+            .order_by(_RANK, messages.c.noted_at_us)
             .limit(MAX_PENDING)
         )
     )
