@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hotline.core.envelope import Kind, new_id, seal, sign_message
+from hotline.core.envelope import Kind, new_id, seal, sign_heartbeat, sign_message
 from hotline.node.home import NodeHome
 
 
@@ -48,10 +48,12 @@ def forge_message(
     message_id: str | None = None,
     priority: str = "routine",
     created: datetime | None = None,
+    header_sender: str | None = None,
 ) -> bytes:
     """A free-text envelope signed and sealed by hand, as a buggy or hostile sender could make:
-    any sequence number, any id, any claimed creation time (tests of the receiver's replay,
-    sequence and time rules)."""
+    any sequence number, any id, any claimed creation time, and a routing header naming
+    ``header_sender`` instead of the signer (tests of the receiver's replay, sequence, time and
+    forgery rules)."""
     now = datetime.now(UTC)
     message_id = message_id or new_id(now)
     statement = sign_message(
@@ -66,9 +68,40 @@ def forge_message(
     )
     return seal(
         kind=Kind.MESSAGE,
-        sender=sender.config.name,
+        sender=header_sender or sender.config.name,
         recipient=recipient.config.name,
         envelope_id=message_id,
+        statement=statement,
+        recipient_key=recipient.identity.decryption.public,
+    )
+
+
+def forge_heartbeat(
+    sender: NodeHome,
+    recipient: NodeHome,
+    *,
+    created: datetime | None = None,
+    header_sender: str | None = None,
+) -> bytes:
+    """A heartbeat signed and sealed by hand: any claimed time, any name in the header."""
+    created = created or datetime.now(UTC)
+    heartbeat_id = new_id(created)
+    statement = sign_heartbeat(
+        sender.identity,
+        to=recipient.config.name,
+        heartbeat_id=heartbeat_id,
+        created=created,
+        nonce="n",
+        echo=None,
+        last_seq=0,
+        next_expected=1,
+        expired=[],
+    )
+    return seal(
+        kind=Kind.HEARTBEAT,
+        sender=header_sender or sender.config.name,
+        recipient=recipient.config.name,
+        envelope_id=heartbeat_id,
         statement=statement,
         recipient_key=recipient.identity.decryption.public,
     )
@@ -77,3 +110,8 @@ def forge_message(
 @pytest.fixture
 def forge():
     return forge_message
+
+
+@pytest.fixture
+def forge_beat():
+    return forge_heartbeat

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from hotline.core.encoding import decode_json
-from hotline.core.envelope import Kind, new_id, seal, sign_heartbeat, sign_message
+from hotline.core.envelope import Kind, new_id, seal, sign_message
 from hotline.core.keys import Purpose
 from hotline.errors import ErrorCode, ProtocolError, WireError
 from hotline.link import inbox
@@ -87,7 +87,7 @@ def test_a_rejected_envelope_leaves_the_gap_records_untouched(pair):
     assert inbox.next_expected(m.store, "washington") == 2
 
 
-def test_replayed_or_stale_heartbeats_are_refused(pair):
+def test_replayed_or_stale_heartbeats_are_refused(pair, forge_beat):
     w, m = pair["washington"], pair["moscow"]
     link = PeerLink(
         identity=m.identity,
@@ -99,26 +99,7 @@ def test_replayed_or_stale_heartbeats_are_refused(pair):
     )  # type: ignore[arg-type]
 
     def heartbeat(created: datetime) -> bytes:
-        heartbeat_id = new_id(created)
-        statement = sign_heartbeat(
-            w.identity,
-            to="moscow",
-            heartbeat_id=heartbeat_id,
-            created=created,
-            nonce="n",
-            echo=None,
-            last_seq=0,
-            next_expected=1,
-            expired=[],
-        )
-        return seal(
-            kind=Kind.HEARTBEAT,
-            sender="washington",
-            recipient="moscow",
-            envelope_id=heartbeat_id,
-            statement=statement,
-            recipient_key=m.identity.decryption.public,
-        )
+        return forge_beat(w, m, created=created)
 
     now = datetime.now(UTC)
     fresh = heartbeat(now)

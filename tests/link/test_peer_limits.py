@@ -16,7 +16,7 @@ import pytest
 
 from hotline.core.card import Identity
 from hotline.core.encoding import b64encode, encode_json
-from hotline.core.envelope import Kind, encode_batch, new_id, seal, sign_heartbeat, sign_message
+from hotline.core.envelope import encode_batch, new_id
 from hotline.core.relay import sign_deposit
 from hotline.link.transport_http import BATCH_CONTENT_TYPE, ENVELOPE_CONTENT_TYPE
 from hotline.node.app import create_app
@@ -56,55 +56,6 @@ def trio(tmp_path: Path):
         home.close()
 
 
-def _message(signer: NodeHome, recipient: NodeHome, seq: int, *, sender: str | None = None):
-    """An envelope signed by ``signer`` whose routing header names ``sender`` (default: the
-    signer itself; anything else is a forgery of the header)."""
-    now = datetime.now(UTC)
-    message_id = new_id(now)
-    statement = sign_message(
-        signer.identity,
-        to=recipient.config.name,
-        message_id=message_id,
-        seq=seq,
-        created=now,
-        msg_type="free_text",
-        priority="routine",
-        body={"text": f"message {seq}", "lang": "en"},
-    )
-    return seal(
-        kind=Kind.MESSAGE,
-        sender=sender or signer.config.name,
-        recipient=recipient.config.name,
-        envelope_id=message_id,
-        statement=statement,
-        recipient_key=recipient.identity.decryption.public,
-    )
-
-
-def _heartbeat(signer: NodeHome, recipient: NodeHome, *, sender: str | None = None) -> bytes:
-    now = datetime.now(UTC)
-    heartbeat_id = new_id(now)
-    statement = sign_heartbeat(
-        signer.identity,
-        to=recipient.config.name,
-        heartbeat_id=heartbeat_id,
-        created=now,
-        nonce="n",
-        echo=None,
-        last_seq=0,
-        next_expected=1,
-        expired=[],
-    )
-    return seal(
-        kind=Kind.HEARTBEAT,
-        sender=sender or signer.config.name,
-        recipient=recipient.config.name,
-        envelope_id=heartbeat_id,
-        statement=statement,
-        recipient_key=recipient.identity.decryption.public,
-    )
-
-
 class _Sender:
     """Posts each request from a new client address (a peer with many addresses)."""
 
@@ -135,17 +86,17 @@ def _delivered(home: NodeHome) -> int:
 
 
 def test_a_peer_over_its_budget_gets_429_from_any_address_while_another_peer_is_served(
-    trio, caplog
+    trio, forge, forge_beat, caplog
 ):
     w, m, b = trio["washington"], trio["moscow"], trio["beijing"]
 
     async def run() -> list[httpx.Response]:
         send = _Sender(create_app(Node(m)))
-        replies = [await send.batch([_message(w, m, seq)]) for seq in (1, 2)]
-        replies.append(await send.heartbeat(_heartbeat(w, m)))  # a heartbeat costs one too
-        replies.append(await send.batch([_message(w, m, 3)]))  # a fourth address, same peer
-        replies.append(await send.heartbeat(_heartbeat(w, m)))
-        replies.append(await send.batch([_message(b, m, 1)]))  # another peer
+        replies = [await send.batch([forge(w, m, seq=seq)]) for seq in (1, 2)]
+        replies.append(await send.heartbeat(forge_beat(w, m)))  # a heartbeat costs one too
+        replies.append(await send.batch([forge(w, m, seq=3)]))  # a fourth address, same peer
+        replies.append(await send.heartbeat(forge_beat(w, m)))
+        replies.append(await send.batch([forge(b, m, seq=1)]))  # another peer
         return replies
 
     with caplog.at_level(logging.INFO, logger="hotline.node.app"):
@@ -160,16 +111,18 @@ def test_a_peer_over_its_budget_gets_429_from_any_address_while_another_peer_is_
     assert any("peer washington is over its rate limit" in r.message for r in caplog.records)
 
 
-def test_forged_sender_headers_do_not_spend_the_real_peers_budget(trio):
+def test_forged_sender_headers_do_not_spend_the_real_peers_budget(trio, forge, forge_beat):
     w, m, mallory = trio["washington"], trio["moscow"], trio["mallory"]
 
     async def run() -> tuple[list[httpx.Response], list[httpx.Response]]:
         send = _Sender(create_app(Node(m)))
         forged = []
         for seq in range(1, 11):  # far more than washington's burst of 3
-            forged.append(await send.batch([_message(mallory, m, seq, sender="washington")]))
-            forged.append(await send.heartbeat(_heartbeat(mallory, m, sender="washington")))
-        real = [await send.batch([_message(w, m, seq)]) for seq in (1, 2, 3, 4)]
+            forged.append(
+                await send.batch([forge(mallory, m, seq=seq, header_sender="washington")])
+            )
+            forged.append(await send.heartbeat(forge_beat(mallory, m, header_sender="washington")))
+        real = [await send.batch([forge(w, m, seq=seq)]) for seq in (1, 2, 3, 4)]
         return forged, real
 
     forged, real = asyncio.run(run())
@@ -184,7 +137,7 @@ def test_forged_sender_headers_do_not_spend_the_real_peers_budget(trio):
     assert [[o["status"] for o in r.json()["results"]] for r in real[:3]] == [["accepted"]] * 3
 
 
-def test_relay_deposits_are_limited_per_node_and_forged_ones_spend_nothing(tmp_path: Path):
+def test_relay_deposits_are_limited_per_node_and_forged_ones_spend_nothing(tmp_path: Path, forge):
     now = datetime.now(UTC)
     homes = {
         name: NodeHome.init(
@@ -211,7 +164,7 @@ def test_relay_deposits_are_limited_per_node_and_forged_ones_spend_nothing(tmp_p
     posing = Identity("washington", mallory.identity.signing, mallory.identity.decryption)
 
     def deposit(identity: Identity) -> bytes:
-        envelope = _message(w, homes["moscow"], 1)
+        envelope = forge(w, homes["moscow"], seq=1)
         statement = sign_deposit(
             identity, relay="geneva", request_id=new_id(now), created=now, envelopes=[envelope]
         )
