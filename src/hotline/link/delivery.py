@@ -374,7 +374,18 @@ class PeerLink:
             f"reply:{self.peer.name}",
             lambda conn: self._record_attempt(conn, batch, now_us),
         )
-        self.status.peer_next_expected = reply.next_expected
+        # The reply's next_expected is unsigned: it is not taken as the peer's announced number
+        # (the lower bound of our heartbeats' `expired` list), or whoever can alter the reply
+        # could hide expired numbers from the peer (threat N8). Signed heartbeats set it.
+        if (
+            reply.next_expected is not None
+            and reply.next_expected != self.status.peer_next_expected
+        ):
+            log.debug(
+                "%s's batch reply says next_expected %d (unsigned; not used)",
+                self.peer.name,
+                reply.next_expected,
+            )
         rejected = [r for r in reply.results if r.get("status") == "rejected"]
         if rejected:
             # The peer refused some of our envelopes: that is a fault someone must look at.
