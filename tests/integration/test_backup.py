@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from node_waits import wait_for
 from sqlalchemy import func, select
 
 from hotline import transcript
@@ -18,15 +19,6 @@ from hotline.transcript import hold
 from hotline.transcript.heads import largest_peer_head
 
 pytestmark = pytest.mark.integration
-
-
-def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def _send(capsys, home: NodeHome, to: str, text: str) -> str:
@@ -45,9 +37,9 @@ def _exchange(capsys, w: NodeHome, m: NodeHome, n: int, tag: str) -> list[str]:
     ids = [_send(capsys, w, "moscow", f"{tag} w{i}") for i in range(n)]
     ids += [_send(capsys, m, "washington", f"{tag} m{i}") for i in range(n)]
     for message_id in ids[:n]:
-        _wait(lambda i=message_id: _delivered(w, i), 30, f"{message_id} delivered")
+        wait_for(lambda i=message_id: _delivered(w, i), 30, f"{message_id} delivered")
     for message_id in ids[n:]:
-        _wait(lambda i=message_id: _delivered(m, i), 30, f"{message_id} delivered")
+        wait_for(lambda i=message_id: _delivered(m, i), 30, f"{message_id} delivered")
     return ids
 
 
@@ -100,7 +92,7 @@ def test_a_restored_store_verifies_and_agrees_with_the_peer(linked_nodes, tmp_pa
     held = _hold(w)
     assert held is not None and held.reason == hold.RESTORED
     w_node.start()
-    _wait(lambda: _hold(w) is None, 30, "moscow's heartbeat to confirm the restored store")
+    wait_for(lambda: _hold(w) is None, 30, "moscow's heartbeat to confirm the restored store")
     assert "log_behind" not in _codes(w)
 
     with w.store.read() as conn:
@@ -131,7 +123,7 @@ def test_a_lost_tail_is_named_exactly_and_nothing_forks_until_a_newer_store_is_b
     size_at_backup = taken["transcript_size"]
     _exchange(capsys, w, m, 2, "lost")  # washington's seq 2 and 3 reach moscow, then are lost
     # moscow holds a signed head of washington's log beyond the backup (heartbeats carry them).
-    _wait(lambda: _largest_head_held(m, "washington") == _log_size(w), 30, "moscow's head")
+    wait_for(lambda: _largest_head_held(m, "washington") == _log_size(w), 30, "moscow's head")
     held_size = _largest_head_held(m, "washington")
     assert held_size > size_at_backup
     newer = tmp_path / "newer.backup"
@@ -141,7 +133,7 @@ def test_a_lost_tail_is_named_exactly_and_nothing_forks_until_a_newer_store_is_b
     w.close()
     _summary(capsys, "restore", str(old), "--dir", str(w.dir))
     w_node.start()
-    _wait(lambda: "log_behind" in _codes(w), 30, "washington's log_behind alarm")
+    wait_for(lambda: "log_behind" in _codes(w), 30, "washington's log_behind alarm")
     state = _hold(w)
     assert state is not None and state.reason == hold.LOST_TAIL
     with w.store.read() as conn:
@@ -185,8 +177,8 @@ def test_a_lost_tail_is_named_exactly_and_nothing_forks_until_a_newer_store_is_b
     w.close()
     _summary(capsys, "restore", str(newer), "--dir", str(w.dir))
     w_node.start()
-    _wait(lambda: _hold(w) is None, 30, "moscow's confirmation of the newer store")
-    _wait(lambda: _delivered(m, waiting), 30, "moscow's waiting message delivered")
+    wait_for(lambda: _hold(w) is None, 30, "moscow's confirmation of the newer store")
+    wait_for(lambda: _delivered(m, waiting), 30, "moscow's waiting message delivered")
     _exchange(capsys, w, m, 1, "after")
     assert main(["audit", "check", "--dir", str(w.dir), "--peer", "moscow"]) == 0
     assert "equivocation" not in _codes(m) and "equivocation" not in _codes(w)

@@ -12,10 +12,10 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+from node_waits import message_state
 
 from hotline.cli import main
 from hotline.node.home import CONFIG_FILE, NodeHome
-from hotline.store.messages import get_message
 from hotline.store.schema import link_events
 
 pytestmark = pytest.mark.integration
@@ -25,12 +25,6 @@ def _dead_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])  # closed again at once: nothing listens there
-
-
-def _state(home: NodeHome, message_id: str) -> str | None:
-    with home.store.read() as conn:
-        view = get_message(conn, message_id, home.config.name)
-    return None if view is None else view.state.value
 
 
 def test_delivery_fails_over_to_the_second_endpoint(linked_nodes, capsys):
@@ -58,9 +52,9 @@ def test_delivery_fails_over_to_the_second_endpoint(linked_nodes, capsys):
     )
     message_id = json.loads(capsys.readouterr().out)["id"]
     started = time.monotonic()
-    while time.monotonic() - started < 15 and _state(w, message_id) != "delivered":
+    while time.monotonic() - started < 15 and message_state(w, message_id) != "delivered":
         time.sleep(0.05)
-    assert _state(w, message_id) == "delivered"
+    assert message_state(w, message_id) == "delivered"
     assert time.monotonic() - started < 10  # failover within seconds, not a back-off minute
     with w.store.read() as conn:
         kinds = [

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+from node_waits import message_state, wait_for
 from sqlalchemy import select
 
 from hotline import transcript
@@ -16,20 +17,10 @@ from hotline.core.card import Identity
 from hotline.core.envelope import Kind, encode_batch, new_id, seal, sign_message
 from hotline.link import keyring
 from hotline.node.home import NodeHome
-from hotline.store.messages import get_message
 from hotline.store.schema import security_events
 from hotline.transcript.witnessing import latest_cosignature
 
 pytestmark = pytest.mark.integration
-
-
-def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def _cli_json(capsys, *args: str):
@@ -38,12 +29,6 @@ def _cli_json(capsys, *args: str):
     out = capsys.readouterr().out
     assert code == 0, out
     return json.loads(out)
-
-
-def _state(home: NodeHome, message_id: str) -> str | None:
-    with home.store.read() as conn:
-        view = get_message(conn, message_id, home.config.name)
-    return None if view is None else view.state.value
 
 
 def _send(capsys, src: NodeHome, to: str, text: str) -> str:
@@ -101,12 +86,12 @@ def test_rotation_keeps_messages_flowing_and_retires_the_old_key(linked_nodes, c
     w, m = linked_nodes["washington"].home, linked_nodes["moscow"].home
     old = NodeHome(w.dir).identity
     first = _send(capsys, w, "moscow", "before the rotation")
-    _wait(lambda: _state(w, first) == "delivered", 15, "first message delivered")
+    wait_for(lambda: message_state(w, first) == "delivered", 15, "first message delivered")
 
     # An overlap long enough for the steps below on a loaded machine, short enough to wait out.
     overlap_ends = time.monotonic() + 30
     rotated = _cli_json(capsys, "keys", "rotate", "--dir", str(w.dir), "--overlap", "30s")
-    _wait(
+    wait_for(
         lambda: _key_state(m, "washington").get(rotated["new_key_id"]) == "active",
         25,
         "moscow accepts washington's new key",
@@ -122,7 +107,7 @@ def test_rotation_keeps_messages_flowing_and_retires_the_old_key(linked_nodes, c
         (m, _send(capsys, m, "washington", "to the new encryption key")),
     ]
     for home, message_id in ids:
-        _wait(lambda h=home, i=message_id: _state(h, i) == "delivered", 25, "delivery")
+        wait_for(lambda h=home, i=message_id: message_state(h, i) == "delivered", 25, "delivery")
     listed = _cli_json(capsys, "keys", "list", "--dir", str(w.dir))
     assert [k["state"] for k in listed] == ["overlap", "active"]
     shown = _cli_json(capsys, "peer", "show", "washington", "--dir", str(m.dir))
@@ -130,7 +115,7 @@ def test_rotation_keeps_messages_flowing_and_retires_the_old_key(linked_nodes, c
 
     # ... and refused once it ends; the new key goes on.
     time.sleep(max(0.0, overlap_ends - time.monotonic()) + 0.5)
-    _wait(
+    wait_for(
         lambda: _key_state(m, "washington")[rotated["old_key_id"]] == "retired",
         15,
         "moscow retires the old key",
@@ -138,7 +123,7 @@ def test_rotation_keeps_messages_flowing_and_retires_the_old_key(linked_nodes, c
     refused = _post_signed_by(old, m, 5001)
     assert (refused["status"], refused.get("code")) == ("rejected", "key_expired"), refused
     after = _send(capsys, w, "moscow", "after the overlap")
-    _wait(lambda: _state(w, after) == "delivered", 15, "delivery after the overlap")
+    wait_for(lambda: message_state(w, after) == "delivered", 15, "delivery after the overlap")
 
     # The audit record spans the rotation: exported with the key history, verified offline.
     bundle = tmp_path / "link.bundle"
@@ -155,7 +140,7 @@ def test_revocation_refuses_the_old_key_until_the_new_fingerprint_is_confirmed(
     w, m = linked_nodes["washington"].home, linked_nodes["moscow"].home
     old = NodeHome(w.dir).identity
     revoked = _cli_json(capsys, "keys", "revoke", "--dir", str(w.dir), "--compromised-at", "now")
-    _wait(
+    wait_for(
         lambda: _key_state(m, "washington").get(revoked["new_key_id"]) == "pending",
         15,
         "moscow learns of the revocation",
@@ -168,10 +153,10 @@ def test_revocation_refuses_the_old_key_until_the_new_fingerprint_is_confirmed(
     # moscow seals nothing to washington's revoked key.
     to_moscow = _send(capsys, w, "moscow", "from the new key")
     to_washington = _send(capsys, m, "washington", "waits for the fingerprint")
-    _wait(lambda: _events(m, "key_unconfirmed") > 0, 15, "moscow refuses the unconfirmed key")
+    wait_for(lambda: _events(m, "key_unconfirmed") > 0, 15, "moscow refuses the unconfirmed key")
     time.sleep(1.0)
-    assert _state(w, to_moscow) in ("queued", "sent")
-    assert _state(m, to_washington) == "queued"
+    assert message_state(w, to_moscow) in ("queued", "sent")
+    assert message_state(m, to_washington) == "queued"
 
     assert (
         main(
@@ -187,8 +172,12 @@ def test_revocation_refuses_the_old_key_until_the_new_fingerprint_is_confirmed(
         )
         == 0
     )
-    _wait(lambda: _state(w, to_moscow) == "delivered", 20, "delivery after the confirmation")
-    _wait(lambda: _state(m, to_washington) == "delivered", 20, "moscow's queue, sealed again")
+    wait_for(
+        lambda: message_state(w, to_moscow) == "delivered", 20, "delivery after the confirmation"
+    )
+    wait_for(
+        lambda: message_state(m, to_washington) == "delivered", 20, "moscow's queue, sealed again"
+    )
     shown = _cli_json(capsys, "peer", "show", "washington", "--dir", str(m.dir))
     assert [k["state"] for k in shown["keys"]] == ["revoked", "active"]
 
@@ -203,9 +192,9 @@ def test_the_witness_cosigns_heads_signed_by_the_new_key(nodes_with_witness, cap
         return -1 if latest is None else int(latest["size"])
 
     assert main(["send", "--dir", str(w.dir), "--to", "moscow", "--text", "before"]) == 0
-    _wait(lambda: cosigned() >= 1, 30, "a first cosignature")
+    wait_for(lambda: cosigned() >= 1, 30, "a first cosignature")
     rotated = _cli_json(capsys, "keys", "rotate", "--dir", str(w.dir), "--overlap", "1d")
-    _wait(
+    wait_for(
         lambda: _key_state(helsinki, "washington").get(rotated["new_key_id"]) == "active",
         30,
         "helsinki accepts washington's new key",
@@ -213,7 +202,7 @@ def test_the_witness_cosigns_heads_signed_by_the_new_key(nodes_with_witness, cap
     with w.store.read() as conn:
         size_after_rotation = transcript.size(conn)
     assert main(["send", "--dir", str(w.dir), "--to", "moscow", "--text", "after"]) == 0
-    _wait(lambda: cosigned() > size_after_rotation, 30, "a cosignature of a new-key head")
+    wait_for(lambda: cosigned() > size_after_rotation, 30, "a cosignature of a new-key head")
     bundle = tmp_path / "witnessed.bundle"
     export = ["audit", "export", "--dir", str(w.dir), "--peer", "moscow", "--out", str(bundle)]
     assert main(export) == 0

@@ -7,30 +7,15 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from node_waits import message_state, wait_for
 from sqlalchemy import func, select
 
 from hotline.cli import main
 from hotline.link import outbox
 from hotline.node.home import NodeHome
-from hotline.store.messages import get_message
 from hotline.store.schema import message_events, messages
 
 pytestmark = pytest.mark.integration
-
-
-def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def _state(home: NodeHome, message_id: str) -> str | None:
-    with home.store.read() as conn:
-        view = get_message(conn, message_id, home.config.name)
-    return None if view is None else view.state.value
 
 
 def _cli_json(capsys, *args: str):
@@ -56,7 +41,7 @@ def test_conversation_with_receipts_through_the_cli(linked_nodes, capsys):
         "Confirm your launch at 03:12 UTC",
     )
     message_id = sent["id"]
-    _wait(lambda: _state(w, message_id) == "delivered", 10, "DELIVERED receipt")
+    wait_for(lambda: message_state(w, message_id) == "delivered", 10, "DELIVERED receipt")
 
     inbox = _cli_json(capsys, "inbox", "--dir", str(m.dir))
     assert [(x["id"], x["from"], x["priority"], x["text"]) for x in inbox] == [
@@ -79,15 +64,15 @@ def test_conversation_with_receipts_through_the_cli(linked_nodes, capsys):
         )
         == 0
     )
-    _wait(lambda: _state(w, message_id) == "acknowledged", 10, "ACKNOWLEDGED receipt")
+    wait_for(lambda: message_state(w, message_id) == "acknowledged", 10, "ACKNOWLEDGED receipt")
     # Read-back: washington reproduces the Russian text ivanov was shown, checked by hash.
     readback = _cli_json(capsys, "show", message_id, "--dir", str(w.dir), "--as-acknowledged")
     assert readback["readback"]["matches"] is True
     assert readback["readback"]["operator"] == "ivanov"
     assert "ПРОИЗВОЛЬНЫЙ ТЕКСТ" in readback["shown"]
     answer = _cli_json(capsys, "reply", message_id, "--dir", str(m.dir), "--text", "Confirmed.")
-    _wait(lambda: _state(w, message_id) == "answered", 10, "the answer")
-    _wait(lambda: _state(m, answer["id"]) == "delivered", 10, "the answer's receipt")
+    wait_for(lambda: message_state(w, message_id) == "answered", 10, "the answer")
+    wait_for(lambda: message_state(m, answer["id"]) == "delivered", 10, "the answer's receipt")
 
     status = _cli_json(capsys, "status", message_id, "--dir", str(w.dir))
     assert [e["state"] for e in status["events"]] == [
@@ -100,7 +85,7 @@ def test_conversation_with_receipts_through_the_cli(linked_nodes, capsys):
     shown = _cli_json(capsys, "show", answer["id"], "--dir", str(w.dir))
     assert shown["in_reply_to"] == message_id and shown["text"] == "Confirmed."
 
-    _wait(
+    wait_for(
         lambda: _cli_json(capsys, "link", "--dir", str(w.dir))[0]["state"] == "up",
         10,
         "a heartbeat",
@@ -118,20 +103,22 @@ def test_receiver_down_then_back(linked_nodes, capsys):
         for i in range(5)
     ]
     time.sleep(2.0)
-    assert {_state(w, i) for i in ids} <= {"queued", "sent"}
-    _wait(
+    assert {message_state(w, i) for i in ids} <= {"queued", "sent"}
+    wait_for(
         lambda: _cli_json(capsys, "link", "--dir", str(w.dir))[0]["state"] == "down",
         20,
         "the link to be reported down",
     )
     # Never silent: the outage is an alarm for the operators, once.
-    _wait(
+    wait_for(
         lambda: _cli_json(capsys, "events", "--dir", str(w.dir), "--code", "link_down"),
         10,
         "the link_down alarm",
     )
     m_node.start()
-    _wait(lambda: all(_state(w, i) == "delivered" for i in ids), 15, "delivery after restart")
+    wait_for(
+        lambda: all(message_state(w, i) == "delivered" for i in ids), 15, "delivery after restart"
+    )
 
 
 def _submit_many(home: NodeHome, to: str, count: int) -> list[str]:
@@ -172,7 +159,7 @@ def test_kill9_of_sender_and_receiver_loses_nothing_and_duplicates_nothing(linke
         api.post("/api/v1/wake")
 
     # Kill the receiver mid-stream, then the sender, each at least once while traffic flows.
-    _wait(lambda: _delivered_count(w, ids_w) > 0, 20, "the first deliveries")
+    wait_for(lambda: _delivered_count(w, ids_w) > 0, 20, "the first deliveries")
     m_node.kill9()
     time.sleep(0.3)
     m_node.start()
@@ -182,7 +169,7 @@ def test_kill9_of_sender_and_receiver_loses_nothing_and_duplicates_nothing(linke
     m_node.kill9()
     m_node.start()
 
-    _wait(
+    wait_for(
         lambda: _delivered_count(w, ids_w) == 200 and _delivered_count(m, ids_m) == 200,
         90,
         "all 400 messages receipted",

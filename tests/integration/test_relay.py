@@ -11,43 +11,20 @@ import json
 import socket
 import socketserver
 import threading
-import time
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from node_waits import message_state, send_text, wait_for
 from sqlalchemy import func, insert, select, update
 
 from hotline.cli import main
 from hotline.core.envelope import read_header
 from hotline.link.mailbox import relay_mailbox
 from hotline.node.home import CONFIG_FILE, NodeHome
-from hotline.store.messages import get_message
 from hotline.store.schema import link_events, messages, security_events
 
 pytestmark = pytest.mark.integration
-
-
-def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def _state(home: NodeHome, message_id: str) -> str | None:
-    with home.store.read() as conn:
-        view = get_message(conn, message_id, home.config.name)
-    return None if view is None else view.state.value
-
-
-def _send(node: Any, to: str, text: str) -> str:
-    with node.api() as api:
-        response = api.post("/api/v1/messages", json={"to": to, "text": text})
-    assert response.status_code == 200, response.text
-    return str(response.json()["id"])
 
 
 def _codes(home: NodeHome) -> list[str]:
@@ -86,14 +63,16 @@ def test_messages_and_receipts_travel_through_the_relay(relayed, capsys):
     _cut_direct_path(w, m)  # washington can reach moscow only through geneva
     for process in (g, m, w):
         process.start()
-    message_id = _send(w, "moscow", "through the neutral relay")
-    _wait(lambda: _state(w.home, message_id) == "delivered", 30, "DELIVERED through the relay")
-    assert _state(m.home, message_id) == "delivered"
+    message_id = send_text(w, "moscow", "through the neutral relay")
+    wait_for(
+        lambda: message_state(w.home, message_id) == "delivered", 30, "DELIVERED through the relay"
+    )
+    assert message_state(m.home, message_id) == "delivered"
     # moscow's operator acknowledges: the receipt reaches washington (directly, its path works).
     with m.api() as api:
         assert api.post(f"/api/v1/messages/{message_id}/ack", json={}).status_code == 200
-    _wait(lambda: _state(w.home, message_id) == "acknowledged", 30, "ACKNOWLEDGED")
-    _wait(lambda: _held(g.home, "moscow") == 0, 30, "the relay to hand over and forget")
+    wait_for(lambda: message_state(w.home, message_id) == "acknowledged", 30, "ACKNOWLEDGED")
+    wait_for(lambda: _held(g.home, "moscow") == 0, 30, "the relay to hand over and forget")
     with w.home.store.read() as conn:
         kinds = [
             (r.kind, r.transport)
@@ -123,8 +102,8 @@ def test_the_nodes_notice_what_a_malicious_relay_does(relayed):
     _cut_direct_path(w, m)
     g.start()
     w.start()  # moscow is not running yet: its mail waits at the relay
-    ids = [_send(w, "moscow", f"message {i}") for i in range(1, 6)]
-    _wait(lambda: _held(g.home, "moscow") >= 5, 30, "five envelopes at the relay")
+    ids = [send_text(w, "moscow", f"message {i}") for i in range(1, 6)]
+    wait_for(lambda: _held(g.home, "moscow") >= 5, 30, "five envelopes at the relay")
     w.stop()  # nothing is resent while the relay misbehaves (it would resend after 3 s)
     with g.home.store.write() as conn:
         rows = list(
@@ -155,13 +134,17 @@ def test_the_nodes_notice_what_a_malicious_relay_does(relayed):
                 .values(envelope=bytes(row.envelope), digest=f"reordered-{slot}")
             )
     m.start()
-    _wait(lambda: _state(m.home, ids[0]) == "delivered", 30, "moscow takes its mail")
-    _wait(lambda: "decrypt_failed" in _codes(m.home), 30, "the corrupted envelope refused")
+    wait_for(lambda: message_state(m.home, ids[0]) == "delivered", 30, "moscow takes its mail")
+    wait_for(lambda: "decrypt_failed" in _codes(m.home), 30, "the corrupted envelope refused")
     assert "sequence_gap" in _codes(m.home)  # 5 came before 1 and 2: numbers missing, noticed
-    assert _state(m.home, ids[2]) is None  # dropped: never arrived
+    assert message_state(m.home, ids[2]) is None  # dropped: never arrived
     w.start()  # washington resends what has no receipt (3 and 4) through the relay
     for message_id in ids:
-        _wait(lambda i=message_id: _state(w.home, i) == "delivered", 40, f"receipt of {message_id}")
+        wait_for(
+            lambda i=message_id: message_state(w.home, i) == "delivered",
+            40,
+            f"receipt of {message_id}",
+        )
     # The relay replays message 1 later: moscow sees a duplicate and delivers nothing twice.
     with g.home.store.write() as conn:
         conn.execute(
@@ -177,7 +160,7 @@ def test_the_nodes_notice_what_a_malicious_relay_does(relayed):
                 expires_at_us=2**62,
             )
         )
-    _wait(lambda: _held(g.home, "moscow") == 0, 30, "the replay to be taken")
+    wait_for(lambda: _held(g.home, "moscow") == 0, 30, "the replay to be taken")
     with m.home.store.read() as conn:
         rows = list(
             conn.execute(select(messages.c.id, messages.c.seq).where(messages.c.direction == "in"))
@@ -256,14 +239,16 @@ def test_direct_path_cut_then_back_relay_carries_the_gap(relayed):
     try:
         for process in (g, m, w):
             process.start()
-        first = _send(w, "moscow", "over the direct path")
-        _wait(lambda: _state(w.home, first) == "delivered", 30, "direct delivery")
+        first = send_text(w, "moscow", "over the direct path")
+        wait_for(lambda: message_state(w.home, first) == "delivered", 30, "direct delivery")
         assert ("failover", "relay:geneva") not in _events(w.home)
 
         path.cut()
-        during = [_send(w, "moscow", f"while the cable is cut {i}") for i in range(3)]
+        during = [send_text(w, "moscow", f"while the cable is cut {i}") for i in range(3)]
         for message_id in during:
-            _wait(lambda i=message_id: _state(w.home, i) == "delivered", 30, "relayed delivery")
+            wait_for(
+                lambda i=message_id: message_state(w.home, i) == "delivered", 30, "relayed delivery"
+            )
         assert ("failover", "relay:geneva") in _events(w.home)
         with w.api() as api:
             board = {link["peer"]: link for link in api.get("/api/v1/links").json()}
@@ -274,14 +259,14 @@ def test_direct_path_cut_then_back_relay_carries_the_gap(relayed):
         assert states[f"https://127.0.0.1:{path.port}"] in ("degraded", "down")
 
         path.restore()
-        _wait(
+        wait_for(
             lambda: ("fallback", f"https://127.0.0.1:{path.port}") in _events(w.home),
             30,
             "the fallback to the direct path",
         )
         g.stop()  # from now on only the direct path can carry anything
-        after = _send(w, "moscow", "the cable is repaired")
-        _wait(lambda: _state(w.home, after) == "delivered", 30, "direct delivery again")
+        after = send_text(w, "moscow", "the cable is repaired")
+        wait_for(lambda: message_state(w.home, after) == "delivered", 30, "direct delivery again")
         with m.home.store.read() as conn:
             received = {r.id for r in conn.execute(select(messages.c.id))}
         assert {first, *during, after} <= received

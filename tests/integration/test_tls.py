@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from node_waits import message_state, send_text, wait_for
 from sqlalchemy import select
 
 from hotline.link.tls import cert_pem, key_pem, make_certificate, make_tls_key
@@ -25,28 +26,6 @@ from hotline.store.messages import get_message
 from hotline.store.schema import security_events
 
 pytestmark = pytest.mark.integration
-
-
-def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def _state(home: NodeHome, message_id: str) -> str | None:
-    with home.store.read() as conn:
-        view = get_message(conn, message_id, home.config.name)
-    return None if view is None else view.state.value
-
-
-def _send(node: Any, to: str, text: str) -> str:
-    with node.api() as api:
-        response = api.post("/api/v1/messages", json={"to": to, "text": text})
-    assert response.status_code == 200, response.text
-    return str(response.json()["id"])
 
 
 def _pin_events(home: NodeHome) -> list[str]:
@@ -72,9 +51,9 @@ def _move_peer(sender: Any, peer: Any, endpoint: str) -> None:
 def test_two_node_processes_talk_over_tls_1_3(linked_nodes):
     w, m = linked_nodes["washington"], linked_nodes["moscow"]
     assert w.endpoint.startswith("https://") and m.endpoint.startswith("https://")
-    message_id = _send(w, "moscow", "over TLS 1.3, pinned")
-    _wait(lambda: _state(w.home, message_id) == "delivered", 15, "DELIVERED over TLS")
-    assert _state(m.home, message_id) == "delivered"
+    message_id = send_text(w, "moscow", "over TLS 1.3, pinned")
+    wait_for(lambda: message_state(w.home, message_id) == "delivered", 15, "DELIVERED over TLS")
+    assert message_state(m.home, message_id) == "delivered"
     # The server speaks TLS 1.3 only: a client limited to TLS 1.2 gets no connection.
     old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     old.check_hostname = False
@@ -93,14 +72,16 @@ def test_another_nodes_certificate_is_refused(tmp_path, linked_trio):
     w, m, b = linked_trio["washington"], linked_trio["moscow"], linked_trio["beijing"]
     real = m.endpoint
     _move_peer(w, m, b.endpoint)
-    message_id = _send(w, "moscow", "must not reach beijing")
-    _wait(lambda: _pin_events(w.home), 15, "a tls_pin_mismatch security event")
+    message_id = send_text(w, "moscow", "must not reach beijing")
+    wait_for(lambda: _pin_events(w.home), 15, "a tls_pin_mismatch security event")
     assert "not the one pinned" in _pin_events(w.home)[0]
-    assert _state(w.home, message_id) in ("queued", "sent")
+    assert message_state(w.home, message_id) in ("queued", "sent")
     with b.home.store.read() as conn:
         assert get_message(conn, message_id, "beijing") is None
     _move_peer(w, m, real)
-    _wait(lambda: _state(w.home, message_id) == "delivered", 15, "delivery to the real moscow")
+    wait_for(
+        lambda: message_state(w.home, message_id) == "delivered", 15, "delivery to the real moscow"
+    )
 
 
 class _MitmProxy:
@@ -144,11 +125,11 @@ def test_a_mitm_proxy_with_its_own_certificate_is_refused(tmp_path, linked_nodes
     proxy = _MitmProxy(tmp_path, int(m.endpoint.rsplit(":", 1)[1]))
     try:
         _move_peer(w, m, f"https://127.0.0.1:{proxy.port}")
-        message_id = _send(w, "moscow", "not for the proxy")
-        _wait(lambda: _pin_events(w.home), 15, "a tls_pin_mismatch security event")
+        message_id = send_text(w, "moscow", "not for the proxy")
+        wait_for(lambda: _pin_events(w.home), 15, "a tls_pin_mismatch security event")
         time.sleep(1.0)  # further attempts (heartbeats, retries) are refused the same way
         assert proxy.handshakes == 0 and proxy.bytes_received == 0
-        assert _state(w.home, message_id) in ("queued", "sent")
+        assert message_state(w.home, message_id) in ("queued", "sent")
         assert len(_pin_events(w.home)) == 1  # one alarm per path, not one per retry
     finally:
         proxy.close()
@@ -172,7 +153,7 @@ def test_a_node_stops_promptly_with_idle_and_long_polling_clients(linked_nodes: 
         idle.sendall(b"GET /healthz HTTP/1.1\r\nhost: washington\r\n\r\n")
         assert idle.recv(65536).startswith(b"HTTP/1.1 200")
 
-        message_id = _send(node, "moscow", "moscow is down: this stays queued")
+        message_id = send_text(node, "moscow", "moscow is down: this stays queued")
         polled: list[int] = []
 
         def long_poll() -> None:
@@ -198,7 +179,7 @@ def test_a_node_stops_promptly_with_idle_and_long_polling_clients(linked_nodes: 
         poller.join(timeout=10)
         assert stopped_after < SHUTDOWN_GRACE_S + 5, stopped_after
         assert polled, "the long-poll never returned"
-        assert _state(node.home, message_id) in ("queued", "sent")  # kept, still owed
+        assert message_state(node.home, message_id) in ("queued", "sent")  # kept, still owed
     finally:
         if idle is not None:
             idle.close()

@@ -4,32 +4,16 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 
 import pytest
+from node_waits import message_state, wait_for
 
 from hotline.cli import main
 from hotline.node.home import NodeHome
-from hotline.store.messages import get_message
 from hotline.transcript.bundle import sign_bundle
 from hotline.transcript.heads import peer_heads
 
 pytestmark = pytest.mark.integration
-
-
-def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def _state(home: NodeHome, message_id: str) -> str | None:
-    with home.store.read() as conn:
-        view = get_message(conn, message_id, home.config.name)
-    return None if view is None else view.state.value
 
 
 def _json(capsys, *args: str) -> tuple[int, dict]:
@@ -44,11 +28,11 @@ def _converse(capsys, w: NodeHome, m: NodeHome) -> list[str]:
         code, sent = _json(capsys, "send", "--dir", str(w.dir), "--to", "moscow", "--text", text)
         assert code == 0
         ids.append(sent["id"])
-    _wait(lambda: all(_state(w, i) == "delivered" for i in ids), 15, "delivery")
+    wait_for(lambda: all(message_state(w, i) == "delivered" for i in ids), 15, "delivery")
     assert main(["ack", ids[0], "--dir", str(m.dir), "--operator", "ivanov"]) == 0
     code, answer = _json(capsys, "reply", ids[0], "--dir", str(m.dir), "--text", "received")
-    _wait(lambda: _state(w, ids[0]) == "answered", 15, "the answer")
-    _wait(lambda: _state(m, answer["id"]) == "delivered", 15, "the answer's receipt")
+    wait_for(lambda: message_state(w, ids[0]) == "answered", 15, "the answer")
+    wait_for(lambda: message_state(m, answer["id"]) == "delivered", 15, "the answer's receipt")
     return ids
 
 
@@ -79,7 +63,7 @@ def test_a_node_that_rewrites_its_log_is_caught_by_its_peer(linked_nodes, log_re
     m_node.start()
     # The rewritten log shows as soon as moscow signs anything about it (here: a receipt).
     code, sent = _json(capsys, "send", "--dir", str(w.dir), "--to", "moscow", "--text", "more")
-    _wait(lambda: _state(w, sent["id"]) == "delivered", 15, "delivery after the rewrite")
+    wait_for(lambda: message_state(w, sent["id"]) == "delivered", 15, "delivery after the rewrite")
 
     code, report = _json(capsys, "audit", "check", "--dir", str(w.dir), "--peer", "moscow")
     assert report["equivocations"] >= 1, report

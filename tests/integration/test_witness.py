@@ -7,21 +7,13 @@ import json
 import time
 
 import pytest
+from node_waits import wait_for
 
 from hotline.cli import main
 from hotline.node.home import CONFIG_FILE, NodeHome
 from hotline.transcript.witnessing import latest_cosignature
 
 pytestmark = pytest.mark.integration
-
-
-def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def _cosigned_size(home: NodeHome) -> int:
@@ -35,7 +27,7 @@ def test_witness_cosigns_and_catches_a_rewritten_log(nodes_with_witness, log_rew
     w, helsinki = w_node.home, nodes_with_witness["helsinki"].home
     for text in ("one", "two", "three"):
         assert main(["send", "--dir", str(w.dir), "--to", "moscow", "--text", text]) == 0
-    _wait(lambda: _cosigned_size(w) >= 3, 30, "helsinki to cosign washington's head")
+    wait_for(lambda: _cosigned_size(w) >= 3, 30, "helsinki to cosign washington's head")
 
     capsys.readouterr()
     assert main(["transcript", "--dir", str(w.dir), "--json"]) == 0
@@ -63,7 +55,7 @@ def test_witness_cosigns_and_catches_a_rewritten_log(nodes_with_witness, log_rew
         main(["events", "--dir", str(helsinki.dir), "--code", "equivocation", "--json"])
         return bool(json.loads(capsys.readouterr().out))
 
-    _wait(alarmed, 30, "helsinki's equivocation alarm about washington")
+    wait_for(alarmed, 30, "helsinki's equivocation alarm about washington")
 
 
 def test_a_witness_that_stops_cosigning_raises_an_alarm_once(nodes_with_witness, capsys):
@@ -79,7 +71,7 @@ def test_a_witness_that_stops_cosigning_raises_an_alarm_once(nodes_with_witness,
     w_node.start()
     try:
         assert main(["send", "--dir", str(w.dir), "--to", "moscow", "--text", "witnessed"]) == 0
-        _wait(lambda: _cosigned_size(w) >= 1, 30, "helsinki to cosign washington's head")
+        wait_for(lambda: _cosigned_size(w) >= 1, 30, "helsinki to cosign washington's head")
 
         def report() -> dict:
             capsys.readouterr()
@@ -95,15 +87,15 @@ def test_a_witness_that_stops_cosigning_raises_an_alarm_once(nodes_with_witness,
         helsinki.stop()
         for text in ("one", "two"):
             assert main(["send", "--dir", str(w.dir), "--to", "moscow", "--text", text]) == 0
-        _wait(lambda: bool(stale_events()), 30, "washington's witness_stale alarm")
+        wait_for(lambda: bool(stale_events()), 30, "washington's witness_stale alarm")
         lag = report()
         assert lag["stale"] is True and lag["behind"] >= 2, lag
         time.sleep(3)  # more rounds of the witness loop: still one alarm for this outage
         assert len(stale_events()) == 1
 
         helsinki.start()
-        _wait(lambda: report()["stale"] is False, 30, "helsinki to cosign again")
-        _wait(lambda: "cosigns our log again" in w_node.log_path.read_text(), 15, "the return")
+        wait_for(lambda: report()["stale"] is False, 30, "helsinki to cosign again")
+        wait_for(lambda: "cosigns our log again" in w_node.log_path.read_text(), 15, "the return")
         assert len(stale_events()) == 1
     finally:
         w.close()
