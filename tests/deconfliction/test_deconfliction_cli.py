@@ -91,6 +91,10 @@ def test_bad_input_names_the_feature(tmp_path: Path, files: tuple[Path, Path]) -
     notjson.write_text("{", encoding="utf-8")
     res = runner.invoke(deconflict.app, ["check", str(notjson), "--against", str(a)])
     assert res.exit_code == 2 and "not JSON" in res.stderr
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    res = runner.invoke(deconflict.app, ["check", str(deep), "--against", str(a)])
+    assert res.exit_code == 2 and "nests too deeply" in res.stderr
 
 
 def test_node_commands_with_dir_and_env(tmp_path: Path, files: tuple[Path, Path]) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from hotline.core.card import Identity
 from hotline.core.envelope import Kind, new_id, seal, sign_message
+from hotline.core.keys import Purpose
 from hotline.core.relay import sign_deposit, sign_pull
 from hotline.errors import ErrorCode, HotlineError
 from hotline.link.mailbox import Mailbox, MailboxLimits
@@ -165,6 +166,10 @@ def test_forged_replayed_stale_and_misdirected_requests_are_refused(world):
     )
     assert (  # a pull statement is not a deposit (labels are separate)
         _code(lambda: box.deposit(pull, [], source="t", now=NOW)) == ErrorCode.WRONG_PURPOSE
+    )
+    not_utf8 = w.signing.sign(Purpose.RELAY_DEPOSIT, b'{"from":"washingt\x82n"}')
+    assert (  # the sender is read before any key is chosen: bad UTF-8 is malformed, not a crash
+        _code(lambda: box.deposit(not_utf8, [], source="t", now=NOW)) == ErrorCode.MALFORMED
     )
 
 

@@ -212,6 +212,24 @@ def test_the_parallel_path_gives_the_same_verdicts(bundle_file, exporter, tmp_pa
     assert parallel.value.item == serial.value.item
 
 
+def test_invalid_utf8_inside_a_record_is_named_not_raised(bundle_file, exporter):
+    """A re-signed bundle whose record, or whose statement's payload, holds bytes that are not
+    UTF-8 is refused naming the record: the JSON parser's UnicodeDecodeError is not a crash."""
+    header, records, _signature = _lines(bundle_file)
+    record = json.loads(records[0])
+    statement = bytearray(base64.b64decode(record[0]))
+    at = statement.index(b'"washington"') + 2
+    statement[at] = 0x82
+    record[0] = base64.b64encode(bytes(statement)).decode()
+    bad_payload = json.dumps(record, separators=(",", ":")).encode()
+    bad_line = records[0].replace(b'"message.out"', b'"message.\x82ut"', 1)
+    assert bad_line != records[0]
+    for edited in (bad_payload, bad_line):
+        with pytest.raises(BundleError) as e:
+            verify_bundle(_resign(exporter, header, [edited, *records[1:]]))
+        assert e.value.item == "records[0]"
+
+
 JSON = st.recursive(
     st.none()
     | st.booleans()

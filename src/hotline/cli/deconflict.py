@@ -110,6 +110,8 @@ def read_volumes(path: Path, *, owner: str | None = None) -> list[Volume]:
         raise InputError(
             f"{path} is not JSON: {e.msg} at line {e.lineno}", fields={"file": str(path)}
         ) from e
+    except RecursionError as e:
+        raise InputError(f"{path} nests too deeply", fields={"file": str(path)}) from e
     if isinstance(obj, dict) and obj.get("type") in ("FeatureCollection", "Feature"):
         return parse_geojson(obj, owner=owner)
     return parse_volume4d(obj, owner=owner)

@@ -117,7 +117,7 @@ def claimed_sender(statement: bytes) -> str:
     _label, _key_id, payload = peek_statement(statement)
     try:
         raw = msgspec.json.decode(payload, type=dict[str, object])
-    except msgspec.DecodeError as e:
+    except ValueError as e:  # msgspec.DecodeError, or UnicodeDecodeError for bad UTF-8
         raise WireError(f"relay request: not JSON ({e})") from e
     sender = raw.get("from")
     if not isinstance(sender, str):

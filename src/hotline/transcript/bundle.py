@@ -349,7 +349,7 @@ def _check_record(
         verify_statement(statement, purpose, signer)
     except BundleError:
         raise
-    except (HotlineError, msgspec.DecodeError) as e:
+    except (HotlineError, ValueError) as e:  # msgspec raises UnicodeDecodeError for bad UTF-8
         raise BundleError(item, str(e)) from e
     seq = fields.get("seq")
     message_id = fields.get("id")
