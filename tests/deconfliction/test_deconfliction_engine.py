@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from typing import Any
 
 import numpy as np
@@ -272,6 +273,74 @@ def test_a_helper_that_dies_loses_no_pairs(monkeypatch: pytest.MonkeyPatch) -> N
     assert _pairs_of(engine, queries) == expected
     assert _pairs_of(engine, queries) == expected
     assert engine._helpers and engine._helpers[0] is not helper
+
+
+_start_codes = st.integers(0, index_module.CODE_LEVELS + 1)
+_end_codes = st.integers(1, index_module.CODE_LEVELS + 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(_start_codes, min_size=4, max_size=4),
+            st.lists(_end_codes, min_size=4, max_size=4),
+            st.lists(_start_codes, min_size=4, max_size=4),
+            st.lists(_end_codes, min_size=4, max_size=4),
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_the_lane_wise_code_test_agrees_with_a_lane_by_lane_one(
+    rows: list[tuple[list[int], list[int], list[int], list[int]]],
+) -> None:
+    """``_codes_pass`` compares four byte lanes at once with borrows and carries that must
+    never cross a lane: against the plain comparison, one dimension at a time."""
+
+    def packed(lo: list[int], hi: list[int]) -> int:
+        return int.from_bytes(bytes(lo) + bytes(h | 0x80 for h in hi), sys.byteorder)
+
+    e = np.array([packed(el, eh) for el, eh, _, _ in rows], np.uint64)
+    q = np.array([packed(ql, qh) for _, _, ql, qh in rows], np.uint64)
+    want = [
+        all(el[d] <= qh[d] and ql[d] <= eh[d] and (el[d] > 0 or ql[d] > 0) for d in range(4))
+        for el, eh, ql, qh in rows
+    ]
+    assert index_module._codes_pass(e, q).tolist() == want
+
+
+def test_cell_codes_keep_every_overlapping_pair_once() -> None:
+    """Boxes on a coarse lattice (so that many touch exactly, at cell borders too): each pair
+    whose boxes overlap passes the code test in exactly one cell both cover, and pairs whose
+    boxes are apart by more than a code step pass in none."""
+    rng = np.random.default_rng(5)
+    n = 300
+    lows = rng.integers(0, 40, (n, 4)).astype(float) / 4
+    box = np.hstack([lows, lows + rng.integers(0, 12, (n, 4)) / 4])
+    grid = index_module._Grid(box)
+    lo, hi = grid.cells(box[:, :4]), grid.cells(box[:, 4:])
+    owner, keys, first, cells = grid.expand(lo, hi, np.prod(hi - lo + 1, axis=1))
+    codes = grid.quantize(grid.norm(box)[owner], cells, first)
+    by_key: dict[int, list[int]] = {}
+    for row, key in enumerate(keys.tolist()):
+        by_key.setdefault(key, []).append(row)
+    passes: dict[tuple[int, int], int] = {}
+    for rows in by_key.values():
+        r = np.array(rows)
+        a, b = np.repeat(r, len(r)), np.tile(r, len(r))
+        ok = index_module._codes_pass(codes[a], codes[b])
+        for i, j in zip(owner[a[ok]].tolist(), owner[b[ok]].tolist(), strict=True):
+            passes[i, j] = passes.get((i, j), 0) + 1
+    overlap = np.all(box[:, None, :4] <= box[None, :, 4:], axis=2)
+    overlap &= np.all(box[None, :, :4] <= box[:, None, 4:], axis=2)
+    gap = np.maximum(box[:, None, :4] - box[None, :, 4:], box[None, :, :4] - box[:, None, 4:])
+    apart = (gap > 5 * grid.size / index_module.CODE_LEVELS).any(axis=2)  # codes: 2 steps out
+    for i, j in zip(*np.nonzero(overlap), strict=True):
+        assert passes.get((int(i), int(j))) == 1
+    assert overlap.sum() > 2 * n
+    for i, j in zip(*np.nonzero(apart), strict=True):
+        assert (int(i), int(j)) not in passes
 
 
 def test_discs_and_octagons_in_one_pass_agree_with_the_separate_ones() -> None:

@@ -9,12 +9,13 @@ shared with helper processes forked from this one, ``_Helper``):
 2. Candidates: the entries of the cells a query's box covers.
 3. Duplicates: a pair met in several cells is kept only in the cell holding the greatest of its
    two lower corners (both boxes cover that point), so each pair is reported once; decided from
-   each entry's and query cell's "first cell" bits before any box is read.
+   whether the entry or the query starts in the cell, along each dimension, before any box is
+   read.
 4. 4D box filter: first on each entry's box as seen from its cell (8 bytes, rounded outwards: a
-   superset), then exactly. Boxes are packed as rows of 8 floats (lower corner, upper corner)
-   with every dimension closed: a time window ``[start, end)`` in integer microseconds is the
-   closed ``[start, end - 1]`` (exact in float64 up to the year 2255; the parsers refuse later
-   times).
+   superset; with step 3 in one lane-wise integer test, ``_codes_pass``), then exactly. Boxes
+   are packed as rows of 8 floats (lower corner, upper corner) with every dimension closed: a
+   time window ``[start, end)`` in integer microseconds is the closed ``[start, end - 1]``
+   (exact in float64 up to the year 2255; the parsers refuse later times).
 5. Discs (``Discs``; computed by ``discs_and_octagons``): pairs whose outer discs are apart are
    dropped, pairs whose inner discs overlap are kept, both without asking GEOS. Octagons
    (``octagons``): pairs whose footprints' ranges along a diagonal axis are apart are dropped
@@ -58,8 +59,12 @@ MAX_CELLS_PER_DIM = 4_096
 #: Grid cell size as a multiple of the mean extent of the indexed volumes, per dimension: about
 #: 1.7 cells per volume and dimension; larger cells mean fewer entries but more candidates.
 CELL_FACTOR = 1.5
-#: Steps across a grid cell of the entries' quantized boxes (one byte a coordinate).
-CODE_LEVELS = 255
+#: Steps across a grid cell of the entries' quantized boxes: codes 0 to ``CODE_LEVELS + 1``
+#: must fit in 7 bits (one byte a coordinate, its top bit free for the lane-wise test).
+CODE_LEVELS = 126
+#: The top bit of each of the four bytes of a uint32 (the lanes of ``_codes_pass``).
+_LANE_TOP = np.uint32(0x80808080)
+_LANE_LOW = np.uint32(0x7F7F7F7F)
 #: Volumes expanded into grid entries (and entries coded) at a time while building: bounds the
 #: build's temporaries, hence the peak memory of a load.
 BUILD_CHUNK = 100_000
@@ -371,8 +376,7 @@ class _Grid:
         self.key_type = np.int32 if int(np.prod(self.n)) < 2**31 else I8
         self.oversize: Arr = np.empty(0, I8)
         self.entries: Arr = np.empty(0, np.int32)
-        self.ecode: Arr = np.empty((0, 8), np.uint8)
-        self.efirst: Arr = np.empty(0, np.uint8)
+        self.ecode: Arr = np.empty(0, np.uint64)
         self.keys: Arr = np.empty(0, self.key_type)
         self.offsets: Arr = np.zeros(1, I8)
 
@@ -398,18 +402,18 @@ class _Grid:
         self.entries = _joined(slot_parts, slot_type)[order]
         del order
         # Per entry, in entry order (a cell's candidates are read in sequence), computed from
-        # the sorted keys in runs (no large temporaries): its first bits and its box as seen
-        # from its cell in 8 bytes, the two compared before any float box.
+        # the sorted keys in runs (no large temporaries): its box as seen from its cell and
+        # whether the cell is its first along each dimension, in 8 bytes compared before any
+        # float box.
         m = len(keys)
-        self.efirst = np.empty(m, np.uint8)
-        self.ecode = np.empty((m, 8), np.uint8)
+        self.ecode = np.empty(m, np.uint64)
         for i in range(0, m, BUILD_CHUNK):
             run = slice(i, i + BUILD_CHUNK)
             cells = self.decode(keys[run])
             b = box[self.entries[run]]
-            self.efirst[run] = self.first_bits(self.cells(b[:, :4]), cells)
-            self.ecode[run] = self.quantize(self.norm(b), cells)
-            del cells, b
+            first = self.first_bits(self.cells(b[:, :4]), cells)
+            self.ecode[run] = self.quantize(self.norm(b), cells, first)
+            del cells, b, first
         first = np.ones(len(keys), dtype=bool)
         first[1:] = keys[1:] != keys[:-1]
         starts = np.flatnonzero(first)
@@ -421,19 +425,27 @@ class _Grid:
         out: Arr = (box - self.origin8) / self.size8
         return out
 
-    def quantize(self, norm: Arr, cells: Arr) -> Arr:
-        """Boxes in cell units (``norm``) as seen from cells (``cells``, k x 4): rows of 8
-        bytes, the box's range across the cell in ``CODE_LEVELS`` steps, lower corners rounded
+    def quantize(self, norm: Arr, cells: Arr, first: Arr) -> Arr:
+        """Boxes in cell units (``norm``) as seen from cells (``cells``, k x 4; ``first``, the
+        cells' first bits for the boxes): one uint64 each, read by ``_codes_pass``.
+
+        Bytes 0-3 (one per dimension): where the box starts, 1 to ``CODE_LEVELS + 1`` when it
+        starts in this cell (its first cell along that dimension), 0 when it starts before it.
+        Bytes 4-7: where it ends, 1 to ``CODE_LEVELS + 1``, with the top bit set. Positions
+        are the box's range across the cell in ``CODE_LEVELS`` steps, lower corners rounded
         down and upper ones up by a step more than the rounding could move them, clipped to the
         cell. Two boxes that overlap within a cell have codes that overlap there too (the map
-        is monotonic): comparing codes never loses a pair, only lets some more through."""
+        is monotonic, and 0 is below every code): comparing codes never loses a pair, only lets
+        some more through."""
         cf = cells.astype(F8)
         out = np.empty((len(cells), 8), np.uint8)
-        lo = np.floor((norm[:, :4] - cf) * CODE_LEVELS) - 1
-        hi = np.ceil((norm[:, 4:] - cf) * CODE_LEVELS) + 1
-        out[:, :4] = np.clip(lo, 0, CODE_LEVELS)
-        out[:, 4:] = np.clip(hi, 0, CODE_LEVELS)
-        return out
+        lo = np.clip(np.floor((norm[:, :4] - cf) * CODE_LEVELS) - 1, 0, CODE_LEVELS) + 1
+        hi = np.clip(np.ceil((norm[:, 4:] - cf) * CODE_LEVELS) + 1, 0, CODE_LEVELS) + 1
+        starts_here = (first[:, None] >> np.arange(4, dtype=np.uint8)) & 1
+        out[:, :4] = np.where(starts_here == 1, lo, 0)
+        out[:, 4:] = hi.astype(np.uint8) | np.uint8(0x80)
+        codes: Arr = out.view(np.uint64).ravel()
+        return codes
 
     def cells(self, points: Arr) -> Arr:
         """Cell coordinates (k x 4, clipped to the grid) of points (k x 4)."""
@@ -559,6 +571,31 @@ def _overlap(a: Arr, q: Arr) -> Arr:
     hi = np.ascontiguousarray(q[:, :4] <= a[:, 4:]).view(np.uint32).ravel()
     both: Arr = (lo == _ALL4) & (hi == _ALL4)
     return both
+
+
+def _codes_pass(e: Arr, q: Arr) -> Arr:
+    """Pairs of cell codes (``_Grid.quantize``; an entry's ``e`` and a query's ``q``, uint64
+    arrays in the same cells) that may hold an overlapping pair of boxes to report here.
+
+    Each pair is reported once: in the cell that holds the greatest lower corner of its two
+    boxes (both boxes cover that point when they overlap). Along each dimension that cell is
+    the first of one of the two boxes, as the cell of a coordinate grows with it: the pair is
+    kept where, in every dimension, the entry or the query starts in the cell (a start code
+    other than 0). And it is kept only where their codes overlap in every dimension.
+
+    All four dimensions at once, as four byte lanes of a uint32 whose values fit in 7 bits:
+    ``(0x80 | a) - b`` keeps the top bit of a lane exactly when ``a >= b`` (no lane borrows
+    from the next, as ``0x80 | a > b``), and ``(a | b) + 0x7F`` sets it exactly when ``a`` or
+    ``b`` is not 0 (no lane carries into the next, as the sum stays below 0x100). The end
+    codes carry their top bit already.
+    """
+    e2, q2 = e.view(np.uint32).reshape(-1, 2), q.view(np.uint32).reshape(-1, 2)
+    e_lo, e_hi, q_lo, q_hi = e2[:, 0], e2[:, 1], q2[:, 0], q2[:, 1]
+    ok = (q_hi - e_lo) & (e_hi - q_lo)  # entry starts before the query ends, and conversely
+    ok &= (e_lo | q_lo) + _LANE_LOW  # the entry or the query starts in this cell
+    ok &= _LANE_TOP
+    passed: Arr = ok == _LANE_TOP
+    return passed
 
 
 def _concat(results: Sequence[tuple[Arr, Arr]]) -> tuple[Arr, Arr]:
@@ -1181,21 +1218,15 @@ class VolumeIndex:
         pos = np.minimum(pos, len(grid.keys) - 1)
         found = grid.keys[pos] == keys
         owner, pos, qfirst = owner[found], pos[found], qfirst[found]
-        qcode = grid.quantize(grid.norm(qbox)[owner], qcells[found])
+        qcode = grid.quantize(grid.norm(qbox)[owner], qcells[found], qfirst)
         start = grid.offsets[pos]
         n_in = grid.offsets[pos + 1] - start
         total = int(n_in.sum())
         entry = np.arange(total, dtype=I8) + np.repeat(start - (np.cumsum(n_in) - n_in), n_in)
         qcell = np.repeat(np.arange(len(pos), dtype=I8), n_in)
-        # Each pair once: in the cell that holds the greatest lower corner of its two boxes
-        # (both boxes cover that point when they overlap). Along each dimension that cell is
-        # the first of one of the two boxes, as the cell of a coordinate grows with it: the
-        # pair is kept where, in every dimension, the entry's or the query's first bit is set.
-        # Done before the box tests, it drops most duplicates while they are cheap to drop.
-        m = (grid.efirst[entry] | qfirst[qcell]) == 15
-        entry, qcell = entry[m], qcell[m]
-        # Prefilter on the codes (sequential reads of 8 bytes an entry), then exactly.
-        m = _overlap(grid.ecode[entry], qcode[qcell])
+        # Prefilter on the codes (one read of 8 bytes an entry, mostly in sequence): drops
+        # the duplicates and most pairs whose boxes are apart (``_codes_pass``), then exactly.
+        m = _codes_pass(grid.ecode[entry], qcode[qcell])
         entry, qcell = entry[m], qcell[m]
         qrow = owner[qcell]
         slots = grid.entries[entry].astype(I8)
