@@ -343,6 +343,42 @@ def test_cell_codes_keep_every_overlapping_pair_once() -> None:
         assert (int(i), int(j)) not in passes
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    volume_sets("q", 6),
+    st.lists(
+        st.tuples(
+            st.integers(0, 5), st.floats(34.9, 35.8), st.floats(32.9, 33.8), st.floats(0, 0.2)
+        ),
+        max_size=30,
+    ),
+)
+def test_vertices_in_discs_finds_exactly_the_vertices_clearly_inside(
+    queries: list[Volume], discs: list[tuple[int, float, float, float]]
+) -> None:
+    """``_vertices_in_discs`` (a shortcut past GEOS) says yes only for a footprint with a vertex
+    inside the disc by more than the margins, and for every such footprint (a plain loop over
+    the vertices, in the disc plane)."""
+    if not queries:
+        return
+    geoms = np.array([v.footprint for v in queries], dtype=object)
+    q = np.array([k % len(queries) for k, _, _, _ in discs], dtype=np.int64)
+    packed = np.array(
+        [(x * index_module.DISC_X_SCALE, y, r, r) for _, x, y, r in discs], dtype=float
+    ).reshape(-1, 4)
+    coords = shapely.get_coordinates(geoms, return_index=True)
+    got = index_module._vertices_in_discs(coords, len(geoms), q, packed)
+    rel, eps = index_module.DISC_REL, index_module.DISC_ABS
+    for k, (_, x, y, r) in enumerate(discs):
+        xy = shapely.get_coordinates(geoms[q[k]])
+        dist = np.hypot((xy[:, 0] - x) * index_module.DISC_X_SCALE, xy[:, 1] - y)
+        inner = r * (1 - rel) - eps
+        if got[k]:
+            assert inner > 0 and (dist < inner * (1 + 1e-12)).any()
+        else:
+            assert not (dist < inner * (1 - 1e-12)).any()
+
+
 def test_discs_and_octagons_in_one_pass_agree_with_the_separate_ones() -> None:
     vols, _ = _lattice_batch()
     vols += volumes(

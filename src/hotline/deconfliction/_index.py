@@ -224,10 +224,13 @@ class Discs:
         return np.column_stack((self.cx, self.cy, self.outer, self.inner))
 
 
-def discs_and_octagons(geoms: Arr, bounds: Arr) -> tuple[Arr, Arr]:
+def discs_and_octagons(
+    geoms: Arr, bounds: Arr, coords: tuple[Arr, Arr] | None = None
+) -> tuple[Arr, Arr]:
     """``Discs.of(geoms, bounds).packed()`` and ``octagons(geoms)`` from one read of the
-    coordinates, the distances compared squared (one square root per footprint, not per vertex
-    or edge): the same values up to rounding, which the margins cover."""
+    coordinates (``coords``, ``shapely.get_coordinates(geoms, return_index=True)``, when the
+    caller has them already), the distances compared squared (one square root per footprint,
+    not per vertex or edge): the same values up to rounding, which the margins cover."""
     n = len(geoms)
     disc = np.zeros((n, 4))
     cx = (bounds[:, 0] + bounds[:, 2]) / 2
@@ -237,7 +240,7 @@ def discs_and_octagons(geoms: Arr, bounds: Arr) -> tuple[Arr, Arr]:
     octs[:, :2], octs[:, 2:] = np.inf, -np.inf
     if n == 0:
         return disc, octs
-    xy, owner = shapely.get_coordinates(geoms, return_index=True)
+    xy, owner = shapely.get_coordinates(geoms, return_index=True) if coords is None else coords
     if not len(owner):
         return disc, octs
     starts = np.flatnonzero(np.concatenate(([True], owner[1:] != owner[:-1])))
@@ -342,6 +345,30 @@ def _float32_outwards(out: Arr) -> Arr:
     small[:, :2] = np.nextafter(small[:, :2], np.float32(-np.inf))
     small[:, 2:] = np.nextafter(small[:, 2:], np.float32(np.inf))
     return small
+
+
+def _vertices_in_discs(coords: tuple[Arr, Arr], n: int, q: Arr, discs: Arr) -> Arr:
+    """Per pair ``k``: whether a vertex of footprint ``q[k]`` (of the ``n`` whose coordinates
+    are ``coords``, from ``shapely.get_coordinates(..., return_index=True)``) lies inside the
+    inner disc of ``discs[k]`` (a packed ``Discs`` row), by more than the margins. Such a
+    vertex is a point of both footprints: they meet, and GEOS need not be asked. About a third
+    of the pairs that reach GEOS on issue 5's data are decided so, for an eighth of its time.
+    """
+    xy, owner = coords
+    count = np.bincount(owner, minlength=n)
+    first = np.cumsum(count) - count
+    # The radius, shrunk by the margins (squared below: rounding far smaller than them).
+    radius = discs[:, 3] * (1 - DISC_REL) - DISC_ABS
+    pair = np.flatnonzero(radius > 0)
+    k = count[q[pair]]
+    row = np.repeat(np.arange(len(pair), dtype=I8), k)
+    vertex = np.arange(len(row), dtype=I8) + np.repeat(first[q[pair]] - (np.cumsum(k) - k), k)
+    dx = xy[vertex, 0] * DISC_X_SCALE - discs[pair, 0][row]
+    dy = xy[vertex, 1] - discs[pair, 1][row]
+    inside = dx * dx + dy * dy < (radius[pair] ** 2)[row]
+    found = np.zeros(len(q), dtype=bool)
+    found[pair[row[inside]]] = True
+    return found
 
 
 def _octagons_apart(a: Arr, b: Arr) -> Arr:
@@ -1159,10 +1186,12 @@ class VolumeIndex:
             return qi, slots
         shapely.prepare(geoms[idx])
         sure = np.zeros(len(qi), dtype=bool)
+        test = None
         if bounds is not None and len(qi) >= DISC_MIN_PAIRS:
             # Discs of this chunk's queries (worth it only with enough pairs to decide).
             first = int(idx[0])
-            disc, qoct = discs_and_octagons(geoms[idx], bounds[idx])
+            coords = shapely.get_coordinates(geoms[idx], return_index=True)
+            disc, qoct = discs_and_octagons(geoms[idx], bounds[idx], coords)
             qd, ad = disc[qi - first], cols.disc[slots]
             dist = np.hypot(qd[:, 0] - ad[:, 0], qd[:, 1] - ad[:, 1])
             near = dist <= (qd[:, 2] + ad[:, 2]) * (1 + DISC_REL) + DISC_ABS
@@ -1170,7 +1199,12 @@ class VolumeIndex:
             qi, slots, dist, qd, ad = qi[near], slots[near], dist[near], qd[near], ad[near]
             sure = (qd[:, 3] > 0) & (ad[:, 3] > 0)
             sure &= dist < (qd[:, 3] + ad[:, 3]) * (1 - DISC_REL) - DISC_ABS
-        test = np.flatnonzero(~sure)
+            test = np.flatnonzero(~sure)
+            met = _vertices_in_discs(coords, len(idx), qi[test] - first, ad[test])
+            sure[test[met]] = True
+            test = test[~met]
+        if test is None:
+            test = np.flatnonzero(~sure)
         hit = shapely.intersects(geoms[qi[test]], cols.geoms[slots[test]])
         sure[test[hit]] = True
         return qi[sure], slots[sure]
