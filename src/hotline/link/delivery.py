@@ -28,6 +28,7 @@ from hotline import transcript
 from hotline.core.card import Card, Identity
 from hotline.core.encoding import b64decode, format_time, parse_time, to_us
 from hotline.core.envelope import (
+    MAX_EXPIRED_LISTED,
     HeartbeatPayload,
     Kind,
     new_id,
@@ -60,6 +61,9 @@ from hotline.transcript.heads import current_own_head, largest_peer_head, record
 
 log = logging.getLogger(__name__)
 
+#: Receipts waiting to go back for messages the peer declared expired, at most (more come with
+#: its next heartbeats, which list the rest again).
+MAX_LATE_RECEIPTS = 32
 #: Envelopes per request: one signature on the receipt covers the whole batch. Small enough that
 #: one peer's batch holds the receiver for tens of milliseconds, not hundreds, so a flooding peer
 #: cannot delay another's urgent messages much (benchmarks/flood.py: 128 gave +235 ms at p99,
@@ -200,6 +204,14 @@ class PeerLink:
         self._pin_alarmed: set[str] = set()
         #: Envelopes handed to a relay (id -> monotonic time): not handed again for a while.
         self._relayed: dict[str, float] = {}
+        #: Our DELIVERED receipts (id -> sealed envelope) for messages the peer declared expired
+        #: though we hold them (protocol §9.3): sent back when nothing else waits. Kept only in
+        #: memory: if they are lost, the peer's next heartbeat lists the messages again.
+        self._late_receipts: dict[str, bytes] = {}
+        #: Our sequence numbers that expired since the peer last answered one of our heartbeats:
+        #: listed in `expired` even below the number the peer says it expects next, because the
+        #: peer may hold them (their receipt lost) and would then send the receipt back (§10.3).
+        self._unannounced_expired: set[int] = set()
         #: The peers (nodes) whose heartbeats must confirm a restored store before it appends
         #: again (transcript/hold.py); set by the node.
         self.hold_peers: tuple[str, ...] = ()
@@ -223,6 +235,7 @@ class PeerLink:
                 conn, [(o.id, State.EXPIRED, now_us, "not delivered in time") for o in stale]
             )
             dequeue(conn, [o.id for o in stale])
+            self._unannounced_expired.update(o.seq for o in stale)
             for o in stale:
                 record_security_event(
                     conn,
@@ -306,7 +319,7 @@ class PeerLink:
             hold.check(conn)
             pending = pending_outgoing(conn, self.peer.name, BATCH_SIZE + len(self._relayed))
         if not pending:
-            return 0
+            return await self._send_late_receipts()
         stale = [o for o in pending if o.expires_at_us is not None and o.expires_at_us <= now_us]
         if stale:
             self._expire(stale, now)
@@ -332,6 +345,58 @@ class PeerLink:
         if error is None:
             raise ProtocolError(f"no transport to {self.peer.name}")
         raise error
+
+    def send_back_receipts(self, statements: dict[str, bytes]) -> None:
+        """The peer declared expired messages we hold: seal our DELIVERED receipts for them to
+        it again, so that both sides end with the same state (threat P17)."""
+        room = MAX_LATE_RECEIPTS - len(self._late_receipts)
+        for receipt_id, statement in list(statements.items())[: max(room, 0)]:
+            self._late_receipts[receipt_id] = seal(
+                kind=Kind.RECEIPT,
+                sender=self.identity.name,
+                recipient=self.peer.name,
+                envelope_id=receipt_id,
+                statement=statement,
+                recipient_key=self.peer.encryption_key,
+            )
+        if self._late_receipts:
+            self.wake.set()
+
+    async def _send_late_receipts(self) -> int:
+        """Send the late receipts waiting (as one batch, over the first transport that takes
+        it); return how many left."""
+        if not self._late_receipts or self.blocked is not None:
+            return 0
+        envelopes = list(self._late_receipts.values())
+        error: HotlineError | None = None
+        for index in self._order():
+            path = self._paths[index]
+            try:
+                if path.relay is not None:
+                    await path.relay.deposit(envelopes)
+                elif path.http is not None:
+                    reply = await path.http.send_batch(envelopes)
+                    refused = [r for r in reply.results if r.get("status") == "rejected"]
+                    if refused:
+                        log.warning(
+                            "%s refused receipts we sent back: %s", self.peer.name, refused[:3]
+                        )
+                else:
+                    continue
+            except HotlineError as e:
+                self._path_failed(index, e, "delivery_failed")
+                error = e
+                continue
+            log.info(
+                "sent %s %d receipt(s) for messages it declared expired",
+                self.peer.name,
+                len(envelopes),
+            )
+            self._late_receipts.clear()
+            return len(envelopes)
+        if error is not None:
+            raise error
+        return 0
 
     def _carried(self, index: int) -> None:
         """Transport ``index`` carried a batch: it works, and the traffic is on it (recorded
@@ -524,7 +589,10 @@ class PeerLink:
         above = self.status.peer_next_expected or 1
         with self.store.write() as conn:
             last_seq = next_out_seq(conn, self.peer.name) - 1
-            expired = expired_out_seqs(conn, self.peer.name, above, limit=1024)
+            expired = expired_out_seqs(conn, self.peer.name, above, limit=MAX_EXPIRED_LISTED)
+            below = sorted(s for s in self._unannounced_expired if s < above)
+            if below:
+                expired = (below + expired)[:MAX_EXPIRED_LISTED]
             # On hold our log may be shorter than one the peer saw: a head of it, which we could
             # not prove consistent with the peer's larger one, would only raise a false alarm.
             on_hold = hold.current(conn) is not None
@@ -697,6 +765,7 @@ class PeerLink:
         path = self._paths[index]
         now = datetime.now(UTC)
         nonce = secrets.token_hex(16)
+        announced = set(self._unannounced_expired)
         envelope = self.make_heartbeat(now, nonce=nonce, echo=None, next_expected=next_expected)
         started = time.perf_counter()
         if path.relay is not None:
@@ -714,6 +783,7 @@ class PeerLink:
         self.status.rtt_ms = rtt_ms
         path.status.rtt_ms = rtt_ms
         self.status.peer_next_expected = payload.next_expected
+        self._unannounced_expired -= announced
         self._path_ok(index)
         # The peer signed its reply's time halfway through the round trip, on its clock.
         skew_s = clock_skew_s(

@@ -50,6 +50,7 @@ from hotline.store.messages import (
     State,
     add_events,
     dequeue,
+    expired_among,
     insert_messages,
     next_expected_seq,
     note_inbound_seq,
@@ -620,10 +621,27 @@ def _accept_delivered_receipt(
         message_ids=ids,
     )
     add_events(conn, [(i, State.DELIVERED, now_us, f"receipt {payload.id}") for i in ids])
-    dequeue(conn, ids)
+    if dequeue(conn, ids) < len(ids):
+        _flag_delivered_after_expiry(conn, opened.header.sender, ids, payload.id, now_us)
     batch.entries.append(transcript.NewEntry(opened.statement.raw, "receipt.in", payload.id))
     result.updated_ids.extend(ids)
     result.outcomes.append(Outcome(payload.id, "receipt"))
+
+
+def _flag_delivered_after_expiry(
+    conn: Connection, peer: str, ids: list[str], receipt_id: str, now_us: int
+) -> None:
+    """Messages we had given up on (``expired``: not known delivered) that the peer did hold:
+    the operators who were told they were lost must hear that they arrived (threat P17)."""
+    for message_id in expired_among(conn, ids):
+        record_security_event(
+            conn,
+            at_us=now_us,
+            code="delivered_after_expiry",
+            peer=peer,
+            source=None,
+            detail=f"message {message_id}, reported expired, was delivered (receipt {receipt_id})",
+        )
 
 
 def _accept_acknowledged_receipt(

@@ -35,7 +35,7 @@ from hotline.errors import (
 )
 from hotline.link import inbox, keyring, outbox
 from hotline.link.deadlines import Overdue, escalate
-from hotline.link.delivery import PeerLink, backoff_delay
+from hotline.link.delivery import MAX_LATE_RECEIPTS, PeerLink, backoff_delay
 from hotline.link.inbox import Received
 from hotline.link.mailbox import Mailbox, MailboxLimits
 from hotline.link.status import link_report, transport_reports
@@ -45,6 +45,7 @@ from hotline.operators.release import needs_release
 from hotline.referrals.cases import list_cases, validate_pending
 from hotline.store.messages import (
     MessageView,
+    delivered_receipts_for_seqs,
     fill_gaps,
     get_message,
     record_link_event,
@@ -517,7 +518,9 @@ class Node:
 
     def _answer(self, link: PeerLink, payload: HeartbeatPayload, now: datetime) -> bytes:
         sender = link.peer.name
-        self._check_gaps(sender, payload, now)
+        late = self._check_gaps(sender, payload, now)
+        if late:
+            link.send_back_receipts(late)
         link.status.peer_next_expected = payload.next_expected
         link.wake.set()
         return link.make_heartbeat(
@@ -527,10 +530,17 @@ class Node:
             next_expected=inbox.next_expected(self.store, sender),
         )
 
-    def _check_gaps(self, peer: str, heartbeat: HeartbeatPayload, now: datetime) -> None:
-        """Messages the peer says it sent that never arrived (and did not expire) are an alarm."""
+    def _check_gaps(
+        self, peer: str, heartbeat: HeartbeatPayload, now: datetime
+    ) -> dict[str, bytes]:
+        """Messages the peer says it sent that never arrived (and did not expire) are an alarm.
+        Return our DELIVERED receipts for those it declared expired but we hold (it gave up on
+        them before their receipt reached it): they go back to it (protocol §9.3)."""
         with self.store.write() as conn:
             filled = fill_gaps(conn, peer, heartbeat.expired)
+            late = delivered_receipts_for_seqs(
+                conn, peer, heartbeat.expired, limit=MAX_LATE_RECEIPTS
+            )
             if filled:
                 record_link_event(
                     conn,
@@ -553,6 +563,15 @@ class Node:
                     source=None,
                     detail=f"peer sent up to seq {heartbeat.last_seq}; missing {unexplained[:20]}",
                 )
+            if late:
+                record_link_event(
+                    conn,
+                    peer=peer,
+                    at_us=to_us(now),
+                    kind="receipts_sent_back",
+                    detail=f"{len(late)} receipt(s) for messages {peer} declared expired",
+                )
+        return late
 
     # -- relays ----------------------------------------------------------------------------
 

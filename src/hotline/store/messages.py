@@ -497,13 +497,68 @@ def count_attempts(conn: Connection, message_ids: Sequence[str]) -> None:
         statement.execute(conn, params)
 
 
-def dequeue(conn: Connection, message_ids: Sequence[str]) -> None:
-    """Take envelopes off the delivery queue (receipted or expired)."""
-    for statement, params in _DEQUEUE.chunks(message_ids):
-        statement.execute(conn, params)
+def dequeue(conn: Connection, message_ids: Sequence[str]) -> int:
+    """Take envelopes off the delivery queue (receipted or expired); return how many were on it."""
+    return sum(
+        statement.execute(conn, params) for statement, params in _DEQUEUE.chunks(message_ids)
+    )
+
+
+def expired_among(conn: Connection, message_ids: Sequence[str]) -> list[str]:
+    """Those of ``message_ids`` (ours) that expired at some point (given up on)."""
+    return [
+        str(r[0])
+        for r in conn.execute(
+            select(message_events.c.message_id)
+            .where(
+                and_(
+                    message_events.c.message_id.in_(list(message_ids)),
+                    message_events.c.state == State.EXPIRED.value,
+                )
+            )
+            .order_by(message_events.c.message_id)
+        )
+    ]
+
+
+def delivered_receipts_for_seqs(
+    conn: Connection, peer: str, seqs: Sequence[int], limit: int
+) -> dict[str, bytes]:
+    """Our signed DELIVERED receipts for what ``peer`` sent us under ``seqs`` (receipt id ->
+    statement): what to send back when the peer declares expired something we hold."""
+    if not seqs:
+        return {}
+    rows = conn.execute(
+        select(receipts.c.id, receipts.c.signed)
+        .join(receipt_items, receipt_items.c.receipt_id == receipts.c.id)
+        .join(messages, messages.c.id == receipt_items.c.message_id)
+        .where(
+            and_(
+                messages.c.direction == "in",
+                messages.c.peer == peer,
+                messages.c.seq.in_(list(seqs)),
+                receipts.c.direction == "out",
+                receipts.c.kind == "delivered",
+            )
+        )
+        .order_by(messages.c.seq)
+        .limit(limit)
+    )
+    return {str(r.id): bytes(r.signed) for r in rows}
 
 
 def expired_out_seqs(conn: Connection, peer: str, above: int, limit: int) -> list[int]:
+    """Our sequence numbers to ``peer`` from ``above`` that expired and were not delivered after
+    all (a DELIVERED receipt the peer sent back late, protocol §9.3, ends the listing)."""
+    later = message_events.alias("later")
+    delivered_after_all = exists(
+        select(later.c.message_id).where(
+            and_(
+                later.c.message_id == messages.c.id,
+                later.c.state.in_([s.value for s in _PROGRESS[2:]]),
+            )
+        )
+    )
     rows = conn.execute(
         select(messages.c.seq)
         .join(message_events, message_events.c.message_id == messages.c.id)
@@ -513,6 +568,7 @@ def expired_out_seqs(conn: Connection, peer: str, above: int, limit: int) -> lis
                 messages.c.peer == peer,
                 messages.c.seq >= above,
                 message_events.c.state == State.EXPIRED.value,
+                ~delivered_after_all,
             )
         )
         .order_by(messages.c.seq)
