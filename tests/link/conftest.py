@@ -82,8 +82,11 @@ def forge_heartbeat(
     *,
     created: datetime | None = None,
     header_sender: str | None = None,
+    last_seq: int = 0,
+    expired: tuple[int, ...] = (),
 ) -> bytes:
-    """A heartbeat signed and sealed by hand: any claimed time, any name in the header."""
+    """A heartbeat signed and sealed by hand: any claimed time, any name in the header, any
+    sequence numbers declared expired."""
     created = created or datetime.now(UTC)
     heartbeat_id = new_id(created)
     statement = sign_heartbeat(
@@ -93,9 +96,9 @@ def forge_heartbeat(
         created=created,
         nonce="n",
         echo=None,
-        last_seq=0,
+        last_seq=last_seq,
         next_expected=1,
-        expired=[],
+        expired=list(expired),
     )
     return seal(
         kind=Kind.HEARTBEAT,
