@@ -213,6 +213,21 @@ def test_cli_operator_add_reads_the_password_from_stdin_and_prints_the_uri_once(
     assert "otpauth" not in json.dumps(listed)
     monkeypatch.setattr("sys.stdin", io.StringIO("too short\n"))
     assert main([*args[:2], "bob", *args[3:], "--dir", str(tmp_path / "n")]) == 2
+    # Personal API tokens: shown once, listed without the token, revoked by id.
+    where = ["--dir", str(tmp_path / "n")]
+    assert main(["operator", "token", "issue", "alice", "--json", *where]) == 0
+    issued = json.loads(capsys.readouterr().out)
+    assert issued["token"].startswith("hlt_") and issued["operator"] == "alice"
+    assert main(["operator", "token", "list", "--json", *where]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(t["id"], t["revoked"]) for t in listed] == [(issued["id"], None)]
+    assert issued["token"] not in json.dumps(listed)
+    assert main(["operator", "token", "revoke", issued["id"], *where]) == 0
+    capsys.readouterr()
+    assert main(["operator", "token", "list", "--json", *where]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["revoked"] is not None
+    assert main(["operator", "token", "revoke", "nosuchid", *where]) == 6
+    assert main(["operator", "token", "issue", "nobody", *where]) == 6
 
 
 def test_new_password_and_new_totp_end_the_sessions(registry: OperatorRegistry) -> None:

@@ -160,3 +160,55 @@ def reset_totp(
         "TOTP provisioning URI (enter it in an authenticator app; it is not shown again):"
     )
     sys.stdout.write(new.totp_uri + "\n")
+
+
+token_app = typer.Typer(
+    help="Personal tokens of the local API: each request made with one acts as its operator.",
+    no_args_is_help=True,
+)
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("issue")
+def token_issue(
+    name: Annotated[str, typer.Argument(help="The operator the token acts as.")],
+    dir: DirOption,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Issue a personal API token for an operator and print it (shown this once only)."""
+    token, record = registry_for(NodeHome(dir)).issue_api_token(
+        name, now=datetime.now(UTC), by="cli"
+    )
+    if json_out:
+        sys.stdout.write(json.dumps({**record.to_dict(), "token": token}) + "\n")
+        return
+    console.print(f"API token [bold]{record.id}[/] for {name} (it is not shown again):")
+    sys.stdout.write(token + "\n")
+
+
+@token_app.command("list")
+def token_list(
+    dir: DirOption,
+    name: Annotated[str | None, typer.Option("--operator", help="Only this operator's.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """List the personal API tokens (ids, owners, when made, last used, revoked)."""
+    rows = [t.to_dict() for t in registry_for(NodeHome(dir)).api_tokens(name)]
+    if json_out:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table("id", "operator", "created", "last used", "state")
+    for r in rows:
+        state = f"revoked {r['revoked']}" if r["revoked"] else "active"
+        table.add_row(r["id"], r["operator"], r["created"], r["last_used"] or "never", state)
+    console.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[str, typer.Argument(help="The token's id (from `token list`).")],
+    dir: DirOption,
+) -> None:
+    """Revoke a personal API token: requests made with it are refused from now on."""
+    record = registry_for(NodeHome(dir)).revoke_api_token(token_id, now=datetime.now(UTC), by="cli")
+    console.print(f"revoked API token {record.id} of {record.operator}")

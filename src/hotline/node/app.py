@@ -8,12 +8,14 @@ unexpected exception is logged and answered 500 ``internal`` without its text.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -50,6 +52,13 @@ from hotline.link.transport_http import BATCH_CONTENT_TYPE, ENVELOPE_CONTENT_TYP
 from hotline.node.api_errors import ERROR_RESPONSES
 from hotline.node.limits import RateLimiter
 from hotline.node.runtime import CHAIN_SIZES_MAX_CHARS, Node, parse_chain_sizes
+from hotline.operators import (
+    API_TOKEN_PREFIX,
+    ForbiddenError,
+    Operator,
+    OperatorRegistry,
+    Permission,
+)
 from hotline.transcript import hold
 
 log = logging.getLogger(__name__)
@@ -95,21 +104,88 @@ class SendRequest(BaseModel):
     in_reply_to: str | None = Field(default=None, max_length=36)
 
 
-def _send_arguments(req: SendRequest) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who makes a request of the operator API: an operator (by a personal token), or None for
+    the node's own ``api.token``."""
+
+    operator: Operator | None
+
+
+HOST = Caller(None)
+
+
+class ApiAuth:
+    """Who a request of the operator API comes from: the node's own ``api.token`` (whoever
+    can read the node directory: full rights), or an operator's personal token (that operator,
+    within its role)."""
+
+    def __init__(self, host_token: bytes, registry: OperatorRegistry) -> None:
+        self.host_token = host_token
+        self.registry = registry
+
+    async def caller(self, credentials: HTTPAuthorizationCredentials | None) -> Caller:
+        # Compared as bytes: compare_digest refuses str with non-ASCII characters (TypeError),
+        # and a header may hold any Latin-1 character.
+        given = credentials.credentials.encode("utf-8") if credentials is not None else b""
+        if hmac.compare_digest(given, self.host_token):
+            return HOST
+        if credentials is not None and credentials.credentials.startswith(API_TOKEN_PREFIX):
+            operator = await asyncio.to_thread(
+                self.registry.api_token_operator, credentials.credentials, now=datetime.now(UTC)
+            )
+            if operator is not None:
+                return Caller(operator)
+        raise AuthError("missing or wrong API token")
+
+
+async def _caller(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+) -> Caller:
+    auth: ApiAuth = request.app.state.api_auth
+    return await auth.caller(credentials)
+
+
+def _allowed(permission: Permission) -> Callable[..., Awaitable[Caller]]:
+    async def check(caller: Annotated[Caller, Depends(_caller)]) -> Caller:
+        if caller.operator is not None and not caller.operator.can(permission):
+            raise ForbiddenError(
+                f"operator {caller.operator.name!r} ({caller.operator.role}) may not "
+                f"{permission.value}"
+            )
+        return caller
+
+    return check
+
+
+# Dependencies of the operator API's routes (module-level: FastAPI resolves the routes'
+# annotations in this module's namespace).
+VIEWER = Depends(_allowed(Permission.VIEW))
+SENDER = Depends(_allowed(Permission.SEND))
+READER = Depends(_allowed(Permission.ACKNOWLEDGE))
+
+
+def _send_arguments(req: SendRequest, caller: Caller) -> dict[str, Any]:
     if req.body is None and req.text is None:
         raise WireError("give 'text' or 'body'", code=ErrorCode.INVALID_INPUT)
-    return {
+    arguments: dict[str, Any] = {
         "to": req.to,
         "msg_type": req.type,
         "priority": req.priority.value,
         "body": req.body if req.body is not None else {"text": req.text, "lang": req.lang},
         "in_reply_to": req.in_reply_to,
     }
+    if caller.operator is not None:
+        arguments["author"] = caller.operator.name  # signed into the message (protocol §4.1)
+    return arguments
 
 
 class AckRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    operator: str = Field(default="operator", max_length=64)
+    #: Who read it. With a personal token it is the token's operator (naming another is
+    #: refused); with the node's ``api.token`` it is what the caller says.
+    operator: str | None = Field(default=None, max_length=64)
     lang: str | None = Field(default=None, max_length=8)
     tz: str | None = Field(default=None, max_length=64)
     text_hash: str | None = Field(default=None, max_length=64)
@@ -364,14 +440,21 @@ def create_app(node: Node) -> FastAPI:
         body = {"error": {"code": ErrorCode.INTERNAL.value, "detail": "internal error"}}
         return JSONResponse(body, status_code=500)
 
-    async def require_token(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
-    ) -> None:
-        # Compared as bytes: compare_digest refuses str with non-ASCII characters (TypeError),
-        # and a header may hold any Latin-1 character.
-        given = credentials.credentials.encode("utf-8") if credentials is not None else b""
-        if not hmac.compare_digest(given, token):
-            raise AuthError("missing or wrong API token")
+    registry = OperatorRegistry(node.store, issuer=f"hotline {node.name}")
+    app.state.api_auth = ApiAuth(token, registry)
+
+    def record(caller: Caller, action: str, target: str, detail: str = "") -> None:
+        """Log what an operator did through the API under their name (the host token's
+        callers are not persons; the action log is theirs to read, not to fill)."""
+        if caller.operator is not None:
+            registry.record_action(
+                caller.operator.name,
+                action,
+                now=datetime.now(UTC),
+                target=target,
+                detail=detail,
+                source="api",
+            )
 
     # -- link endpoints --------------------------------------------------------------------
 
@@ -544,11 +627,10 @@ def create_app(node: Node) -> FastAPI:
 
     # -- local operator API ----------------------------------------------------------------
 
-    auth = [Depends(require_token)]
-
-    @app.post("/api/v1/messages", dependencies=auth, tags=["operator"])
+    @app.post("/api/v1/messages", tags=["operator"])
     async def send(
         req: SendRequest,
+        caller: Annotated[Caller, SENDER],
         wait: Annotated[Literal["delivered"] | None, Query()] = None,
         timeout: Annotated[float, Query(ge=0, le=MAX_WAIT_S)] = 10.0,
     ) -> dict[str, Any]:
@@ -557,7 +639,8 @@ def create_app(node: Node) -> FastAPI:
         With ``wait=delivered`` the call returns once the DELIVERED receipt is in (or after
         ``timeout`` seconds, with the state reached by then).
         """
-        message_id = node.send(**_send_arguments(req))
+        message_id = node.send_many([_send_arguments(req, caller)])[0]
+        record(caller, "api_send", message_id, f"to {req.to}")
         if wait is None:
             return {"id": message_id, "state": "queued"}
         view = await node.wait_for_state(
@@ -565,14 +648,18 @@ def create_app(node: Node) -> FastAPI:
         )
         return {"id": message_id, "state": view.state.value}
 
-    @app.post("/api/v1/messages/batch", dependencies=auth, tags=["operator"])
+    @app.post("/api/v1/messages/batch", tags=["operator"])
     async def send_batch(
         reqs: Annotated[list[SendRequest], Body(max_length=MAX_SUBMIT)],
+        caller: Annotated[Caller, SENDER],
     ) -> dict[str, list[str]]:
         """Queue up to 256 messages in one durable transaction; answers their ids in order."""
-        return {"ids": node.send_many([_send_arguments(r) for r in reqs])}
+        ids = node.send_many([_send_arguments(r, caller) for r in reqs])
+        if ids:
+            record(caller, "api_send", ids[0], f"{len(ids)} message(s)")
+        return {"ids": ids}
 
-    @app.get("/api/v1/messages/{message_id}", dependencies=auth, tags=["operator"])
+    @app.get("/api/v1/messages/{message_id}", dependencies=[VIEWER], tags=["operator"])
     async def show(
         message_id: str,
         wait: Annotated[
@@ -588,25 +675,36 @@ def create_app(node: Node) -> FastAPI:
         view = await node.wait_for_state(message_id, targets, timeout)
         return view.to_dict()
 
-    @app.post("/api/v1/messages/{message_id}/ack", dependencies=auth, tags=["operator"])
-    async def ack(message_id: str, req: AckRequest) -> IdResponse:
-        return IdResponse(
-            id=node.acknowledge(
-                message_id,
-                operator=req.operator,
-                lang=req.lang,
-                tz=req.tz,
-                text_hash=req.text_hash,
-            )
+    @app.post("/api/v1/messages/{message_id}/ack", tags=["operator"])
+    async def ack(
+        message_id: str, req: AckRequest, caller: Annotated[Caller, READER]
+    ) -> IdResponse:
+        """Acknowledge a received message (a person has read it): a signed ACKNOWLEDGED receipt
+        goes to its sender, naming the operator."""
+        operator = req.operator or "operator"
+        if caller.operator is not None:
+            if req.operator not in (None, caller.operator.name):
+                raise ForbiddenError(
+                    f"a token of {caller.operator.name!r} acknowledges in that name only"
+                )
+            operator = caller.operator.name
+        receipt_id = node.acknowledge(
+            message_id,
+            operator=operator,
+            lang=req.lang,
+            tz=req.tz,
+            text_hash=req.text_hash,
         )
+        record(caller, "api_acknowledge", message_id, f"receipt {receipt_id}")
+        return IdResponse(id=receipt_id)
 
-    @app.post("/api/v1/wake", dependencies=auth, tags=["operator"])
+    @app.post("/api/v1/wake", dependencies=[VIEWER], tags=["operator"])
     async def wake() -> dict[str, bool]:
         node.wake()
         node.notify_changed()
         return {"ok": True}
 
-    @app.get("/api/v1/links", dependencies=auth, tags=["operator"])
+    @app.get("/api/v1/links", dependencies=[VIEWER], tags=["operator"])
     async def links() -> list[dict[str, Any]]:
         return node.link_report()
 

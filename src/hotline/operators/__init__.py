@@ -5,11 +5,13 @@
       .authenticate(name, password, code, now=) -> Operator, or AuthError
       .create_session / .session / .end_session
       .record_action / .actions               the append-only log of what each operator did
+      .issue_api_token / .api_token_operator  personal tokens of the local API
 
 See docs/console.md.
 """
 
 from hotline.operators._registry import (
+    API_TOKEN_PREFIX,
     LANGUAGES,
     LOCKOUT,
     MAX_FAILED_LOGINS,
@@ -18,6 +20,7 @@ from hotline.operators._registry import (
     SESSION_IDLE,
     SESSION_LIFETIME,
     Action,
+    ApiToken,
     ForbiddenError,
     NewOperator,
     Operator,
@@ -37,6 +40,7 @@ from hotline.operators._schema import (
 )
 
 __all__ = [
+    "API_TOKEN_PREFIX",
     "LANGUAGES",
     "LOCKOUT",
     "MAX_FAILED_LOGINS",
@@ -45,6 +49,7 @@ __all__ = [
     "SESSION_IDLE",
     "SESSION_LIFETIME",
     "Action",
+    "ApiToken",
     "ForbiddenError",
     "NewOperator",
     "Operator",

@@ -32,9 +32,14 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import Connection, delete, desc, insert, select, update
 
-from hotline.core.encoding import to_us
+from hotline.core.encoding import from_us, to_us
 from hotline.errors import AuthError, ErrorCode, InputError, NotFoundError
-from hotline.operators._schema import operator_actions, operator_sessions, operators
+from hotline.operators._schema import (
+    operator_actions,
+    operator_api_tokens,
+    operator_sessions,
+    operators,
+)
 from hotline.store import Store
 
 #: Consecutive failed logins after which an account is locked.
@@ -55,6 +60,8 @@ TOTP_WINDOW_STEPS: Final = 1
 TOTP_STEP_S: Final = 30
 #: Languages of the console.
 LANGUAGES: Final = ("en", "ru")
+#: How a personal API token begins (the node's own ``api.token`` is checked first, whatever it is).
+API_TOKEN_PREFIX: Final = "hlt_"  # noqa: S105 (a prefix, not a secret)
 #: Longest free text kept in one action-log row.
 MAX_ACTION_DETAIL_CHARS: Final = 2000
 
@@ -128,6 +135,29 @@ class Session:
     created_at_us: int
     last_seen_us: int
     expires_at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """A personal token of the local API (the token itself is never stored)."""
+
+    id: str
+    operator: str
+    created_at_us: int
+    revoked_at_us: int | None
+    last_used_us: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        def time(us: int | None) -> str | None:
+            return None if us is None else from_us(us).isoformat()
+
+        return {
+            "id": self.id,
+            "operator": self.operator,
+            "created": time(self.created_at_us),
+            "revoked": time(self.revoked_at_us),
+            "last_used": time(self.last_used_us),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -498,6 +528,95 @@ class OperatorRegistry:
             conn.execute(
                 delete(operator_sessions).where(operator_sessions.c.token_hash == token_hash)
             )
+
+    # -- personal API tokens ---------------------------------------------------------------
+
+    def issue_api_token(
+        self, name: str, *, now: datetime, by: str = "system"
+    ) -> tuple[str, ApiToken]:
+        """A new personal token of the local API for operator ``name``: (the token, shown once;
+        its record). Requests made with it act as that operator, within its role."""
+        operator = self.get_required(name)
+        if operator.disabled:
+            raise InputError(f"operator {name!r} is disabled", fields={"name": "disabled"})
+        token = API_TOKEN_PREFIX + secrets.token_urlsafe(32)
+        record = ApiToken(
+            id=secrets.token_hex(6),
+            operator=name,
+            created_at_us=to_us(now),
+            revoked_at_us=None,
+            last_used_us=None,
+        )
+        with self._write() as conn:
+            conn.execute(
+                insert(operator_api_tokens).values(
+                    token_hash=_token_hash(token),
+                    id=record.id,
+                    operator=name,
+                    created_at_us=record.created_at_us,
+                )
+            )
+            self._log(conn, now, by, "api_token_issued", name, f"token {record.id}", "")
+        return token, record
+
+    def api_tokens(self, name: str | None = None) -> list[ApiToken]:
+        query = select(
+            operator_api_tokens.c.id,
+            operator_api_tokens.c.operator,
+            operator_api_tokens.c.created_at_us,
+            operator_api_tokens.c.revoked_at_us,
+            operator_api_tokens.c.last_used_us,
+        ).order_by(operator_api_tokens.c.created_at_us, operator_api_tokens.c.id)
+        if name is not None:
+            query = query.where(operator_api_tokens.c.operator == name)
+        with self.store.read() as conn:
+            return [ApiToken(*row) for row in conn.execute(query)]
+
+    def revoke_api_token(self, token_id: str, *, now: datetime, by: str = "system") -> ApiToken:
+        with self._write() as conn:
+            row = conn.execute(
+                select(operator_api_tokens.c.operator, operator_api_tokens.c.revoked_at_us).where(
+                    operator_api_tokens.c.id == token_id
+                )
+            ).first()
+            if row is None:
+                raise NotFoundError(f"no API token {token_id!r}")
+            if row.revoked_at_us is None:
+                conn.execute(
+                    update(operator_api_tokens)
+                    .where(operator_api_tokens.c.id == token_id)
+                    .values(revoked_at_us=to_us(now))
+                )
+                self._log(conn, now, by, "api_token_revoked", row.operator, f"token {token_id}", "")
+        return next(t for t in self.api_tokens(row.operator) if t.id == token_id)
+
+    def api_token_operator(self, token: str, *, now: datetime) -> Operator | None:
+        """The operator a personal API token acts as, or None (unknown, revoked, disabled)."""
+        if not token.startswith(API_TOKEN_PREFIX) or len(token) > 128:
+            return None
+        token_hash = _token_hash(token)
+        with self.store.read() as conn:
+            row = conn.execute(
+                select(
+                    operator_api_tokens.c.revoked_at_us,
+                    operator_api_tokens.c.last_used_us,
+                    *_OPERATOR_COLUMNS,
+                )
+                .join(operators, operators.c.name == operator_api_tokens.c.operator)
+                .where(operator_api_tokens.c.token_hash == token_hash)
+            ).first()
+        if row is None or row.revoked_at_us is not None or row.disabled:
+            return None
+        now_us = to_us(now)
+        last_used = row.last_used_us
+        if last_used is None or now_us - last_used > SESSION_TOUCH_INTERVAL.total_seconds() * 1e6:
+            with self._write() as conn:
+                conn.execute(
+                    update(operator_api_tokens)
+                    .where(operator_api_tokens.c.token_hash == token_hash)
+                    .values(last_used_us=now_us)
+                )
+        return _operator(row)
 
     # -- the action log --------------------------------------------------------------------
 

@@ -77,8 +77,24 @@ release_requests = Table(
 )
 Index("ix_release_requests_state", release_requests.c.state, release_requests.c.created_at_us)
 
+# Personal tokens of the local operator API (migration 0015): the SHA-256 of the token (the
+# operator holds the only copy), a short public id to list and revoke it by, and its owner,
+# whose name and role every request made with it carries.
+operator_api_tokens = Table(
+    "operator_api_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("id", String(16), nullable=False, unique=True),
+    Column("operator", String(32), nullable=False),
+    Column("created_at_us", BigInteger, nullable=False),
+    Column("revoked_at_us", BigInteger, nullable=True),
+    Column("last_used_us", BigInteger, nullable=True),
+)
+Index("ix_operator_api_tokens_operator", operator_api_tokens.c.operator)
+
 __all__ = [
     "operator_actions",
+    "operator_api_tokens",
     "operator_sessions",
     "operators",
     "release_requests",
