@@ -229,6 +229,36 @@ def test_a_batch_shared_with_helper_processes_matches_the_oracle(
     assert {h.pid for h in engine._helpers}.isdisjoint(pids)
 
 
+def test_a_request_to_a_helper_carries_every_kind_of_footprint_exactly() -> None:
+    """Plain rings travel as coordinates, the rest (holes, several parts) as WKB: both come
+    back identical, in their places, with boxes, bounds and own slots."""
+    vols, _ = _lattice_batch()
+    odd = [
+        shapely.MultiPolygon([shapely.box(35, 33, 35.1, 33.1), shapely.box(36, 34, 36.1, 34.1)]),
+        shapely.Polygon(
+            shapely.box(35, 33, 35.4, 33.4).exterior.coords,
+            [shapely.box(35.1, 33.1, 35.2, 33.2).exterior.coords],
+        ),
+    ]
+    plain = [v.footprint for v in vols[:20]]
+    for footprints in (plain[:5] + odd[:1] + plain[5:] + odd[1:], plain, odd, []):
+        geoms = np.empty(len(footprints), object)
+        geoms[:] = footprints
+        bounds = shapely.bounds(geoms).reshape(-1, 4)
+        box = np.arange(8.0 * len(geoms)).reshape(-1, 8)
+        slots = np.arange(len(geoms), dtype=np.int64) - 1
+        msg = index_module._pack_request(box, geoms, bounds, slots)
+        box2, geoms2, bounds2, slots2 = index_module._unpack_request(msg)
+        assert geoms2 is not None and bounds2 is not None
+        assert np.array_equal(box2, box) and np.array_equal(slots2, slots)
+        assert np.array_equal(bounds2, bounds)
+        assert [g.wkb for g in geoms2] == [g.wkb for g in geoms]
+    box2, geoms2, bounds2, slots2 = index_module._unpack_request(
+        index_module._pack_request(box, None, None, slots)
+    )
+    assert geoms2 is None and bounds2 is None and np.array_equal(slots2, slots)
+
+
 def test_a_process_forked_later_does_not_use_or_end_its_parents_helper(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -619,6 +649,44 @@ def test_near_misses_within_5_nm_and_1000_ft() -> None:
     assert near[0].horizontal_m == pytest.approx(4620, rel=0.01)
     assert near[0].vertical_m == pytest.approx(200)
     assert [c.active.id for c in engine.conflicts(q)] == ["hit"]
+
+
+def test_a_batch_that_rebuilds_the_grid_excludes_each_query_itself_exactly() -> None:
+    """A batch of more than 64 queries rebuilds the grid when many volumes are pending, which
+    renumbers the slots. Each query's own slot must be taken after that: taken before (as it
+    once was), queries that are themselves indexed were paired with themselves and missed
+    the volume that took their old slot."""
+    rng = np.random.default_rng(1)
+    feats = []
+    for i in range(800):
+        x, y = rng.uniform(35, 36), rng.uniform(33, 34)
+        lo = float(rng.integers(0, 4) * 1000)
+        feats.append(feature(f"v{i}", rect(x, y, x + 0.1, y + 0.1), lo=lo, hi=lo + 500))
+    vols = volumes(*feats)
+    queries = vols[:300]
+
+    def pending_engine() -> Engine:
+        engine = Engine(workers=1)
+        engine.add(vols[:100])
+        engine.rebuild()
+        engine.add(vols[100:])  # more than PENDING_MAX / 4 pending: the batch rebuilds first
+        assert engine._cols.n - engine._built_n > index_module.PENDING_MAX // 4
+        return engine
+
+    got = {(c.query.id, c.active.id) for c in pending_engine().conflicts(queries)}
+    assert got == oracle(queries, vols)
+    built = Engine(workers=1)
+    built.add(vols)
+    built.rebuild()
+
+    def near(engine: Engine) -> set[tuple[str, str, float]]:
+        return {
+            (n.query.id, n.active.id, n.vertical_m)
+            for n in engine.near_misses(queries, horizontal_m=2_000.0, vertical_m=600.0)
+        }
+
+    expected = near(built)
+    assert expected and near(pending_engine()) == expected
 
 
 def test_owner_constant() -> None:

@@ -189,6 +189,7 @@ class Engine(VolumeIndex):
         box[:, 5] += dy
         box[:, 3] -= vertical_m
         box[:, 7] += vertical_m
+        self.settle_for_batch(len(qs))  # before self_slots: a rebuild renumbers slots
         qi, slots = self.pairs_boxes(box, None, self.self_slots(qs))
         out: list[NearMiss] = []
         for q, s in zip(qi.tolist(), slots.tolist(), strict=True):

@@ -106,6 +106,8 @@ _CAN_FORK = sys.platform == "linux" and hasattr(os, "fork")
 F8 = np.dtype(np.float64)
 I8 = np.dtype(np.int64)
 Arr = np.ndarray[Any, Any]
+#: Some queries: packed boxes, footprints and their bounds (None: boxes only), own slots.
+_Queries = tuple[Arr, Arr | None, Arr | None, Arr]
 #: The box of a removed volume: lower corner above every upper corner, so nothing overlaps it.
 _EMPTY_BOX = np.array([np.inf] * 4 + [-np.inf] * 4)
 
@@ -749,7 +751,13 @@ def _read_exactly(fd: int, k: int) -> bytes | None:
 
 
 def _pack_request(box: Arr, geoms: Arr | None, bounds: Arr | None, self_slots: Arr) -> bytes:
-    """Queries for a helper: counts, boxes, own slots, bounds and footprints as WKB."""
+    """Queries for a helper: counts, boxes, own slots, bounds and footprints.
+
+    Footprints of one plain ring (nearly all) travel as their coordinates and the offsets
+    between them (``shapely.get_coordinates``), the others as WKB: at 10^5 volumes, packing the
+    4,400 queries of a helper's share took 3.7 ms as WKB and 0.6 ms so, and the helper builds
+    them in 1.7 ms instead of 3.3 ms (CPU, best of 20). The packing is paid before the helper
+    can start."""
     n = len(box)
     parts = [
         struct.pack("<qqq", n, geoms is not None, bounds is not None),
@@ -759,10 +767,32 @@ def _pack_request(box: Arr, geoms: Arr | None, bounds: Arr | None, self_slots: A
     if bounds is not None:
         parts.append(np.ascontiguousarray(bounds, dtype=F8).tobytes())
     if geoms is not None:
-        wkb = shapely.to_wkb(geoms).tolist()
-        ends = np.cumsum([len(w) for w in wkb], dtype=I8)
-        parts += [ends.tobytes(), b"".join(wkb)]
+        ring = _plain_rings(geoms)
+        xy, owner = shapely.get_coordinates(geoms[ring], return_index=True)
+        ends = np.cumsum(np.bincount(owner, minlength=int(ring.sum())), dtype=I8)
+        wkb = shapely.to_wkb(geoms[~ring]).tolist()
+        wkb_ends = np.cumsum([len(w) for w in wkb], dtype=I8)
+        parts += [
+            struct.pack("<q", len(xy)),
+            ring.astype(I8).tobytes(),
+            ends.tobytes(),
+            np.ascontiguousarray(xy, dtype=F8).tobytes(),
+            wkb_ends.tobytes(),
+            b"".join(wkb),
+        ]
     return b"".join(parts)
+
+
+def _plain_rings(geoms: Arr) -> Arr:
+    """Which footprints are polygons of one ring, 2D, not empty: those the coordinates and
+    their offsets rebuild exactly (``shapely.from_ragged_array``)."""
+    plain: Arr = (
+        (shapely.get_type_id(geoms) == 3)
+        & (shapely.get_num_interior_rings(geoms) == 0)
+        & ~shapely.has_z(geoms)
+        & (shapely.get_num_coordinates(geoms) >= 4)
+    )
+    return plain
 
 
 def _unpack_request(msg: bytes) -> tuple[Arr, Arr | None, Arr | None, Arr]:
@@ -778,12 +808,26 @@ def _unpack_request(msg: bytes) -> tuple[Arr, Arr | None, Arr | None, Arr]:
         at += 32 * n
     geoms = None
     if has_geoms:
-        ends = np.frombuffer(msg, I8, n, at)
+        (n_xy,) = struct.unpack_from("<q", msg, at)
+        at += 8
+        ring = np.frombuffer(msg, I8, n, at).astype(bool)
         at += 8 * n
-        starts = np.concatenate(([0], ends[:-1])) + at
-        wkb = np.empty(n, object)
-        wkb[:] = [msg[a:b] for a, b in zip(starts.tolist(), (ends + at).tolist(), strict=True)]
-        geoms = shapely.from_wkb(wkb)
+        k = int(ring.sum())
+        ends = np.frombuffer(msg, I8, k, at)
+        at += 8 * k
+        xy = np.frombuffer(msg, F8, 2 * n_xy, at).reshape(n_xy, 2)
+        at += 16 * n_xy
+        geoms = np.empty(n, object)
+        geoms[ring] = shapely.from_ragged_array(
+            shapely.GeometryType.POLYGON,
+            xy,
+            (np.concatenate(([0], ends)), np.arange(k + 1, dtype=I8)),
+        )
+        m = n - k
+        cuts = (np.concatenate(([0], np.frombuffer(msg, I8, m, at))) + at + 8 * m).tolist()
+        wkb = np.empty(m, object)
+        wkb[:] = [msg[a:b] for a, b in itertools.pairwise(cuts)]
+        geoms[~ring] = shapely.from_wkb(wkb)
     return box, geoms, bounds, self_slots
 
 
@@ -1043,23 +1087,48 @@ class VolumeIndex:
         """
         if not queries:
             return np.empty(0, I8), np.empty(0, I8)
-        geoms = np.empty(len(queries), object)
-        geoms[:] = [v.footprint for v in queries]
-        bounds = shapely.bounds(geoms).reshape(-1, 4)
-        box = pack_boxes(queries, bounds)
-        return self.pairs_boxes(box, geoms, self.self_slots(queries), bounds=bounds)
+        self.settle_for_batch(len(queries))
+
+        def part(a: int, b: int) -> _Queries:
+            # Made share by share: the helpers' first, so that they start sooner.
+            qs = queries[a:b]
+            geoms = np.empty(len(qs), object)
+            geoms[:] = [v.footprint for v in qs]
+            bounds = shapely.bounds(geoms).reshape(-1, 4)
+            return pack_boxes(qs, bounds), geoms, bounds, self.self_slots(qs)
+
+        return self._pairs_parts(len(queries), part)
+
+    def settle_for_batch(self, n: int) -> None:
+        """Rebuild the grid before a batch of ``n`` queries when many volumes are pending (the
+        batch pays for the rebuild; single queries scan pending ones). A rebuild renumbers the
+        slots: call it before taking the queries' ``self_slots``."""
+        if self._cols.n - self._built_n > PENDING_MAX // 4 and n > 64:
+            self.rebuild()
 
     def pairs_boxes(
         self, box: Arr, geoms: Arr | None, self_slots: Arr, *, bounds: Arr | None = None
     ) -> tuple[Arr, Arr]:
         """Pairs of packed query boxes and indexed slots; exact when footprints (``geoms``,
-        with their ``bounds``) are given, box overlaps only otherwise."""
-        if self._cols.n - self._built_n > PENDING_MAX // 4 and len(box) > 64:
-            self.rebuild()  # a batch pays for the rebuild; single queries scan pending ones
-        n = len(box)
+        with their ``bounds``) are given, box overlaps only otherwise. ``self_slots`` must be
+        taken after ``settle_for_batch``."""
+
+        def part(a: int, b: int) -> _Queries:
+            return (
+                box[a:b],
+                None if geoms is None else geoms[a:b],
+                None if bounds is None else bounds[a:b],
+                self_slots[a:b],
+            )
+
+        return self._pairs_parts(len(box), part)
+
+    def _pairs_parts(self, n: int, part: Callable[[int, int], _Queries]) -> tuple[Arr, Arr]:
+        """The pairs of ``n`` queries, given share by share by ``part(a, b)`` (queries ``a``
+        to ``b``), here and in the helper processes."""
         helpers = self._helpers_for(n)
         if not helpers:
-            return self._pairs_range(box, geoms, bounds, self_slots, 0, n)
+            return self._pairs_range(*part(0, n))
         # Shares of the queries: the first here, one for each helper, asked first.
         # This process takes a larger share: a helper starts only once the queries are packed
         # for it, and parses their footprints first.
@@ -1069,29 +1138,20 @@ class VolumeIndex:
         results: list[tuple[Arr, Arr]] = []
         try:
             for h, (a, b) in zip(helpers, itertools.pairwise(cuts[1:]), strict=True):
-                part = slice(a, b)
-                msg = _pack_request(
-                    box[part],
-                    None if geoms is None else geoms[part],
-                    None if bounds is None else bounds[part],
-                    self_slots[part],
-                )
                 try:
-                    h.send(msg)
+                    h.send(_pack_request(*part(a, b)))
                 except OSError:
                     h.close()
                 pending.append((h, a, b))
-            results.append(self._pairs_range(box, geoms, bounds, self_slots, 0, cuts[1]))
+            results.append(self._pairs_range(*part(0, cuts[1])))
             while pending:
                 h, a, b = pending.pop(0)
                 data = h.answer() if h.alive else None
                 got = None if data is None else _unpack_pairs(data)
                 if got is None:  # the helper failed: its share is computed here
                     h.close()
-                    got = self._pairs_range(box, geoms, bounds, self_slots, a, b)
-                else:
-                    got = (got[0] + a, got[1])
-                results.append(got)
+                    got = self._pairs_range(*part(a, b))
+                results.append((got[0] + a, got[1]))
         finally:
             for h, _, _ in pending:
                 h.close()  # its answer was never read: it is out of step
@@ -1100,22 +1160,23 @@ class VolumeIndex:
         return _concat(results)
 
     def _pairs_range(
-        self, box: Arr, geoms: Arr | None, bounds: Arr | None, self_slots: Arr, a: int, b: int
+        self, box: Arr, geoms: Arr | None, bounds: Arr | None, self_slots: Arr
     ) -> tuple[Arr, Arr]:
-        """The pairs of queries ``a`` to ``b``, chunk by chunk."""
+        """The pairs of the queries ``box`` (with their ``geoms``, ...), chunk by chunk."""
+        n = len(box)
         return _concat(
             [
                 self._pairs_chunk(
-                    box, geoms, bounds, self_slots, np.arange(i, min(i + CHUNK, b), dtype=I8)
+                    box, geoms, bounds, self_slots, np.arange(i, min(i + CHUNK, n), dtype=I8)
                 )
-                for i in range(a, b, CHUNK)
+                for i in range(0, n, CHUNK)
             ]
         )
 
     def _serve(self, msg: bytes) -> bytes:
         """A helper's answer to one request (run in the helper process)."""
         box, geoms, bounds, self_slots = _unpack_request(msg)
-        return _pack_pairs(*self._pairs_range(box, geoms, bounds, self_slots, 0, len(box)))
+        return _pack_pairs(*self._pairs_range(box, geoms, bounds, self_slots))
 
     def helper_pids(self) -> list[int]:
         """Process ids of the live helper processes (for measuring their CPU time)."""
