@@ -85,6 +85,8 @@ OCT_ABS = 1e-9
 #: Fewest candidate pairs in a chunk for which computing the queries' discs pays off (a single
 #: query at 10^6 volumes: p50 CPU 0.20 -> 0.15 ms with 48 instead of 24, p99 unchanged).
 DISC_MIN_PAIRS = 48
+#: Fewest exact tests of a query footprint for which it is prepared first (see _pairs_chunk).
+PREPARE_MIN_TESTS = 8
 #: Queries handled per vectorized chunk (bounds the temporary arrays, about 64 MB at 10^6
 #: volumes; larger chunks pay the fixed cost of numpy calls less often: at 10^5, one-thread CPU
 #: of a batch 137, 126, 116 and 127 ms with 512, 1,024, 2,048 and 4,096; at 10^6 the same).
@@ -1245,7 +1247,6 @@ class VolumeIndex:
         qi, slots = qi[m], slots[m]
         if geoms is None or not len(qi):
             return qi, slots
-        shapely.prepare(geoms[idx])
         sure = np.zeros(len(qi), dtype=bool)
         test = None
         if bounds is not None and len(qi) >= DISC_MIN_PAIRS:
@@ -1266,6 +1267,13 @@ class VolumeIndex:
             test = test[~met]
         if test is None:
             test = np.flatnonzero(~sure)
+        # Only a footprint tested against many is prepared (GEOS indexes its edges): for
+        # issue 5's footprints, a few tens of vertices, a test takes the same time (about
+        # 2 us) prepared or not, and preparing costs about as much again (a fresh batch of
+        # 4,400 queries: 48 -> 43 ms of CPU without). A large footprint gains much (2,000
+        # vertices: 7.2 us a test plain, 0.26 prepared), and is tested against many.
+        tests = np.bincount(qi[test], minlength=len(geoms))[idx]
+        shapely.prepare(geoms[idx[tests >= PREPARE_MIN_TESTS]])
         hit = shapely.intersects(geoms[qi[test]], cols.geoms[slots[test]])
         sure[test[hit]] = True
         return qi[sure], slots[sure]
