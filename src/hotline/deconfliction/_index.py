@@ -94,11 +94,12 @@ CHUNK = 2_048
 #: Fewest queries in a batch for which sharing it with a helper process pays off (sending the
 #: queries costs some milliseconds; the first such batch after a change forks the helper).
 FORK_MIN_QUERIES = 2_048
-#: How much more than an equal share of a batch this process takes. 2 processes, 10^5 volumes,
-#: load 3.5, CPU here / in the helper per batch (6 batches each): equal shares 64 / 77 ms, 8%
-#: more here 68 / 70 ms, 16% more 72 / 65 ms; the helper also starts some 10 ms later (once the
-#: queries are packed for it).
-OWN_SHARE_EXTRA = 0.12
+#: How much more than an equal share of a batch this process takes: it makes and packs the
+#: helper's share (about 3 ms of CPU at 10^5) before its own, and the helper answers through a
+#: pipe. 2 processes, 10^5 volumes, load 7.5, CPU here / in the helper per batch (15 batches
+#: each): 6% less here 55 / 59 ms, equal shares 57 / 55 ms, 6% more 60 / 54 ms, 12% more 63 /
+#: 52 ms.
+OWN_SHARE_EXTRA = 0.04
 #: Bytes of a request or an answer passed through the memory shared with a helper (a batch of
 #: 10,000 queries: about 2.5 MB each way at 10^6 volumes); larger ones go through the pipe.
 SHM_HALF = 32 << 20
