@@ -552,3 +552,34 @@ def test_the_links_page_shows_each_transport_of_a_link(console: tuple[Console, N
     page = c.client.get("/links").text
     assert f'data-transport="{endpoint}"' in page
     assert "peer_unreachable: &lt;cut&gt;" in page
+
+
+def test_peer_text_is_shown_as_text_never_as_markup(console: tuple[Console, Node]) -> None:
+    """Threat P12: text from the peer cannot add markup, scripts or attributes to a page."""
+    from hotline.link import outbox
+    from hotline.store.messages import pending_outgoing
+
+    c, node = console
+    moscow = c.homes["moscow"]
+    hostile = '<script>alert(1)</script><img src=x onerror="alert(2)"> " onmouseover="alert(3)'
+    message_id = outbox.submit_message(
+        moscow.store,
+        moscow.identity,
+        moscow.peer_card("washington"),
+        msg_type="free_text",
+        priority="immediate",
+        body={"text": hostile, "lang": "en"},
+        now=datetime.now(UTC),
+        ttl=timedelta(hours=1),
+    )
+    with moscow.store.read() as conn:
+        envelopes = [p.envelope for p in pending_outgoing(conn, "washington", 10)]
+    assert message_id in node.receive(envelopes, "test").delivered_ids
+    assert c.login("alice") == 303
+    for path in ("/inbox", f"/messages/{message_id}", f"/messages/{message_id}?lang=ru"):
+        page = c.client.get(path)
+        assert page.status_code == 200, path
+        for raw in ("<script>alert", "<img src=x", 'onerror="alert', 'onmouseover="alert'):
+            assert raw not in page.text, (path, raw)
+    detail = c.client.get(f"/messages/{message_id}").text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in detail
