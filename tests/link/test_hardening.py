@@ -18,7 +18,7 @@ from hotline.link.delivery import PeerLink
 from hotline.node.app import create_app
 from hotline.node.home import NodeHome
 from hotline.node.runtime import Node
-from hotline.store.schema import inbound_gaps, security_events
+from hotline.store.schema import heartbeats_seen, inbound_gaps, security_events
 
 NOW = datetime(2026, 11, 26, 3, 12, tzinfo=UTC)
 
@@ -89,14 +89,18 @@ def test_a_rejected_envelope_leaves_the_gap_records_untouched(pair):
 
 def test_replayed_or_stale_heartbeats_are_refused(pair, forge_beat):
     w, m = pair["washington"], pair["moscow"]
-    link = PeerLink(
-        identity=m.identity,
-        store=m.store,
-        peer=m.peer_card("washington"),
-        receive=None,
-        retry_cap_s=1,
-        heartbeat_interval_s=60,
-    )  # type: ignore[arg-type]
+
+    def peer_link() -> PeerLink:
+        return PeerLink(
+            identity=m.identity,
+            store=m.store,
+            peer=m.peer_card("washington"),
+            receive=None,
+            retry_cap_s=1,
+            heartbeat_interval_s=60,
+        )  # type: ignore[arg-type]
+
+    link = peer_link()
 
     def heartbeat(created: datetime) -> bytes:
         return forge_beat(w, m, created=created)
@@ -109,6 +113,17 @@ def test_replayed_or_stale_heartbeats_are_refused(pair, forge_beat):
     assert e.value.code == ErrorCode.REPLAY_CONFLICT
     with pytest.raises(ProtocolError):
         link.open_heartbeat(heartbeat(now - timedelta(hours=1)), now)
+    # The memory of ids is the store's: after a restart (a new process, a new link object)
+    # the captured heartbeat is still refused.
+    with pytest.raises(ProtocolError) as e:
+        peer_link().open_heartbeat(fresh, now + timedelta(seconds=1))
+    assert e.value.code == ErrorCode.REPLAY_CONFLICT
+    # Ids are forgotten only once a heartbeat is too old to be accepted anyway.
+    later = now + timedelta(seconds=2 * 300 + 1)
+    peer_link().open_heartbeat(heartbeat(later), later)
+    with m.store.read() as conn:
+        kept = conn.execute(select(heartbeats_seen.c.id)).scalars().all()
+    assert len(kept) == 1
 
 
 def test_api_errors_have_one_shape(pair):

@@ -543,8 +543,10 @@ def _check_payload(payload: MessagePayload | ReceiptPayload | HeartbeatPayload) 
             payload.seq is None or payload.seq < 1 or len(payload.items) != 1
         ):
             raise WireError("an acknowledged receipt names one message and has a sequence number")
-    elif len(payload.expired) > MAX_EXPIRED_LISTED:
-        raise WireError(f"heartbeat lists more than {MAX_EXPIRED_LISTED} expired messages")
+    else:
+        check_uuid(payload.id, what="heartbeat id")
+        if len(payload.expired) > MAX_EXPIRED_LISTED:
+            raise WireError(f"heartbeat lists more than {MAX_EXPIRED_LISTED} expired messages")
 
 
 # --- batches (one HTTP request carries many envelopes) ---------------------------------------

@@ -16,7 +16,6 @@ import logging
 import random
 import secrets
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -55,6 +54,7 @@ from hotline.store.messages import (
     pending_outgoing,
     record_link_event,
     record_security_event,
+    remember_heartbeat,
 )
 from hotline.transcript import hold
 from hotline.transcript.heads import current_own_head, largest_peer_head, record_peer_head
@@ -76,8 +76,10 @@ IDLE_POLL_S = 2.0
 DOWN_AFTER_FAILURES = 3
 #: A heartbeat made further than this from our clock is refused (replay or clock off).
 MAX_HEARTBEAT_SKEW_S = 300.0
-#: Heartbeat ids remembered to refuse replays within the skew window.
-SEEN_HEARTBEATS = 4096
+#: How long an accepted heartbeat's id is kept to refuse its replay: the longest it can stay
+#: acceptable after it first arrived (made up to the skew ahead of our clock, then accepted
+#: until the skew behind it).
+HEARTBEAT_ID_KEEP_US = int(2 * MAX_HEARTBEAT_SKEW_S * 1_000_000)
 #: An envelope handed to a relay is handed again (to it, or over another transport) only after
 #: this long without its receipt: the relay may have lost it (``relay_resend_s``).
 RELAY_RESEND_S = 30.0
@@ -187,7 +189,6 @@ class PeerLink:
         self.relay_resend_s = relay_resend_s
         self.status = LinkStatus()
         self.wake = asyncio.Event()
-        self._seen_heartbeats: deque[str] = deque(maxlen=SEEN_HEARTBEATS)
         self._rng = random.Random(secrets.randbits(64))  # noqa: S311 (jitter, not secrets)
         self._paths = [
             _Path(TransportStatus(endpoint, "direct"), http=HttpTransport(endpoint, peer.tls_cert))
@@ -639,9 +640,7 @@ class PeerLink:
                 "from our clock (a replay, or a clock that is off)",
                 code=ErrorCode.REPLAY_CONFLICT,
             )
-        if payload.id in self._seen_heartbeats:
-            raise ProtocolError(f"heartbeat {payload.id} replayed", code=ErrorCode.REPLAY_CONFLICT)
-        self._seen_heartbeats.append(payload.id)
+        head = None
         if payload.tree_head is not None:
             statement = b64decode(payload.tree_head, what="tree head", limit=64 * 1024)
             head = verify_tree_head(
@@ -649,7 +648,16 @@ class PeerLink:
                 self.other_keys.get(peek_statement(statement)[1], self.peer.signing_key),
                 log=self.peer.name,
             )
-            with self.store.write() as conn:
+        with self.store.write() as conn:
+            # In the store, not the process: a heartbeat captured before a restart of this
+            # node is still refused after it (threat N5).
+            if not remember_heartbeat(
+                conn, self.peer.name, payload.id, to_us(now), keep_us=HEARTBEAT_ID_KEEP_US
+            ):
+                raise ProtocolError(
+                    f"heartbeat {payload.id} replayed", code=ErrorCode.REPLAY_CONFLICT
+                )
+            if head is not None:
                 record_peer_head(
                     conn,
                     peer=self.peer.name,

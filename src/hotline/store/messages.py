@@ -15,11 +15,13 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, delete, exists, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from hotline.core.encoding import from_us
 from hotline.errors import ErrorCode, ProtocolError
-from hotline.store.prepared import InList, Prepared, prepared_insert
+from hotline.store.prepared import InList, Prepared, prepared_insert, savepoint
 from hotline.store.schema import (
+    heartbeats_seen,
     inbound_gaps,
     link_events,
     message_events,
@@ -282,6 +284,22 @@ def note_inbound_seq(conn: Connection, peer: str, seq: int, now_us: int) -> list
         conn, [{"peer": peer, "seq": s, "noticed_at_us": now_us} for s in skipped]
     )
     return skipped
+
+
+def remember_heartbeat(
+    conn: Connection, peer: str, heartbeat_id: str, now_us: int, keep_us: int
+) -> bool:
+    """Note that ``peer``'s heartbeat ``heartbeat_id`` was accepted; False if it was already (a
+    replay). Ids older than ``keep_us`` are forgotten: by then the heartbeat is refused as stale."""
+    conn.execute(delete(heartbeats_seen).where(heartbeats_seen.c.seen_at_us < now_us - keep_us))
+    try:
+        with savepoint(conn):
+            conn.execute(
+                insert(heartbeats_seen).values(peer=peer, id=heartbeat_id, seen_at_us=now_us)
+            )
+    except IntegrityError:
+        return False
+    return True
 
 
 def fill_gaps(conn: Connection, peer: str, seqs: Sequence[int]) -> int:

@@ -158,7 +158,20 @@ link_events = Table(
 )
 Index("ix_link_events_peer", link_events.c.peer, link_events.c.id)
 
+# Ids of the heartbeats each peer sent that we accepted, for as long as a heartbeat is fresh
+# enough to be accepted at all (protocol §8.4 H6-H7): a captured one replayed after a restart
+# of this node is still refused (threat N5). Migration 0016.
+heartbeats_seen = Table(
+    "heartbeats_seen",
+    metadata,
+    Column("peer", String(64), primary_key=True),
+    Column("id", String(36), primary_key=True),
+    Column("seen_at_us", BigInteger, nullable=False),
+)
+Index("ix_heartbeats_seen_at", heartbeats_seen.c.seen_at_us)
+
 __all__ = [
+    "heartbeats_seen",
     "inbound_gaps",
     "link_events",
     "message_events",
