@@ -229,6 +229,29 @@ def test_a_batch_shared_with_helper_processes_matches_the_oracle(
     assert {h.pid for h in engine._helpers}.isdisjoint(pids)
 
 
+def test_the_dense_and_the_searched_cell_lookups_agree() -> None:
+    """Cells are looked up in a dense table where the grid has no more cells than entries, by
+    binary search otherwise: the same entries either way, for batches and single queries."""
+    vols, queries = _lattice_batch()
+    engine = Engine(workers=1)
+    engine.add(vols)
+    engine.rebuild()
+    grid = engine._grid
+    assert grid is not None and grid.dense is not None
+    keys = np.arange(int(np.prod(grid.n)), dtype=np.int64).astype(grid.key_type)
+    dense = grid.lookup(keys)
+    expected = {(c.query.id, c.active.id) for c in engine.conflicts(queries)}
+    singles = {(c.query.id, c.active.id) for q in queries[:40] for c in engine.conflicts(q)}
+    grid.dense = None
+    searched = grid.lookup(keys)
+    assert np.array_equal(dense[1], searched[1])
+    assert np.array_equal(dense[0][dense[1] > 0], searched[0][searched[1] > 0])
+    assert (dense[1] == 0).any() and dense[1].sum() == len(grid.entries)
+    assert {(c.query.id, c.active.id) for c in engine.conflicts(queries)} == expected
+    assert {(c.query.id, c.active.id) for q in queries[:40] for c in engine.conflicts(q)} == singles
+    assert expected == oracle(queries, vols)
+
+
 def test_a_request_to_a_helper_carries_every_kind_of_footprint_exactly() -> None:
     """Plain rings travel as coordinates, the rest (holes, several parts) as WKB: both come
     back identical, in their places, with boxes, bounds and own slots."""

@@ -411,6 +411,8 @@ class _Grid:
         self.ecode: Arr = np.empty(0, np.uint64)
         self.keys: Arr = np.empty(0, self.key_type)
         self.offsets: Arr = np.zeros(1, I8)
+        #: Per cell key, the offset of its entries (``None``: too many cells, see ``lookup``).
+        self.dense: Arr | None = None
 
     def fill(self, box: Arr, slots: Arr, slot_type: Any) -> None:
         """Register every slot in the cells its box covers (CSR: sorted keys, offsets)."""
@@ -451,6 +453,27 @@ class _Grid:
         starts = np.flatnonzero(first)
         self.keys = keys[starts]
         self.offsets = np.append(starts, len(keys)).astype(I8)
+        n_cells = int(np.prod(self.n))
+        if n_cells <= len(keys):  # at most 8 bytes an entry (which take 12 already)
+            dense = np.zeros(n_cells + 1, I8)
+            dense[self.keys.astype(I8) + 1] = np.diff(self.offsets)
+            self.dense = np.cumsum(dense)
+
+    def lookup(self, keys: Arr) -> tuple[Arr, Arr]:
+        """(first entry, entry count) of the cells ``keys``; count 0 for an empty cell.
+
+        Read from ``dense`` where the grid has no more cells than entries (issue 5's data:
+        108,000 cells, 800,000 entries at 10^5 volumes): two reads a key instead of a binary
+        search among the non-empty cells (3 ms of a 10^5 batch's 80,000 query cells).
+        """
+        if self.dense is not None:
+            k = keys.astype(I8)
+            start = self.dense[k]
+            return start, self.dense[k + 1] - start
+        pos = np.minimum(np.searchsorted(self.keys, keys), max(len(self.keys) - 1, 0))
+        found = self.keys[pos] == keys if len(self.keys) else np.zeros(len(keys), dtype=bool)
+        start = self.offsets[pos]
+        return start, np.where(found, self.offsets[pos + 1] - start, 0)
 
     def norm(self, box: Arr) -> Arr:
         """Packed boxes in cell units from the origin."""
@@ -1295,13 +1318,9 @@ class VolumeIndex:
         for d in (1, 2, 3):
             keys = (keys[:, None] * n[d] + np.arange(lo[d], hi[d] + 1, dtype=I8)).ravel()
         keys = keys.astype(grid.key_type)
-        pos = np.minimum(np.searchsorted(grid.keys, keys), len(grid.keys) - 1)
-        pos = pos[grid.keys[pos] == keys]
-        offsets = grid.offsets
-        runs = [
-            grid.entries[a:b]
-            for a, b in zip(offsets[pos].tolist(), offsets[pos + 1].tolist(), strict=True)
-        ]
+        start, count = grid.lookup(keys)
+        start = start.tolist()
+        runs = [grid.entries[a : a + k] for a, k in zip(start, count.tolist(), strict=True) if k]
         if not runs:
             return np.empty(0, I8)
         slots = np.concatenate(runs).astype(I8)
@@ -1318,16 +1337,13 @@ class VolumeIndex:
         counts = np.prod(hi - lo + 1, axis=1)
         owner, keys, qfirst, qcells = grid.expand(lo, hi, counts)
         keys = keys.astype(grid.key_type)
-        pos = np.searchsorted(grid.keys, keys)
-        pos = np.minimum(pos, len(grid.keys) - 1)
-        found = grid.keys[pos] == keys
-        owner, pos, qfirst = owner[found], pos[found], qfirst[found]
+        start, n_in = grid.lookup(keys)
+        found = n_in > 0
+        owner, qfirst, start, n_in = owner[found], qfirst[found], start[found], n_in[found]
         qcode = grid.quantize(grid.norm(qbox)[owner], qcells[found], qfirst)
-        start = grid.offsets[pos]
-        n_in = grid.offsets[pos + 1] - start
         total = int(n_in.sum())
         entry = np.arange(total, dtype=I8) + np.repeat(start - (np.cumsum(n_in) - n_in), n_in)
-        qcell = np.repeat(np.arange(len(pos), dtype=I8), n_in)
+        qcell = np.repeat(np.arange(len(start), dtype=I8), n_in)
         # Prefilter on the codes (one read of 8 bytes an entry, mostly in sequence): drops
         # the duplicates and most pairs whose boxes are apart (``_codes_pass``), then exactly.
         m = _codes_pass(grid.ecode[entry], qcode[qcell])
