@@ -1103,7 +1103,14 @@ class VolumeIndex:
     # ---- queries -------------------------------------------------------------------------------
 
     def self_slots(self, queries: Sequence[Volume]) -> Arr:
-        return np.fromiter((self._slot.get(v.key, -1) for v in queries), I8, len(queries))
+        """Each query's own slot (the indexed volume of its key), -1 where it has none."""
+        # The owners' maps read directly: no key tuple or method call per query (paid before
+        # a helper starts; 15,000 queries: 1.9 ms of CPU through ``_SlotMap.get``, 0.9 here).
+        by_owner = self._slot.by_owner
+        none: dict[str, int] = {}
+        return np.fromiter(
+            (by_owner.get(v.owner, none).get(v.id, -1) for v in queries), I8, len(queries)
+        )
 
     def pairs(self, queries: Sequence[Volume]) -> tuple[Arr, Arr]:
         """Every (query index, slot) whose volumes conflict, excluding a query's own key.
