@@ -55,6 +55,8 @@ BATCH_MAGIC = b"HLB1"
 #: Receipts cover at most this many messages (one batch).
 MAX_RECEIPT_ITEMS = MAX_BATCH_ENVELOPES
 MAX_EXPIRED_LISTED = 1024
+#: Witness cosignatures a heartbeat carries, at most (the latest of each witness).
+MAX_COSIGNATURES_LISTED = 8
 
 
 #: Operator names as signed into messages (author, releaser) and receipts.
@@ -150,6 +152,9 @@ class HeartbeatPayload(msgspec.Struct, forbid_unknown_fields=True, frozen=True, 
     #: base64 of the largest signed tree head of the *recipient's* log the sender holds (signed
     #: by the recipient): how a node restored from an old backup learns what it lost.
     your_head: str | None = None
+    #: base64 of the latest cosignature of the sender's log by each of its witnesses: the
+    #: recipient proves what a witness saw consistent with what it holds (no split view).
+    cosignatures: list[str] = msgspec.field(default_factory=list)
 
 
 Payload = MessagePayload | ReceiptPayload | HeartbeatPayload
@@ -320,6 +325,7 @@ def sign_heartbeat(
     expired: list[int],
     tree_head: bytes | None = None,
     your_head: bytes | None = None,
+    cosignatures: list[bytes] | None = None,
 ) -> bytes:
     payload: dict[str, Any] = {
         "v": PROTOCOL_VERSION,
@@ -338,6 +344,8 @@ def sign_heartbeat(
         payload["tree_head"] = b64encode(tree_head)
     if your_head is not None:
         payload["your_head"] = b64encode(your_head)
+    if cosignatures:
+        payload["cosignatures"] = [b64encode(c) for c in cosignatures[:MAX_COSIGNATURES_LISTED]]
     return identity.signing.sign(Purpose.HEARTBEAT, encode_json(payload))
 
 
@@ -547,6 +555,8 @@ def _check_payload(payload: MessagePayload | ReceiptPayload | HeartbeatPayload) 
         check_uuid(payload.id, what="heartbeat id")
         if len(payload.expired) > MAX_EXPIRED_LISTED:
             raise WireError(f"heartbeat lists more than {MAX_EXPIRED_LISTED} expired messages")
+        if len(payload.cosignatures) > MAX_COSIGNATURES_LISTED:
+            raise WireError(f"heartbeat carries more than {MAX_COSIGNATURES_LISTED} cosignatures")
 
 
 # --- batches (one HTTP request carries many envelopes) ---------------------------------------

@@ -27,6 +27,7 @@ from hotline import transcript
 from hotline.core.card import Card, Identity
 from hotline.core.encoding import b64decode, format_time, parse_time, to_us
 from hotline.core.envelope import (
+    MAX_COSIGNATURES_LISTED,
     MAX_EXPIRED_LISTED,
     HeartbeatPayload,
     Kind,
@@ -37,6 +38,7 @@ from hotline.core.envelope import (
 )
 from hotline.core.keys import SigningPublicKey, peek_statement
 from hotline.core.treehead import TreeHead, verify_tree_head
+from hotline.core.witness import Cosignature, verify_cosignature
 from hotline.errors import ErrorCode, HotlineError, ProtocolError, TransportError
 from hotline.link.inbox import Received
 from hotline.link.transport_http import HttpTransport
@@ -58,6 +60,7 @@ from hotline.store.messages import (
 )
 from hotline.transcript import hold
 from hotline.transcript.heads import current_own_head, largest_peer_head, record_peer_head
+from hotline.transcript.witnessing import latest_cosignatures
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +219,9 @@ class PeerLink:
         #: The peers (nodes) whose heartbeats must confirm a restored store before it appends
         #: again (transcript/hold.py); set by the node.
         self.hold_peers: tuple[str, ...] = ()
+        #: The witnesses we know (name -> signing key), to check the cosignatures of the peer's
+        #: log its heartbeats carry; set by the node.
+        self.witness_keys: dict[str, SigningPublicKey] = {}
         #: Heartbeats sent through a relay, by nonce, waiting for the peer's reply.
         self._waiting: dict[str, asyncio.Future[HeartbeatPayload]] = {}
 
@@ -599,6 +605,7 @@ class PeerLink:
             on_hold = hold.current(conn) is not None
             head = None if on_hold else current_own_head(conn, self.identity, now, max_age_s=0.0)
             yours = largest_peer_head(conn, self.peer.name)
+            cosigned = [] if on_hold else latest_cosignatures(conn, MAX_COSIGNATURES_LISTED)
         heartbeat_id = new_id(now)
         statement = sign_heartbeat(
             self.identity,
@@ -612,6 +619,7 @@ class PeerLink:
             expired=expired,
             tree_head=None if head is None else head.statement,
             your_head=None if yours is None else yours.evidence,
+            cosignatures=cosigned,
         )
         return seal(
             kind=Kind.HEARTBEAT,
@@ -648,6 +656,7 @@ class PeerLink:
                 self.other_keys.get(peek_statement(statement)[1], self.peer.signing_key),
                 log=self.peer.name,
             )
+        witnessed = self._witnessed_heads(payload)
         with self.store.write() as conn:
             # In the store, not the process: a heartbeat captured before a restart of this
             # node is still refused after it (threat N5).
@@ -667,8 +676,40 @@ class PeerLink:
                     evidence=head.statement,
                     now_us=to_us(now),
                 )
+            # What a witness cosigned of the peer's log is a head of it like any other: proved
+            # consistent with the rest (§11.3), and two roots for one size are an equivocation.
+            for signature in witnessed:
+                record_peer_head(
+                    conn,
+                    peer=self.peer.name,
+                    size=signature.size,
+                    root=signature.root,
+                    kind="cosigned",
+                    evidence=signature.statement,
+                    now_us=to_us(now),
+                )
         self.compare_with_peer(payload, now)
         return payload
+
+    def _witnessed_heads(self, payload: HeartbeatPayload) -> list[Cosignature]:
+        """The cosignatures of the peer's log in its heartbeat by witnesses we know, checked;
+        those of witnesses we do not know are passed over (nothing to check them with)."""
+        by_key = {key.key_id: (name, key) for name, key in self.witness_keys.items()}
+        checked: list[Cosignature] = []
+        for text in payload.cosignatures:
+            statement = b64decode(text, what="cosignature", limit=64 * 1024)
+            known = by_key.get(peek_statement(statement)[1])
+            if known is None:
+                log.debug("%s shows a cosignature by a witness we do not know", self.peer.name)
+                continue
+            name, key = known
+            try:
+                checked.append(verify_cosignature(statement, key, witness=name, log=self.peer.name))
+            except HotlineError as e:
+                # The peer signed the heartbeat that carries it: a fault or a lie of the peer's,
+                # but not a reason to refuse its heartbeat (the link stays up).
+                log.warning("%s shows a cosignature by %s that fails: %s", self.peer.name, name, e)
+        return checked
 
     def _our_head_held_by_peer(self, payload: HeartbeatPayload) -> TreeHead | None:
         """The head of our log the peer says it holds, verified with our own key; None when it

@@ -300,8 +300,10 @@ class Node:
         now = datetime.now(UTC)
         # A restored store appends again once every peer node has confirmed it (hold.py).
         hold_peers = tuple(sorted(n for n, c in self.peers.items() if c.role == "node"))
+        witness_keys = {n: c.signing_key for n, c in self.peers.items() if c.role == "witness"}
         for existing in self.links.values():
             existing.hold_peers = hold_peers
+            existing.witness_keys = witness_keys
         for name, card in self.peers.items():
             if card.role == "relay":
                 continue
@@ -324,6 +326,7 @@ class Node:
                     relay_resend_s=config.relay_resend_s,
                 )
                 self.links[name].hold_peers = hold_peers
+                self.links[name].witness_keys = witness_keys
                 self._refresh_keys(self.links[name], now)
                 if self._tasks:
                     self._start_link(self.links[name])

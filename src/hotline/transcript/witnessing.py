@@ -197,6 +197,24 @@ def witness_lag(
     }
 
 
+def latest_cosignatures(conn: Connection, limit: int) -> list[bytes]:
+    """The statement of the latest cosignature of our log by each witness (at most ``limit``
+    witnesses): what our heartbeats show the peer, so that it can compare what each witness saw
+    with what it holds of our log."""
+    newest = (
+        select(cosignatures.c.witness, func.max(cosignatures.c.id).label("id"))
+        .group_by(cosignatures.c.witness)
+        .subquery()
+    )
+    rows = conn.execute(
+        select(cosignatures.c.statement)
+        .join(newest, newest.c.id == cosignatures.c.id)
+        .order_by(cosignatures.c.witness)
+        .limit(limit)
+    )
+    return [bytes(r.statement) for r in rows]
+
+
 def cosignatures_upto(conn: Connection, size: int) -> list[tuple[str, bytes]]:
     """(witness, statement) of every cosignature of our heads up to ``size``."""
     return [
@@ -214,6 +232,7 @@ __all__ = [
     "cosign_head",
     "cosignatures_upto",
     "latest_cosignature",
+    "latest_cosignatures",
     "latest_witnessed",
     "record_cosignature",
     "witness_lag",
