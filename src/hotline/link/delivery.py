@@ -493,13 +493,19 @@ class PeerLink:
                 continue
             if sent:
                 failures = 0
+                # Let whoever the receipts woke (a long-poll waiting for DELIVERED) answer
+                # before the outbox is read again.
+                await asyncio.sleep(0)
                 continue
             await self._sleep_or_wake(IDLE_POLL_S)
 
     async def _sleep_or_wake(self, seconds: float) -> None:
         self.wake.clear()
+        # asyncio.timeout, not wait_for (which runs the wait as a task of its own): a wake-up
+        # reaches the worker in one hop through the event loop.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.wake.wait(), timeout=seconds)
+            async with asyncio.timeout(seconds):
+                await self.wake.wait()
 
     # -- the state of each transport and of the link ---------------------------------------
 

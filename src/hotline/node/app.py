@@ -644,7 +644,7 @@ def create_app(node: Node) -> FastAPI:
         if wait is None:
             return {"id": message_id, "state": "queued"}
         view = await node.wait_for_state(
-            message_id, {"delivered", "acknowledged", "answered"}, timeout
+            message_id, {"delivered", "acknowledged", "answered"}, timeout, unchanged=True
         )
         return {"id": message_id, "state": view.state.value}
 

@@ -20,6 +20,7 @@ import json
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,48 @@ MAX_CONNECTIONS = 1024
 SHUTDOWN_GRACE_S = 3
 
 
+class _OneWritePerTurn:
+    """The server's transport, with the writes made in one turn of the event loop sent as one.
+
+    uvicorn writes a response's head and body separately: over TLS each write is its own
+    record and system call, and the client wakes for the head only to wait for the body. A
+    response made at once (every response of the link and the operator API) now leaves in one
+    write, at the end of the turn that made it (``loop.call_soon``: before the loop waits for
+    I/O again). Closing sends what is pending first; aborting drops it.
+    """
+
+    __slots__ = ("_loop", "_pending", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(bytes(data))
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        data = b"".join(self._pending)
+        self._pending = []
+        if not self._transport.is_closing():
+            self._transport.write(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._pending = []
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 def guarded_protocol(request_timeout_s: float) -> type[asyncio.Protocol]:
     """uvicorn's httptools protocol with a deadline for each whole request and a cap on heads.
 
@@ -124,6 +167,8 @@ def guarded_protocol(request_timeout_s: float) -> type[asyncio.Protocol]:
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             super().connection_made(transport)  # type: ignore[arg-type]
+            # After uvicorn's setup (its flow control keeps the transport itself).
+            self.transport = _OneWritePerTurn(self.transport, self.loop)  # type: ignore[assignment]
             self._arm()
 
         def connection_lost(self, exc: Exception | None) -> None:

@@ -375,19 +375,30 @@ class Node:
         event.set()
 
     async def wait_for_state(
-        self, message_id: str, states: set[str], timeout: float
+        self, message_id: str, states: set[str], timeout: float, *, unchanged: bool = False
     ) -> MessageView:
+        """The message once it reaches one of ``states``, or as it is after ``timeout`` s.
+
+        ``unchanged``: the caller has just queued the message (its state is not in ``states``
+        yet), so the first read is skipped: on the path of one message, that read would run
+        before the delivery worker gets to send it.
+        """
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             changed = self._changed
-            view = self.message(message_id)
-            if view.state.value in states:
-                return view
+            if not unchanged:
+                view = self.message(message_id)
+                if view.state.value in states:
+                    return view
+            unchanged = False
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
-                return view
+                return self.message(message_id)
+            # asyncio.timeout, not wait_for: wait_for runs the wait as a task of its own, one
+            # more hop through the event loop before this request can answer.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), timeout=remaining)
+                async with asyncio.timeout(remaining):
+                    await changed.wait()
 
     def message(self, message_id: str) -> MessageView:
         with self.store.read() as conn:
