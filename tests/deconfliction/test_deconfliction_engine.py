@@ -88,12 +88,13 @@ def test_random_sets_match_the_oracle(queries: list[Volume], active: list[Volume
 def test_random_sets_match_the_oracle_with_disc_filters(
     queries: list[Volume], active: list[Volume]
 ) -> None:
-    saved = index_module.DISC_MIN_PAIRS
-    index_module.DISC_MIN_PAIRS = 0  # decide every pair it can with the discs
+    saved = index_module.DISC_MIN_PAIRS, index_module.VERTEX_MIN_TESTS
+    # Decide every pair it can with the discs and the query's vertices.
+    index_module.DISC_MIN_PAIRS = index_module.VERTEX_MIN_TESTS = 0
     try:
         assert engine_pairs(queries, active) == oracle(queries, active)
     finally:
-        index_module.DISC_MIN_PAIRS = saved
+        index_module.DISC_MIN_PAIRS, index_module.VERTEX_MIN_TESTS = saved
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -20,8 +20,10 @@ shared with helper processes forked from this one, ``_Helper``):
    dropped, pairs whose inner discs overlap are kept, both without asking GEOS. Octagons
    (``octagons``): pairs whose footprints' ranges along a diagonal axis are apart are dropped
    too (about a quarter of what would go to GEOS on issue 5's data, nearly all of them pairs
-   that do not meet).
-6. Exact footprint test on the rest: ``shapely.intersects`` (touching counts), query prepared.
+   that do not meet). Pairs where a vertex of the query lies inside the other footprint's
+   inner disc are kept (``_vertices_in_discs``; a third of the rest on issue 5's data).
+6. Exact footprint test on the rest: ``shapely.intersects`` (touching counts); a query tested
+   against ``PREPARE_MIN_TESTS`` or more is prepared first.
 
 Volumes added after the last build wait in a ``pending`` list that queries scan directly; the grid
 is rebuilt when that list grows past ``PENDING_MAX``. A removed or expired volume gets an empty
@@ -87,6 +89,9 @@ OCT_ABS = 1e-9
 DISC_MIN_PAIRS = 48
 #: Fewest exact tests of a query footprint for which it is prepared first (see _pairs_chunk).
 PREPARE_MIN_TESTS = 8
+#: Fewest pairs left for GEOS in a chunk for which the vertex test (``_vertices_in_discs``)
+#: runs: its dozen numpy calls cost some 15 us, and it saves about 0.6 us a pair.
+VERTEX_MIN_TESTS = 64
 #: Queries handled per vectorized chunk (bounds the temporary arrays, about 64 MB at 10^6
 #: volumes; larger chunks pay the fixed cost of numpy calls less often: at 10^5, one-thread CPU
 #: of a batch 137, 126, 116 and 127 ms with 512, 1,024, 2,048 and 4,096; at 10^6 the same).
@@ -1293,9 +1298,10 @@ class VolumeIndex:
             sure = (qd[:, 3] > 0) & (ad[:, 3] > 0)
             sure &= dist < (qd[:, 3] + ad[:, 3]) * (1 - DISC_REL) - DISC_ABS
             test = np.flatnonzero(~sure)
-            met = _vertices_in_discs(coords, len(idx), qi[test] - first, ad[test])
-            sure[test[met]] = True
-            test = test[~met]
+            if len(test) >= VERTEX_MIN_TESTS:
+                met = _vertices_in_discs(coords, len(idx), qi[test] - first, ad[test])
+                sure[test[met]] = True
+                test = test[~met]
         if test is None:
             test = np.flatnonzero(~sure)
         # Only a footprint tested against many is prepared (GEOS indexes its edges): for
@@ -1303,8 +1309,12 @@ class VolumeIndex:
         # 2 us) prepared or not, and preparing costs about as much again (a fresh batch of
         # 4,400 queries: 48 -> 43 ms of CPU without). A large footprint gains much (2,000
         # vertices: 7.2 us a test plain, 0.26 prepared), and is tested against many.
-        tests = np.bincount(qi[test], minlength=len(geoms))[idx]
-        shapely.prepare(geoms[idx[tests >= PREPARE_MIN_TESTS]])
+        if len(idx) == 1:  # a single query: the same, in fewer numpy calls
+            if len(test) >= PREPARE_MIN_TESTS:
+                shapely.prepare(geoms[idx])
+        elif len(test) >= PREPARE_MIN_TESTS:
+            tests = np.bincount(qi[test], minlength=len(geoms))[idx]
+            shapely.prepare(geoms[idx[tests >= PREPARE_MIN_TESTS]])
         hit = shapely.intersects(geoms[qi[test]], cols.geoms[slots[test]])
         sure[test[hit]] = True
         return qi[sure], slots[sure]
