@@ -146,3 +146,11 @@ def test_flash_is_held_until_a_second_person_releases_it(linked_nodes, capsys, m
     assert (view.priority, view.author, view.released_by) == ("flash", "alice", "bob")
     code, out = _run(capsys, monkeypatch, "release", "list", "--dir", str(w.dir), "--json")
     assert json.loads(out)[0]["state"] == "released"
+
+    # An answer at FLASH is a FLASH message: `hotline reply` holds it for a second person too.
+    code, out = _run(
+        capsys, monkeypatch, "reply", message_id, "--dir", str(m.dir), "--text", "Received."
+    )
+    assert code != 0 and "release_required" in out.replace("\n", "")
+    code, out = _run(capsys, monkeypatch, "outbox", "--dir", str(m.dir), "--json")
+    assert all(row["type"] != "response" for row in json.loads(out))
