@@ -15,8 +15,8 @@ from hotline.core.envelope import new_id, open_envelope
 from hotline.errors import ErrorCode, ProtocolError
 from hotline.link import inbox, outbox
 from hotline.node.home import NodeHome
-from hotline.store.messages import get_message, pending_outgoing
-from hotline.store.schema import messages, security_events
+from hotline.store.messages import MAX_SEQUENCE_JUMP, get_message, pending_outgoing
+from hotline.store.schema import inbound_gaps, messages, security_events
 
 NOW = datetime(2026, 11, 26, 3, 12, tzinfo=UTC)
 TTL = timedelta(hours=1)
@@ -360,3 +360,55 @@ def test_every_catalog_type_round_trips_through_the_link_and_renders_in_both_lan
             assert view.body == EXAMPLES[msg_type] or msg_type in ("cyber_referral",)
             for lang in ("en", "ru"):
                 assert render(msg_type, view.body, lang=lang)
+
+
+def test_one_batch_decides_each_envelope_as_if_it_came_alone(pair, forge):
+    """Plain messages of a batch are checked against the store together and written together:
+    replays, duplicates, reused and far sequence numbers, and gaps opened and filled within the
+    same batch get the outcome each would get in a batch of its own, in order."""
+    w, m = pair["washington"], pair["moscow"]
+    first_id = new_id(NOW)
+    first = forge(w, m, seq=1, text="a", message_id=first_id)
+    fills = forge(w, m, seq=2, text="b")
+    batch = [
+        first,
+        forge(w, m, seq=3, text="c"),  # skips 2
+        first,  # the same envelope again
+        forge(w, m, seq=5, text="other", message_id=first_id),  # same id, other content
+        forge(w, m, seq=3, text="d"),  # 3 is taken
+        fills,
+        forge(w, m, seq=3 + MAX_SEQUENCE_JUMP + 2, text="far"),
+        b"garbage",
+        forge(w, m, seq=4, text="e"),
+    ]
+    result, back = _deliver(w, m, batch)
+    assert [(o.status, o.code) for o in result.outcomes] == [
+        ("accepted", None),
+        ("accepted", None),
+        ("duplicate", None),
+        ("rejected", ErrorCode.REPLAY_CONFLICT),
+        ("rejected", ErrorCode.SEQUENCE_REUSED),
+        ("accepted", None),
+        ("rejected", ErrorCode.SEQUENCE_OUT_OF_RANGE),
+        ("rejected", ErrorCode.BAD_VERSION),
+        ("accepted", None),
+    ]
+    assert _inbox_count(m) == 4
+    assert inbox.next_expected(m.store, "washington") == 5  # the gap at 2 was filled
+    with m.store.read() as conn:
+        assert conn.execute(select(func.count()).select_from(inbound_gaps)).scalar_one() == 0
+        codes = [r.code for r in conn.execute(select(security_events.c.code))]
+        bodies = [r.body for r in conn.execute(select(messages.c.body).order_by(messages.c.seq))]
+    assert codes.count("sequence_gap") == 1
+    assert [json.loads(b)["text"] for b in bodies] == ["a", "b", "c", "e"]
+    [receipt] = result.receipts["washington"]
+    opened = open_envelope(w.identity, receipt, lambda n: m.identity.signing.public)
+    assert [i.seq for i in opened.payload.items] == [1, 3, 2, 4]
+    # Sent again in a later batch, stored ones are duplicates and get the receipt signed then.
+    again, _ = _deliver(w, m, [fills, first])
+    assert [o.status for o in again.outcomes] == ["duplicate", "duplicate"]
+    assert [
+        open_envelope(w.identity, r, lambda n: m.identity.signing.public).statement.raw
+        for r in again.receipts["washington"]
+    ] == [opened.statement.raw]
+    assert _inbox_count(m) == 4

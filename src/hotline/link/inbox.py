@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, and_, bindparam, select
+from sqlalchemy import Connection, and_, bindparam, func, null, select, union_all
 
 from hotline import transcript
 from hotline.compose import check_incoming, validate_body
@@ -44,11 +44,13 @@ from hotline.core.merkle import MAX_TREE_SIZE
 from hotline.core.treehead import TreeHead, verify_tree_head
 from hotline.errors import ErrorCode, HotlineError, ProtocolError, VerificationError, WireError
 from hotline.link import keyring
-from hotline.referrals.cases import REFERRAL_TYPE, on_message_committed
+from hotline.referrals.cases import REFERRAL_TYPE, UPDATE_TYPE, on_message_committed
 from hotline.store import Store
 from hotline.store.messages import (
+    MAX_SEQUENCE_JUMP,
     State,
     add_events,
+    apply_inbound_seqs,
     dequeue,
     expired_among,
     insert_messages,
@@ -174,9 +176,11 @@ def receive(
 ) -> Received:
     """Open, check and commit a batch of envelopes; return outcomes and receipts to send back.
 
-    Each envelope is accepted or rejected whole (a savepoint each): a rejected one leaves only
-    its security event. Accepted envelopes go to the transcript before the DELIVERED receipt is
-    signed, and the receipt names each message's leaf index and the tree that includes it.
+    Each envelope is accepted or rejected whole: a rejected one leaves only its security event.
+    Plain messages are checked against the store a group at a time and written together, once
+    every check has passed; other envelopes run alone in a savepoint. Accepted envelopes go to
+    the transcript before the DELIVERED receipt is signed, and the receipt names each message's
+    leaf index and the tree that includes it.
     ``also`` runs inside the same write transaction (the delivery worker records its attempt
     there, so that a reply costs one commit).
     """
@@ -193,14 +197,32 @@ def receive(
 
         if also is not None:
             also(conn)
+        # Plain messages are decided a group at a time (_accept_group); anything else (receipts,
+        # key events, case messages) runs alone in a savepoint, after the group before it is
+        # written, so that it sees the store as if every envelope had run alone, in order.
+        group: list[_Plain | tuple[bytes, Exception]] = []
         for data in envelopes:
             try:
                 opened = open_envelope(identity, data, sender_key, other_keys=other_keys)
                 batch.result.authenticated.add(opened.header.sender)
+                plain = _as_plain(conn, peers, data, opened, now_us, batch)
+            except Exception as e:
+                group.append((data, e))  # refused in its turn, with the group
+                continue
+            if plain is not None:
+                group.append(plain)
+                if len(group) >= _GROUP_MAX:
+                    _accept_group(conn, peers, group, now_us, source, batch)
+                    group = []
+                continue
+            _accept_group(conn, peers, group, now_us, source, batch)
+            group = []
+            try:
                 with savepoint(conn):
                     _accept_one(conn, peers, opened, now_us, batch)
             except Exception as e:
                 _reject(conn, data, e, now_us, source, batch.result)
+        _accept_group(conn, peers, group, now_us, source, batch)
         appended = transcript.append(conn, batch.entries) if batch.entries else None
         for sender, pending in batch.items.items():
             batch.result.next_expected[sender] = next_expected_seq(conn, sender)
@@ -413,6 +435,304 @@ def _accept_one(
     result.outcomes.append(Outcome(payload.id, "accepted"))
 
 
+#: Plain messages decided together: one read of the replay and sequence state per group, one
+#: multi-row write per table.
+_GROUP_MAX = 64
+
+
+@dataclass(slots=True)
+class _Plain:
+    """A plain message of the batch (not a key event nor a case message: nothing it writes is
+    read by a later envelope's checks but its id, sequence number and gaps), opened and checked
+    for what needs no store, waiting for its group's decision."""
+
+    data: bytes
+    opened: Opened
+    payload: MessagePayload
+    created_us: int
+    expires_us: int | None
+    head: TreeHead | None
+    #: A check that failed without the store: raised after the replay and sequence checks, in
+    #: the order ``_accept_one`` makes them (a replayed id is a replay whatever else is wrong).
+    error: Exception | None = None
+
+
+def _as_plain(
+    conn: Connection,
+    peers: Mapping[str, Card],
+    data: bytes,
+    opened: Opened,
+    now_us: int,
+    batch: _Batch,
+) -> _Plain | None:
+    """``opened`` as a plain message for the group path, or None when it must run alone."""
+    payload = opened.payload
+    if not isinstance(payload, MessagePayload) or payload.type in _ALONE_TYPES:
+        return None
+    peer = peers[opened.header.sender]
+    _check_signing_key(conn, peer, opened, now_us, batch)
+    plain = _Plain(
+        data=data, opened=opened, payload=payload, created_us=0, expires_us=None, head=None
+    )
+    try:
+        if payload.tree_head is not None:
+            plain.head = _verified_head(peer, payload.tree_head, batch.peer_keys(conn, peer))
+        if payload.expires:
+            plain.expires_us = to_us(parse_time(payload.expires, what="expires"))
+        plain.created_us = to_us(parse_time(payload.created, what="created"))
+    except Exception as e:
+        plain.error = e
+    return plain
+
+
+#: Message types that change what later envelopes are checked against: run alone, in order.
+_ALONE_TYPES = keyring.KEY_EVENT_TYPES | {REFERRAL_TYPE, UPDATE_TYPE}
+
+_COLUMNS = (
+    messages.c.id,
+    messages.c.direction,
+    messages.c.peer,
+    messages.c.seq,
+    messages.c.signed_hash,
+)
+_GROUP_STATE: dict[tuple[int, int], Prepared] = {}
+
+
+def _bucket(n: int) -> int:
+    """The next power of two: a group's lists are padded to it (repeating a value), so that a
+    handful of statement forms serve every group size."""
+    return 1 << max(0, n - 1).bit_length()
+
+
+def _group_state_query(n_ids: int, n_seqs: int) -> Prepared:
+    """One round trip for a sender's group: the rows with one of ``n_ids`` ids (replays, and the
+    messages answered), the sender's received rows with one of ``n_seqs`` sequence numbers, and
+    its highest received number (the row whose id is NULL)."""
+    key = (n_ids, n_seqs)
+    found = _GROUP_STATE.get(key)
+    if found is None:
+        ids: list[Any] = [bindparam(f"i{k}") for k in range(n_ids)]
+        seqs: list[Any] = [bindparam(f"s{k}") for k in range(n_seqs)]
+        received = and_(messages.c.direction == "in", messages.c.peer == bindparam("peer"))
+        found = _GROUP_STATE[key] = Prepared(
+            union_all(
+                select(*_COLUMNS).where(messages.c.id.in_(ids)),
+                select(*_COLUMNS).where(and_(received, messages.c.seq.in_(seqs))),
+                select(null(), null(), null(), func.max(messages.c.seq), null()).where(received),
+            )
+        )
+    return found
+
+
+def _padded(prefix: str, values: list[Any]) -> dict[str, Any]:
+    size = _bucket(len(values))
+    return {f"{prefix}{k}": values[min(k, len(values) - 1)] for k in range(size)}
+
+
+@dataclass(slots=True)
+class _SenderState:
+    """What the store holds for one sender of a group, read once, updated as it is decided."""
+
+    #: id -> (direction, peer, signed_hash) of existing rows with the group's ids.
+    rows: dict[str, tuple[str, str, str]]
+    #: Sequence numbers from this sender already used (stored, or accepted in this group).
+    taken: dict[int, str]
+    highest: int
+    skipped: set[int] = field(default_factory=set)
+    filled: list[int] = field(default_factory=list)
+
+
+def _read_group_state(conn: Connection, group: list[_Plain]) -> dict[str, _SenderState]:
+    by_sender: dict[str, list[_Plain]] = {}
+    for plain in group:
+        by_sender.setdefault(plain.opened.header.sender, []).append(plain)
+    states: dict[str, _SenderState] = {}
+    for sender, items in by_sender.items():
+        ids = list(
+            dict.fromkeys(
+                [p.payload.id for p in items]
+                + [p.payload.in_reply_to for p in items if p.payload.in_reply_to is not None]
+            )
+        )
+        seqs = list(dict.fromkeys(p.payload.seq for p in items))
+        params = {"peer": sender, **_padded("i", ids), **_padded("s", seqs)}
+        state = _SenderState({}, {}, 0)
+        query = _group_state_query(_bucket(len(ids)), _bucket(len(seqs)))
+        for row_id, direction, peer, seq, signed_hash in query.all(conn, params):
+            if row_id is None:
+                state.highest = int(seq or 0)
+                continue
+            state.rows[row_id] = (direction, peer, signed_hash)
+            if direction == "in" and peer == sender:
+                state.taken.setdefault(int(seq), row_id)
+        states[sender] = state
+    return states
+
+
+_DELIVERED_FOR = InList(
+    lambda ids: (
+        select(receipt_items.c.message_id, receipts.c.id, receipts.c.signed)
+        .join(receipts, receipt_items.c.receipt_id == receipts.c.id)
+        .where(
+            and_(
+                receipt_items.c.message_id.in_(ids),
+                receipts.c.direction == "out",
+                receipts.c.kind == ReceiptKind.DELIVERED.value,
+            )
+        )
+    )
+)
+
+
+def _accept_group(
+    conn: Connection,
+    peers: Mapping[str, Card],
+    group: list[_Plain | tuple[bytes, Exception]],
+    now_us: int,
+    source: str,
+    batch: _Batch,
+) -> None:
+    """Decide a group of plain messages (and refusals, in their turn) as ``_accept_one`` would
+    one by one, from one read of the store, then write what was accepted in one statement per
+    table. Every check that can refuse a message runs before anything of it is written, so no
+    savepoint is needed: a refused message leaves only its security event."""
+    if not group:
+        return
+    plains = [item for item in group if isinstance(item, _Plain)]
+    states = _read_group_state(conn, plains) if plains else {}
+    result = batch.result
+    rows: list[dict[str, Any]] = []
+    events: list[tuple[str, State, int, str]] = []
+    accepted: dict[str, tuple[str, str, str]] = {}
+    duplicates: list[tuple[str, str]] = []  # (sender, id) stored earlier: their old receipt
+    heads: set[tuple[str, int, bytes]] = set()
+    for item in group:
+        if not isinstance(item, _Plain):
+            _reject(conn, item[0], item[1], now_us, source, result)
+            continue
+        payload, opened = item.payload, item.opened
+        sender = opened.header.sender
+        state = states[sender]
+        signed_hash = opened.statement.sha256
+        seq = payload.seq
+        try:
+            existing = accepted.get(payload.id) or state.rows.get(payload.id)
+            if existing is not None:
+                if existing != ("in", sender, signed_hash):
+                    raise ProtocolError(
+                        f"id {payload.id} was already used for other content",
+                        code=ErrorCode.REPLAY_CONFLICT,
+                    )
+                if payload.id not in accepted:
+                    duplicates.append((sender, payload.id))
+                result.outcomes.append(Outcome(payload.id, "duplicate"))
+                continue
+            taken = state.taken.get(seq)
+            if taken is not None:
+                raise ProtocolError(
+                    f"sequence number {seq} from {sender!r} already carried {taken}",
+                    code=ErrorCode.SEQUENCE_REUSED,
+                )
+            if seq > state.highest and seq - state.highest - 1 > MAX_SEQUENCE_JUMP:
+                raise ProtocolError(
+                    f"sequence number {seq} is more than {MAX_SEQUENCE_JUMP} beyond "
+                    f"{state.highest}",
+                    code=ErrorCode.SEQUENCE_OUT_OF_RANGE,
+                )
+            if item.error is not None:
+                raise item.error
+            # What could still fail on a peer's content (a bug of ours, threat model P15) is
+            # computed here too, before anything of this message is written or counted.
+            row = _incoming_row(
+                opened,
+                payload.id,
+                sender,
+                seq,
+                Kind.MESSAGE,
+                payload.type,
+                payload.priority,
+                payload.body,
+                payload.in_reply_to,
+                now_us,
+                item.expires_us,
+                item.created_us,
+            )
+            problems = _catalog_problems(payload, now_us)
+        except Exception as e:
+            _reject(conn, item.data, e, now_us, source, result)
+            continue
+        # Accepted: from here on nothing refuses it.
+        accepted[payload.id] = ("in", sender, signed_hash)
+        state.taken[seq] = payload.id
+        if seq <= state.highest:
+            if seq in state.skipped:
+                state.skipped.discard(seq)
+            else:
+                state.filled.append(seq)
+        else:
+            skipped = list(range(state.highest + 1, seq))
+            state.skipped.update(skipped)
+            state.highest = seq
+            if skipped:
+                record_security_event(
+                    conn,
+                    at_us=now_us,
+                    code="sequence_gap",
+                    peer=sender,
+                    source=None,
+                    detail=f"received seq {seq}; missing {skipped[:20]}"
+                    + (f" and {len(skipped) - 20} more" if len(skipped) > 20 else ""),
+                )
+        head = item.head
+        if head is not None and (sender, head.size, head.root) not in heads:
+            heads.add((sender, head.size, head.root))
+            record_peer_head(
+                conn,
+                peer=sender,
+                size=head.size,
+                root=head.root,
+                kind="tree-head",
+                evidence=head.statement,
+                now_us=now_us,
+            )
+        rows.append(row)
+        events.append((payload.id, State.DELIVERED, now_us, ""))
+        answered = payload.in_reply_to
+        if answered is not None and state.rows.get(answered, ("", "", ""))[:2] == ("out", sender):
+            events.append((answered, State.ANSWERED, now_us, f"answered by {payload.id}"))
+            result.updated_ids.append(answered)
+        result.delivered_ids.append(payload.id)
+        if payload.type == "activity_notification":
+            result.activity_ids.append(payload.id)
+        _record_problems(conn, problems, sender, now_us)
+        batch.entries.append(transcript.NewEntry(opened.statement.raw, "message.in", payload.id))
+        batch.items.setdefault(sender, []).append(
+            (
+                ReceiptItem(
+                    id=payload.id,
+                    seq=seq,
+                    envelope_hash=opened.envelope_hash,
+                    signed_hash=signed_hash,
+                ),
+                len(batch.entries) - 1,
+            )
+        )
+        result.outcomes.append(Outcome(payload.id, "accepted"))
+    insert_messages(conn, rows)
+    for sender, state in states.items():
+        apply_inbound_seqs(conn, sender, sorted(state.skipped), state.filled, now_us)
+    add_events(conn, events)
+    if duplicates:
+        old: dict[str, tuple[str, bytes]] = {}
+        for statement, params in _DELIVERED_FOR.chunks([i for _, i in duplicates]):
+            for message_id, receipt_id, signed in statement.all(conn, params):
+                old.setdefault(message_id, (receipt_id, bytes(signed)))
+        for sender, message_id in duplicates:
+            if message_id in old:
+                receipt_id, signed = old[message_id]
+                batch.old_receipts.setdefault(sender, {})[receipt_id] = signed
+
+
 def _check_signing_key(
     conn: Connection, peer: Card, opened: Opened, now_us: int, batch: _Batch
 ) -> None:
@@ -481,31 +801,32 @@ def _flag_catalog_problems(
     """An authentic message whose body our catalog refuses is kept (it is part of the record)
     but flagged for the operators: it may come from a newer catalog, or be a probe. A valid
     notification that breaks a regime's rules (late, observers not invited) is flagged too."""
+    _record_problems(conn, _catalog_problems(payload, now_us), sender, now_us)
+
+
+def _catalog_problems(payload: MessagePayload, now_us: int) -> list[tuple[str, str]]:
+    """What ``_flag_catalog_problems`` records, (code, detail) each, computed without writing."""
     try:
         model = validate_body(payload.type, payload.body)
     except HotlineError as e:
+        detail = f"message {payload.id} ({payload.type[:64]}): {e.detail} {e.fields}"
+        return [("invalid_body", detail)]
+    return [
+        ("rule_finding", f"message {payload.id}: {finding.text('en')}")
+        for finding in check_incoming(payload.type, model, from_us(now_us))
+    ]
+
+
+def _record_problems(
+    conn: Connection, problems: list[tuple[str, str]], sender: str, now_us: int
+) -> None:
+    for code, detail in problems:
         record_security_event(
-            conn,
-            at_us=now_us,
-            code="invalid_body",
-            peer=sender,
-            source=None,
-            detail=f"message {payload.id} ({payload.type[:64]}): {e.detail} {e.fields}",
-        )
-        return
-    for finding in check_incoming(payload.type, model, from_us(now_us)):
-        record_security_event(
-            conn,
-            at_us=now_us,
-            code="rule_finding",
-            peer=sender,
-            source=None,
-            detail=f"message {payload.id}: {finding.text('en')}",
+            conn, at_us=now_us, code=code, peer=sender, source=None, detail=detail
         )
 
 
-def _insert_incoming(
-    conn: Connection,
+def _incoming_row(
     opened: Opened,
     envelope_id: str,
     sender: str,
@@ -516,11 +837,11 @@ def _insert_incoming(
     body: dict[str, Any],
     in_reply_to: str | None,
     now_us: int,
-    expires_at_us: int | None = None,
-) -> None:
-    # The author's claimed time is shown, never trusted for ordering (DESIGN decision 7).
-    created_us = to_us(parse_time(opened.payload.created, what="created"))
-    row = {
+    expires_at_us: int | None,
+    created_us: int,
+) -> dict[str, Any]:
+    """A received envelope's row of ``messages``."""
+    return {
         "id": envelope_id,
         "direction": "in",
         "peer": sender,
@@ -540,6 +861,38 @@ def _insert_incoming(
         "notification": getattr(opened.payload, "notification", None),
         "noted_at_us": now_us,
     }
+
+
+def _insert_incoming(
+    conn: Connection,
+    opened: Opened,
+    envelope_id: str,
+    sender: str,
+    seq: int,
+    kind: Kind,
+    msg_type: str,
+    priority: str,
+    body: dict[str, Any],
+    in_reply_to: str | None,
+    now_us: int,
+    expires_at_us: int | None = None,
+) -> None:
+    # The author's claimed time is shown, never trusted for ordering (DESIGN decision 7).
+    created_us = to_us(parse_time(opened.payload.created, what="created"))
+    row = _incoming_row(
+        opened,
+        envelope_id,
+        sender,
+        seq,
+        kind,
+        msg_type,
+        priority,
+        body,
+        in_reply_to,
+        now_us,
+        expires_at_us,
+        created_us,
+    )
     insert_messages(conn, [row])
 
 

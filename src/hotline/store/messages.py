@@ -302,6 +302,18 @@ def remember_heartbeat(
     return True
 
 
+def apply_inbound_seqs(
+    conn: Connection, peer: str, skipped: Sequence[int], filled: Sequence[int], now_us: int
+) -> None:
+    """What ``note_inbound_seq`` writes, for a group of envelopes decided together (the inbox's
+    fast path): the numbers they skipped become gaps, the gaps they filled are closed. A number
+    both skipped and filled within the group is in neither list."""
+    _INSERT_GAP.executemany(
+        conn, [{"peer": peer, "seq": s, "noticed_at_us": now_us} for s in skipped]
+    )
+    _DELETE_GAP.executemany(conn, [{"peer": peer, "seq": s} for s in filled])
+
+
 def fill_gaps(conn: Connection, peer: str, seqs: Sequence[int]) -> int:
     """The peer declared ``seqs`` expired: they will never come. Return how many were open."""
     if not seqs:
