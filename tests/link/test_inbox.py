@@ -393,6 +393,7 @@ def test_one_batch_decides_each_envelope_as_if_it_came_alone(pair, forge):
         ("rejected", ErrorCode.BAD_VERSION),
         ("accepted", None),
     ]
+    assert [o.status for o in back.outcomes] == ["rejected"]  # forged, not sent: not ours
     assert _inbox_count(m) == 4
     assert inbox.next_expected(m.store, "washington") == 5  # the gap at 2 was filled
     with m.store.read() as conn:
