@@ -6,8 +6,9 @@ Two real node processes on loopback (as benchmarks/link.py), first with their st
 files, then each in its own database of a PostgreSQL 15 cluster that scripts/setup-postgres.sh
 installs and starts (fsync on; the store sets synchronous_commit=on). For each engine: the
 sequential send -> DELIVERED latency, and a burst of N 1 KiB messages submitted in batches of
-250 through the API, timed until the last DELIVERED receipt. Target (issue 8): PostgreSQL at least
-half of SQLite's burst throughput.
+250 through the API, timed until the last DELIVERED receipt, with the CPU time per message of
+each node and of the PostgreSQL server during the burst (it hardly moves with the machine's
+load). Target (issue 8): PostgreSQL at least half of SQLite's burst throughput.
 """
 
 from __future__ import annotations
@@ -26,10 +27,32 @@ from sqlalchemy import create_engine, text
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from hotline.store.db import normalize_url
-from link import linked_homes, measure_nodes
+from link import cpu_seconds, linked_homes, measure_nodes
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".bench" / "store"
+
+
+def _pg_data() -> Path:
+    """The data folder of scripts/setup-postgres.sh's cluster (as that script names it)."""
+    return Path(os.environ.get("HOTLINE_PG_DIR") or ROOT / ".pg" / "durable") / "data"
+
+
+def _server_cpu() -> float:
+    """CPU seconds so far of the cluster's server processes (the postmaster's children: the
+    nodes' connections stay open in their pools through a run, so their time is counted)."""
+    postmaster = int((_pg_data() / "postmaster.pid").read_text().split()[0])
+    total = 0.0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == postmaster:
+            total += cpu_seconds(int(proc.name))
+    return total
 
 
 def _postgres_server() -> str:
@@ -69,7 +92,9 @@ def measure(engine: str, messages: int, burst: int) -> dict[str, Any]:
         return measure_nodes(linked_homes(WORK / engine), messages, burst)
     new_database, drop = _pg_database_maker(_postgres_server())
     try:
-        return measure_nodes(linked_homes(WORK / engine, new_database), messages, burst)
+        return measure_nodes(
+            linked_homes(WORK / engine, new_database), messages, burst, others=_server_cpu
+        )
     finally:
         drop()
 
@@ -90,6 +115,12 @@ def main() -> None:
             f"  send -> DELIVERED: p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms; "
             f"burst of {r['burst']} receipted in {r['burst_total_s']:.2f} s = "
             f"{r['burst_per_s']:.0f} messages/s (accepted in {r['burst_submit_s']:.2f} s)"
+        )
+        sender, receiver, server = r["cpu_burst_ms"]
+        print(
+            f"  burst CPU per message: sender {sender:.2f} ms, receiver {receiver:.2f} ms"
+            + (f", PostgreSQL server {server:.2f} ms" if engine == "postgresql" else "")
+            + f"; total {sender + receiver + server:.2f} ms"
         )
     if len(results) == 2:
         ratio = results["postgresql"]["burst_per_s"] / results["sqlite"]["burst_per_s"]
