@@ -66,9 +66,11 @@ def test_many_rows_are_written_whole_and_in_order(engine: Engine, count: int) ->
     ] == rows
 
 
-def test_a_conflicting_row_fails_the_whole_statement(engine: Engine) -> None:
+@pytest.mark.parametrize("seqs", [(1, 2, 2, 3), (1, 2, 3, 4, 5, 6, 1), (1, 2, 3, 4, 5, 6, 7, 5)])
+def test_a_conflicting_row_fails_the_whole_write(engine: Engine, seqs: tuple[int, ...]) -> None:
+    """In one statement, or in a later statement of several (one pipeline on PostgreSQL)."""
     insert = prepared_insert(inbound_gaps, "peer", "seq", "noticed_at_us")
-    rows = [{"peer": "moscow", "seq": s, "noticed_at_us": 1} for s in (1, 2, 2, 3)]
+    rows = [{"peer": "moscow", "seq": s, "noticed_at_us": 1} for s in seqs]
     with pytest.raises(IntegrityError), engine.begin() as conn:
         insert.executemany(conn, rows)
     with engine.connect() as conn:

@@ -548,3 +548,31 @@ def test_node_positions_are_in_order_and_odd() -> None:
 def test_public_surface() -> None:
     for name in transcript.__all__:
         assert hasattr(transcript, name), name
+
+
+@pytest.mark.parametrize(
+    ("before", "first", "second"), [(0, 1, 1), (0, 5, 1), (3, 8, 1), (13, 32, 3)]
+)
+def test_an_append_after_another_in_one_transaction_continues_its_tree(
+    engine: Engine, before: int, first: int, second: int
+) -> None:
+    """``append(after=...)`` starts from the earlier append's size and frontier instead of the
+    store's (the inbox's receipt entry after a batch's messages): the same tree either way."""
+    data = [datum(i) for i in range(before + first + second)]
+    with engine.begin() as conn:
+        if before:
+            transcript.append(conn, entries(data[:before], prefix="old"))
+    with engine.begin() as conn:
+        a = transcript.append(conn, entries(data[before : before + first]))
+        b = transcript.append(conn, entries(data[before + first :], prefix="next"), after=a)
+    assert (a.first_index, a.size, b.first_index, b.size) == (
+        before,
+        before + first,
+        before + first,
+        len(data),
+    )
+    with engine.connect() as conn:
+        assert b.root == transcript.root(conn) == merkle.merkle_root(data)
+        assert a.root == transcript.root(conn, a.size)
+    with pytest.raises(InputError), engine.begin() as conn:
+        transcript.append(conn, entries([b"x"], prefix="bad"), after=transcript.Appended(0, 3, b""))

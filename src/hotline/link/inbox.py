@@ -224,6 +224,7 @@ def receive(
                 _reject(conn, data, e, now_us, source, batch.result)
         _accept_group(conn, peers, group, now_us, source, batch)
         appended = transcript.append(conn, batch.entries) if batch.entries else None
+        last = appended  # each receipt's entry follows, read from no store again
         for sender, pending in batch.items.items():
             batch.result.next_expected[sender] = next_expected_seq(conn, sender)
             if appended is None:  # cannot happen: every receipt item has an entry
@@ -253,7 +254,9 @@ def receive(
                 at_us=now_us,
                 message_ids=[i.id for i in items],
             )
-            transcript.append(conn, [transcript.NewEntry(statement, "receipt.out", receipt_id)])
+            last = transcript.append(
+                conn, [transcript.NewEntry(statement, "receipt.out", receipt_id)], after=last
+            )
             batch.old_receipts.setdefault(sender, {})[receipt_id] = statement
         for sender, statements in batch.old_receipts.items():
             batch.result.receipts[sender] = [

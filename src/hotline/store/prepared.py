@@ -159,12 +159,14 @@ class PreparedInsert(Prepared):
 
     def executemany(self, conn: Connection, rows: Sequence[_Params]) -> None:
         """Insert ``rows`` (each with every column named) in as few statements as the
-        sizes allow, in order."""
+        sizes allow, in order; on PostgreSQL the statements go in one pipeline (one round trip
+        for all of them)."""
+        statements: list[tuple[Prepared, _Params]] = []
         start = 0
         while start < len(rows):
             count = min(self.MOST, 1 << (len(rows) - start).bit_length() - 1)
             if count == 1:
-                self.execute(conn, rows[start])
+                statements.append((self, rows[start]))
             else:
                 try:
                     params = {
@@ -176,8 +178,39 @@ class PreparedInsert(Prepared):
                     raise exc.ArgumentError(
                         f"missing parameter {e} for: {self.sql_of(conn)}"
                     ) from e
-                self._for_count(count).execute(conn, params)
+                statements.append((self._for_count(count), params))
             start += count
+        if len(statements) == 1:
+            statements[0][0].execute(conn, statements[0][1])
+        elif statements:
+            _run_pipelined(conn, statements)
+
+
+def _run_pipelined(conn: Connection, statements: Sequence[tuple[Prepared, _Params]]) -> None:
+    """Run writes in order. psycopg sends them in one pipeline and waits once (errors come back
+    at the end, as SQLAlchemy's exceptions); SQLite runs them one after the other in process."""
+    forms = [(p._form(conn), params) for p, params in statements]
+    cursor = Prepared._cursor(conn)
+    raw = conn.connection.dbapi_connection
+    pipeline = getattr(raw, "pipeline", None) if conn.dialect.name == "postgresql" else None
+    sql: str = ""
+    args: _Params = {}
+    try:
+        if pipeline is None:
+            for form, params in forms:
+                sql, args = form.sql, params
+                cursor.execute(form.sql, form.args(params))
+        else:
+            with pipeline():
+                for form, params in forms:
+                    sql, args = form.sql, params
+                    cursor.execute(form.sql, form.args(params))
+    except conn.dialect.loaded_dbapi.Error as e:
+        raise exc.DBAPIError.instance(
+            sql, args, e, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+        ) from e
+    finally:
+        cursor.close()
 
 
 def prepared_insert(table: Table, *columns: str) -> PreparedInsert:

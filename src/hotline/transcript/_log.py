@@ -92,12 +92,22 @@ class Appended:
     first_index: int
     size: int
     root: bytes
+    #: The hashes of the tree's frontier after the append (``merkle.range_subtrees(0, size)``):
+    #: where a following append in the same transaction starts (``append(after=...)``).
+    frontier: tuple[bytes, ...] = ()
 
 
-def append(conn: Connection, entries: Sequence[NewEntry]) -> Appended:
+def append(
+    conn: Connection, entries: Sequence[NewEntry], *, after: Appended | None = None
+) -> Appended:
     """Append ``entries`` to the log in the caller's transaction (which must be open: use
     ``engine.begin()``); the caller's commit makes them durable together with whatever else the
     transaction wrote. O(len(entries) + log n) rows read and written.
+
+    ``after``: what an earlier ``append`` returned in this same transaction, with nothing else
+    appended since: the log's size and frontier are taken from it instead of read again, and
+    the hold and the lock, checked and taken by that append, hold still (the inbox appends the
+    messages of a batch, then the receipt that names their positions).
     """
     if not conn.in_transaction():
         raise InputError("append needs an open transaction (engine.begin()) that the caller owns")
@@ -109,19 +119,24 @@ def append(conn: Connection, entries: Sequence[NewEntry]) -> Appended:
     for e in entries:
         if not isinstance(e, NewEntry):
             raise InputError(f"entries must be NewEntry, got {type(e).__name__}")
-    if entries:
+    if entries and after is None:
         # A store that may lack entries a peer saw appends nothing (hold.py): in this
         # transaction, so a refused append leaves nothing of the caller's writes behind.
         check_hold(conn)
     try:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_APPEND_LOCK})
-        n = _size(conn)
+        if after is not None:
+            n, frontier = after.size, list(after.frontier)
+            if len(frontier) != n.bit_count():
+                raise InputError("append(after=...) needs what an earlier append returned")
+        else:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_APPEND_LOCK})
+            n = _size(conn)
+            frontier_ids = merkle.range_subtrees(0, n) if n else []
+            stored = _fetch(conn, frontier_ids)
+            frontier = [stored[s] for s in frontier_ids]
         if n + len(entries) > MAX_LOG_SIZE:
             raise InputError(f"the transcript holds at most {MAX_LOG_SIZE} entries")
-        frontier_ids = merkle.range_subtrees(0, n) if n else []
-        stored = _fetch(conn, frontier_ids)
-        frontier = [stored[s] for s in frontier_ids]
         hashes = [merkle.leaf_hash(e.data) for e in entries]
         grown = merkle.append_leaves(n, frontier, hashes)
         if entries:
@@ -136,7 +151,7 @@ def append(conn: Connection, entries: Sequence[NewEntry]) -> Appended:
             _INSERT_NODE.executemany(conn, nodes)
     except SQLAlchemyError as e:
         raise StorageError(f"appending to the transcript failed: {e}") from e
-    return Appended(first_index=n, size=grown.size, root=grown.root)
+    return Appended(first_index=n, size=grown.size, root=grown.root, frontier=tuple(grown.frontier))
 
 
 def size(conn: Connection) -> int:
