@@ -6,7 +6,7 @@ without dropping the triggers first (threat model I4).
 
 After 0014, whose backfill updates ``messages``.
 
-Revision ID: 0017_record_append_only
+Revision ID: 0018_record_append_only
 Revises: 0014_messages_noted
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0017_record_append_only"
+revision = "0018_record_append_only"
 down_revision = "0014_messages_noted"
 branch_labels = None
 depends_on = None
