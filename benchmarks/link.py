@@ -6,7 +6,8 @@ hotline: 1 KiB text messages; latency from the local API's send call to the DELI
 being committed at the sender (post-quantum encryption, two signatures per message and per
 receipt, durable commits on both sides), one message at a time; then a burst of N messages
 submitted as fast as the API takes them, timed until the last DELIVERED receipt.
-Synapse: two users in a room, a /sync long-poll open, the same 1 KiB text, send -> arrival.
+Synapse: two users in a room, both /sync long-polls open, the same 1 KiB text: send -> arrival
+at B, and send -> B's read receipt back at A (like for like with hotline's DELIVERED receipt).
 """
 
 from __future__ import annotations
@@ -225,14 +226,25 @@ def main() -> None:
         return
     from peers.synapse import measure_synapse
 
-    print("Synapse (same 1 KiB text, send -> arrival on an open /sync) ...")
+    print("Synapse (same 1 KiB text; both users' /sync long-polls open) ...")
     synapse = measure_synapse(messages=min(args.messages, 200))
+    version = synapse.get("synapse_version", "?")
     print(
-        f"  Synapse {synapse.get('synapse_version', '?')}: p50 {synapse['p50_ms']:.2f} ms, "
-        f"p99 {synapse['p99_ms']:.2f} ms (n={synapse['n']})"
+        f"  Synapse {version}, send -> B's read receipt back at A: "
+        f"p50 {synapse['receipt_p50_ms']:.2f} ms, p99 {synapse['receipt_p99_ms']:.2f} ms "
+        f"(n={synapse['n']})"
     )
-    ratio = hotline["p50_ms"] / synapse["p50_ms"]
-    print(f"\nhotline p50 / Synapse p50 = {ratio:.3f}  (target <= 0.25, and hotline p50 < 10 ms)")
+    print(
+        f"  Synapse {version}, send -> arrival at B (one way): p50 {synapse['p50_ms']:.2f} ms, "
+        f"p99 {synapse['p99_ms']:.2f} ms"
+    )
+    # Like for like: hotline's figure runs from send to the DELIVERED receipt back at the sender.
+    ratio = hotline["p50_ms"] / synapse["receipt_p50_ms"]
+    print(
+        f"\nhotline p50 / Synapse receipt p50 = {ratio:.3f}  (target <= 0.25, and hotline p50 "
+        f"< 10 ms); against Synapse's one-way arrival: "
+        f"{hotline['p50_ms'] / synapse['p50_ms']:.3f}"
+    )
     print(f"hotline burst {hotline['burst_per_s']:.0f}/s (target >= 400/s)")
     print(f"machine load average at the end: {os.getloadavg()}")
 

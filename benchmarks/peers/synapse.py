@@ -1,9 +1,16 @@
 """Matrix Synapse as the peer for hotline's message-latency benchmark.
 
-What is measured: one user (A) sends a text message into a room while the other member (B) holds
-a ``/sync`` long-poll open; the latency of a message runs from just before A's send request to
-the moment B's ``/sync`` returns that event (matched on a nonce at the start of the body).
-Messages go one at a time, so exactly two requests are in flight: A's send and B's sync.
+What is measured: one user (A) sends a text message into a room while both members hold a
+``/sync`` long-poll open. Two latencies per message, from just before A's send request:
+
+- **arrival**: until B's ``/sync`` returns the event (matched on a nonce at the start of the
+  body);
+- **receipt**: until A's ``/sync`` returns B's read receipt for it. B's client posts the
+  receipt (``POST /rooms/{room}/receipt/m.read/{event}``) as soon as the event arrives, as a
+  client that shows the message does. This is the like-for-like figure for hotline's, which
+  runs from ``send`` to the DELIVERED receipt back at the sender.
+
+Messages go one at a time.
 
 Synapse runs from its own venv (``.bench/synapse-venv``, never the project's) on 127.0.0.1 only,
 with a throw-away config and SQLite database in a temporary directory: one client listener, no
@@ -30,7 +37,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -445,17 +452,17 @@ class SynapseServer:
 # --- measurement ----------------------------------------------------------------------------
 
 
-def _sync_filter(room_id: str) -> str:
-    """B only wants this room's timeline: no presence, account data, receipts or typing."""
+def _sync_filter(room_id: str, *, timeline: list[str], ephemeral: list[str]) -> str:
+    """Only this room: the timeline and ephemeral event types asked for, nothing else."""
     return json.dumps(
         {
             "presence": {"types": []},
             "account_data": {"types": []},
             "room": {
                 "rooms": [room_id],
-                "timeline": {"limit": 50, "types": ["m.room.message"]},
+                "timeline": {"limit": 50, "types": timeline},
                 "state": {"lazy_load_members": True},
-                "ephemeral": {"types": []},
+                "ephemeral": {"types": ephemeral},
                 "account_data": {"types": []},
             },
         },
@@ -463,59 +470,89 @@ def _sync_filter(room_id: str) -> str:
     )
 
 
-class _SyncListener:
-    """B's long-poll loop on a thread; records when each nonce first arrives."""
+def _arrived_messages(room: dict[str, Any]) -> list[tuple[str, str]]:
+    """(nonce, event id) of each text message in a room's sync timeline."""
+    found = []
+    for event in room.get("timeline", {}).get("events", []):
+        body = event.get("content", {}).get("body")
+        if isinstance(body, str):
+            found.append((body.split(" ", 1)[0], str(event.get("event_id", ""))))
+    return found
 
-    def __init__(self, server: SynapseServer, max_polls: int) -> None:
-        if server.user_b is None or server.room_id is None:
+
+class _LongPoll:
+    """One user's ``/sync`` long-poll loop on a thread; records when each key first arrives.
+
+    ``extract`` reads the keys a sync reply brings (and a detail kept with each); ``on_arrival``
+    runs on the loop's thread for each new key, before the next poll (the user's client acting
+    on what it received)."""
+
+    def __init__(
+        self,
+        server: SynapseServer,
+        user: SynapseUser,
+        sync_filter: str,
+        extract: Callable[[dict[str, Any]], list[tuple[str, str]]],
+        max_polls: int,
+        on_arrival: Callable[[httpx.Client, str, str], None] | None = None,
+    ) -> None:
+        if server.room_id is None:
             raise SynapseError("server has no room set up")
         self._url = f"{server.base_url}/_matrix/client/v3/sync"
-        self._headers = server.user_b.headers
+        self._headers = user.headers
         self._room_id = server.room_id
-        self._filter = _sync_filter(server.room_id)
+        self._filter = sync_filter
+        self._extract = extract
+        self._on_arrival = on_arrival
         self._max_polls = max_polls
         self._client = httpx.Client(
             timeout=httpx.Timeout(REQUEST_TIMEOUT_S, read=SYNC_READ_TIMEOUT_S)
         )
         self._cond = threading.Condition()
-        self._arrivals: dict[str, tuple[float, int]] = {}
+        self._arrivals: dict[str, tuple[float, int, str]] = {}
         self._polls_started = 0
-        self._stop_nonce: str | None = None
+        self._stop_key: str | None = None
+        self._stop_next = False
         self._error: BaseException | None = None
         try:
-            self._since = self._poll(timeout_ms=0)
+            self._since = self._poll(timeout_ms=0, initial=True)
         except BaseException:
             self._client.close()
             raise
         self._thread = threading.Thread(target=self._run, name="synapse-sync", daemon=True)
 
-    def _poll(self, timeout_ms: int, since: str | None = None) -> str:
+    def _poll(self, timeout_ms: int, since: str | None = None, *, initial: bool = False) -> str:
         params = {"filter": self._filter, "timeout": str(timeout_ms)}
         if since is not None:
             params["since"] = since
         reply = _check(self._client.get(self._url, params=params, headers=self._headers), "sync")
         now = time.perf_counter()
         room = reply.get("rooms", {}).get("join", {}).get(self._room_id, {})
-        events = room.get("timeline", {}).get("events", [])
+        new: list[tuple[str, str]] = []
         with self._cond:
-            for event in events:
-                body = event.get("content", {}).get("body")
-                if isinstance(body, str):
-                    nonce = body.split(" ", 1)[0]
-                    self._arrivals.setdefault(nonce, (now, self._polls_started))
+            for key, detail in self._extract(room):
+                if key not in self._arrivals:
+                    self._arrivals[key] = (now, self._polls_started, detail)
+                    new.append((key, detail))
             self._cond.notify_all()
+        if self._on_arrival is not None and not initial:
+            for key, detail in new:
+                self._on_arrival(self._client, key, detail)
         next_batch: str = reply["next_batch"]
         return next_batch
+
+    def _done(self) -> bool:
+        return self._stop_next or (self._stop_key is not None and self._stop_key in self._arrivals)
 
     def _run(self) -> None:
         try:
             since = self._since
             for _ in range(self._max_polls):
                 with self._cond:
+                    if self._done():
+                        return
                     self._polls_started += 1
                     self._cond.notify_all()
-                    if self._stop_nonce is not None and self._stop_nonce in self._arrivals:
-                        return
                 since = self._poll(SYNC_LONGPOLL_MS, since)
         except BaseException as e:  # reported to the sending thread
             with self._cond:
@@ -526,86 +563,154 @@ class _SyncListener:
         self._thread.start()
 
     def wait_for_poll(self, after: int, timeout: float) -> None:
-        """Wait until B has issued a sync request beyond the ``after``-th one."""
+        """Wait until the user has issued a sync request beyond the ``after``-th one."""
         with self._cond:
             ok = self._cond.wait_for(
                 lambda: self._polls_started > after or self._error is not None, timeout
             )
             self._raise_if_failed()
             if not ok:
-                raise SynapseError("B's sync loop stalled")
+                raise SynapseError("a sync loop stalled")
 
-    def wait_for(self, nonce: str, timeout: float) -> tuple[float, int]:
-        """Block until ``nonce`` has arrived at B.
-
-        Returns its perf_counter arrival time and the number of the poll that brought it.
-        """
+    def wait_for(self, key: str, timeout: float) -> tuple[float, int]:
+        """Block until ``key`` has arrived; return its perf_counter arrival time and the number
+        of the poll that brought it."""
         with self._cond:
             ok = self._cond.wait_for(
-                lambda: nonce in self._arrivals or self._error is not None, timeout
+                lambda: key in self._arrivals or self._error is not None, timeout
             )
             self._raise_if_failed()
             if not ok:
-                raise SynapseError(f"message {nonce} not delivered within {timeout:.0f} s")
-            return self._arrivals[nonce]
+                raise SynapseError(f"{key} not seen within {timeout:.0f} s")
+            arrived, poll, _detail = self._arrivals[key]
+            return arrived, poll
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
-            raise SynapseError("B's sync loop failed") from self._error
+            raise SynapseError("a sync loop failed") from self._error
 
-    def stop(self, nonce: str) -> None:
-        """Mark ``nonce`` as the last message; once it arrives the loop ends."""
+    def stop(self, key: str | None = None) -> None:
+        """End the loop once ``key`` has arrived (None: once the poll in progress returns)."""
         with self._cond:
-            self._stop_nonce = nonce
+            self._stop_key = key
+            self._stop_next = key is None
 
     def close(self) -> None:
-        self._thread.join(timeout=SYNC_READ_TIMEOUT_S if self._stop_nonce else 0.5)
+        self._thread.join(timeout=SYNC_READ_TIMEOUT_S if self._done() else 0.5)
         self._client.close()
 
 
+class _Room:
+    """B reading the room (and sending a read receipt for each message as it arrives, as a
+    client that shows it does) and A watching for B's receipts."""
+
+    def __init__(self, server: SynapseServer, max_polls: int) -> None:
+        if server.user_a is None or server.user_b is None or server.room_id is None:
+            raise SynapseError("server has no room set up")
+        room = quote(server.room_id, safe="")
+        receipt_url = f"{server.base_url}/_matrix/client/v3/rooms/{room}/receipt/m.read/"
+        reader = server.user_b
+
+        def send_receipt(client: httpx.Client, _nonce: str, event_id: str) -> None:
+            url = receipt_url + quote(event_id, safe="")
+            _check(client.post(url, headers=reader.headers, json={}), "read receipt")
+
+        def receipts_by_b(room_data: dict[str, Any]) -> list[tuple[str, str]]:
+            found = []
+            for event in room_data.get("ephemeral", {}).get("events", []):
+                if event.get("type") != "m.receipt":
+                    continue
+                for event_id, kinds in event.get("content", {}).items():
+                    if reader.user_id in kinds.get("m.read", {}):
+                        found.append((str(event_id), ""))
+            return found
+
+        self.b = _LongPoll(
+            server,
+            server.user_b,
+            _sync_filter(server.room_id, timeline=["m.room.message"], ephemeral=[]),
+            _arrived_messages,
+            max_polls,
+            on_arrival=send_receipt,
+        )
+        try:
+            self.a = _LongPoll(
+                server,
+                server.user_a,
+                _sync_filter(
+                    server.room_id, timeline=["org.hotline.none"], ephemeral=["m.receipt"]
+                ),
+                receipts_by_b,
+                max_polls,
+            )
+        except BaseException:
+            self.b.close()
+            raise
+        #: The polls that brought the last message to B and its receipt to A.
+        self.last_b = 0
+        self.last_a = 0
+
+    def start(self) -> None:
+        self.b.start()
+        self.a.start()
+
+    def close(self) -> None:
+        self.b.close()
+        self.a.close()
+
+
 @contextlib.contextmanager
-def _listening(server: SynapseServer, max_polls: int) -> Iterator[_SyncListener]:
-    listener = _SyncListener(server, max_polls)
+def _listening(server: SynapseServer, max_polls: int) -> Iterator[_Room]:
+    room = _Room(server, max_polls)
     try:
-        listener.start()
-        yield listener
+        room.start()
+        yield room
     finally:
-        listener.close()
+        room.close()
+
+
+@dataclass(slots=True)
+class _Samples:
+    arrival: list[float]  # send -> the message in B's sync
+    receipt: list[float]  # send -> B's read receipt in A's sync
 
 
 def _send_and_time(
     server: SynapseServer,
     sender: httpx.Client,
-    listener: _SyncListener,
+    room: _Room,
     run: str,
     count: int,
     size: int,
     first_index: int,
-    last_poll: int,
-) -> tuple[list[float], int]:
-    """Send ``count`` messages one at a time; ``last_poll`` is the poll that brought the last."""
+    samples: _Samples,
+) -> None:
+    """Send ``count`` messages one at a time, each once both long-polls are open."""
     if server.user_a is None or server.room_id is None:
         raise SynapseError("server has no room set up")
-    room = quote(server.room_id, safe="")
+    room_path = quote(server.room_id, safe="")
     headers = server.user_a.headers
-    samples: list[float] = []
     for i in range(first_index, first_index + count):
         nonce = f"{run}-{i:06d}"
         body = (nonce + " ").ljust(size, "x")
-        # Let B's next long-poll reach Synapse before sending, so the sync is really open.
-        listener.wait_for_poll(after=last_poll, timeout=DELIVERY_TIMEOUT_S)
+        # Let both users' next long-polls reach Synapse before sending, so each sync is open.
+        room.b.wait_for_poll(after=room.last_b, timeout=DELIVERY_TIMEOUT_S)
+        room.a.wait_for_poll(after=room.last_a, timeout=DELIVERY_TIMEOUT_S)
         time.sleep(SYNC_SETTLE_S)
-        url = f"{server.base_url}/_matrix/client/v3/rooms/{room}/send/m.room.message/{nonce}"
+        url = f"{server.base_url}/_matrix/client/v3/rooms/{room_path}/send/m.room.message/{nonce}"
         started = time.perf_counter()
-        _check(sender.put(url, headers=headers, json={"msgtype": "m.text", "body": body}), "send")
-        arrived, last_poll = listener.wait_for(nonce, DELIVERY_TIMEOUT_S)
-        samples.append(arrived - started)
-    return samples, last_poll
+        sent = _check(
+            sender.put(url, headers=headers, json={"msgtype": "m.text", "body": body}), "send"
+        )
+        arrived, room.last_b = room.b.wait_for(nonce, DELIVERY_TIMEOUT_S)
+        receipted, room.last_a = room.a.wait_for(str(sent["event_id"]), DELIVERY_TIMEOUT_S)
+        samples.arrival.append(arrived - started)
+        samples.receipt.append(receipted - started)
 
 
 def run_against(
     server: SynapseServer, messages: int, size: int, warmup: int = WARMUP_MESSAGES
-) -> list[float]:
+) -> _Samples:
     """Warm up, then time ``messages`` sends from A to B; return latencies in seconds."""
     if not 1 <= messages <= MAX_MESSAGES:
         raise ValueError(f"messages must be within 1..{MAX_MESSAGES}, got {messages}")
@@ -621,16 +726,18 @@ def run_against(
 
 def _run_messages(
     server: SynapseServer, run: str, messages: int, size: int, warmup: int, total: int
-) -> list[float]:
+) -> _Samples:
     with (
-        _listening(server, max_polls=4 * total + 100) as listener,
+        _listening(server, max_polls=4 * total + 100) as room,
         httpx.Client(timeout=REQUEST_TIMEOUT_S) as sender,
     ):
-        _, poll = _send_and_time(server, sender, listener, run, warmup, size, 0, 0)
-        samples, poll = _send_and_time(server, sender, listener, run, messages, size, warmup, poll)
-        # One last message wakes B's open long-poll so its thread ends promptly.
-        listener.stop(f"{run}-{total - 1:06d}")
-        _send_and_time(server, sender, listener, run, 1, size, total - 1, poll)
+        _send_and_time(server, sender, room, run, warmup, size, 0, _Samples([], []))
+        samples = _Samples([], [])
+        _send_and_time(server, sender, room, run, messages, size, warmup, samples)
+        # One last message wakes both open long-polls so their threads end promptly.
+        room.b.stop(f"{run}-{total - 1:06d}")
+        room.a.stop()
+        _send_and_time(server, sender, room, run, 1, size, total - 1, _Samples([], []))
     return samples
 
 
@@ -641,20 +748,24 @@ def measure_synapse(
     base: Path | None = None,
     warmup: int = WARMUP_MESSAGES,
 ) -> dict[str, Any]:
-    """Install (once), start Synapse, and measure A-to-B message latency through ``/sync``.
+    """Install (once), start Synapse, and measure A-to-B message latency through ``/sync``:
+    to the message's arrival at B, and to B's read receipt arriving back at A (what hotline's
+    figure is: send to the DELIVERED receipt back at the sender).
 
-    Returns ``{"p50_ms", "p99_ms", "mean_ms", "n", "synapse_version"}``.
+    Returns ``{"p50_ms", "p99_ms", "receipt_p50_ms", "receipt_p99_ms", "n", "synapse_version"}``
+    (the first two: arrival at B).
     """
     venv = ensure_synapse_venv(base if base is not None else DEFAULT_BENCH_DIR)
     with SynapseServer(venv) as server:
         samples = run_against(server, messages, size, warmup)
         version = server.version
-    summary = summarize(samples)
+    arrival, receipt = summarize(samples.arrival), summarize(samples.receipt)
     return {
-        "p50_ms": summary.p50_ms,
-        "p99_ms": summary.p99_ms,
-        "mean_ms": summary.mean_ms,
-        "n": summary.n,
+        "p50_ms": arrival.p50_ms,
+        "p99_ms": arrival.p99_ms,
+        "receipt_p50_ms": receipt.p50_ms,
+        "receipt_p99_ms": receipt.p99_ms,
+        "n": arrival.n,
         "synapse_version": version,
     }
 
@@ -690,16 +801,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; Synapse stopped", file=sys.stderr)
         return 130
-    s = summarize(samples)
     print(
         f"Synapse {version}: {args.size}-byte messages A -> B via /sync long-poll "
         f"({args.warmup} warm-up; venv {installed - started:.1f} s, "
         f"server ready {ready - installed:.1f} s)"
     )
-    print_table(
-        ["peer", "n", "mean ms", "p50 ms", "p95 ms", "p99 ms", "max ms"],
-        [[f"synapse {version}", s.n, s.mean_ms, s.p50_ms, s.p95_ms, s.p99_ms, s.max_ms]],
-    )
+    rows = []
+    for what, values in (("arrival at B", samples.arrival), ("receipt at A", samples.receipt)):
+        s = summarize(values)
+        rows.append([what, s.n, s.mean_ms, s.p50_ms, s.p95_ms, s.p99_ms, s.max_ms])
+    print_table(["send ->", "n", "mean ms", "p50 ms", "p95 ms", "p99 ms", "max ms"], rows)
     return 0
 
 
