@@ -40,7 +40,7 @@ from hotline.core.envelope import (
 from hotline.core.keys import Purpose, SigningPublicKey, peek_statement, verify_statement
 from hotline.core.treehead import sign_tree_head, verify_tree_head
 from hotline.core.witness import cosign, verify_cosignature
-from hotline.errors import HotlineError, VerificationError, WireError
+from hotline.errors import ErrorCode, HotlineError, VerificationError, WireError
 from hotline.node.runtime import decode_proof_reply
 
 NOW = datetime(2026, 11, 26, 3, 12, tzinfo=UTC)
@@ -463,3 +463,20 @@ def test_base64_in_cards_is_strict(washington):
     for bad in (text + "!", text[:-1], " " + text):
         with pytest.raises(WireError):
             parse_card_file(encode_json({"hotline_card": 1, "statement": bad}))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("id", "not-a-uuid", "heartbeat id"),
+        ("id", "x" * 10_000, "heartbeat id"),
+        ("cosignatures", ["QQ=="] * 9, "more than 8 cosignatures"),
+    ],
+)
+def test_a_heartbeat_with_an_odd_id_or_too_many_cosignatures_is_malformed(field, value, says):
+    """Heartbeat ids are kept in the store (replay memory) and cosignatures are verified: an id
+    that is no UUID, or more cosignatures than the limit, is refused before either happens."""
+    payload = {**VALID_PAYLOADS[Kind.HEARTBEAT], field: value}
+    with pytest.raises(WireError) as caught:
+        parse_payload(Kind.HEARTBEAT, encode_json(payload))
+    assert caught.value.code == ErrorCode.MALFORMED and says in caught.value.detail

@@ -672,26 +672,18 @@ class PeerLink:
                 raise ProtocolError(
                     f"heartbeat {payload.id} replayed", code=ErrorCode.REPLAY_CONFLICT
                 )
-            if head is not None:
-                record_peer_head(
-                    conn,
-                    peer=self.peer.name,
-                    size=head.size,
-                    root=head.root,
-                    kind="tree-head",
-                    evidence=head.statement,
-                    now_us=to_us(now),
-                )
             # What a witness cosigned of the peer's log is a head of it like any other: proved
             # consistent with the rest (§11.3), and two roots for one size are an equivocation.
-            for signature in witnessed:
+            shown = [] if head is None else [(head.size, head.root, "tree-head", head.statement)]
+            shown += [(c.size, c.root, "cosigned", c.statement) for c in witnessed]
+            for size, root, kind, evidence in shown:
                 record_peer_head(
                     conn,
                     peer=self.peer.name,
-                    size=signature.size,
-                    root=signature.root,
-                    kind="cosigned",
-                    evidence=signature.statement,
+                    size=size,
+                    root=root,
+                    kind=kind,
+                    evidence=evidence,
                     now_us=to_us(now),
                 )
         self.compare_with_peer(payload, now)
