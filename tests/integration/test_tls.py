@@ -8,6 +8,7 @@ import dataclasses
 import socket
 import socketserver
 import ssl
+import subprocess
 import threading
 import time
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from sqlalchemy import select
 
 from hotline.link.tls import cert_pem, key_pem, make_certificate, make_tls_key
 from hotline.node.home import CONFIG_FILE, NodeHome
-from hotline.node.limits import SHUTDOWN_GRACE_S
+from hotline.node.limits import STOP_DEADLINE_S
 from hotline.store.messages import get_message
 from hotline.store.schema import security_events
 
@@ -136,10 +137,10 @@ def test_a_mitm_proxy_with_its_own_certificate_is_refused(tmp_path, linked_nodes
 
 
 def test_a_node_stops_promptly_with_idle_and_long_polling_clients(linked_nodes: Any) -> None:
-    """SIGTERM ends the node within its shutdown grace (SHUTDOWN_GRACE_S), even while a client
-    keeps an idle TLS keep-alive connection it never reads from (a graceful TLS close would wait
-    for that client's close_notify: 30 s) and another long-polls a message that cannot be
-    delivered (its peer is down)."""
+    """SIGTERM ends the node by itself within its stop deadline (STOP_DEADLINE_S), even while a
+    client keeps an idle TLS keep-alive connection it never reads from (a graceful TLS close
+    would wait for that client's close_notify: 30 s) and another long-polls a message that
+    cannot be delivered (its peer is down)."""
     linked_nodes["moscow"].stop()
     node = linked_nodes["washington"]
     idle: ssl.SSLSocket | None = None
@@ -174,10 +175,16 @@ def test_a_node_stops_promptly_with_idle_and_long_polling_clients(linked_nodes: 
         assert node.process is not None
         started = time.monotonic()
         node.process.terminate()
-        node.process.wait(timeout=SHUTDOWN_GRACE_S + 15)
+        try:
+            node.process.wait(timeout=STOP_DEADLINE_S + 15)
+        except subprocess.TimeoutExpired:
+            log = node.log_path.read_text()[-6000:]
+            pytest.fail(f"the node outlived its stop deadline:\n{log}")
         stopped_after = time.monotonic() - started
         poller.join(timeout=10)
-        assert stopped_after < SHUTDOWN_GRACE_S + 5, stopped_after
+        log = node.log_path.read_text()
+        assert "the stop is late" not in log, log[-6000:]  # it stopped by itself, in time
+        assert stopped_after < STOP_DEADLINE_S, stopped_after
         assert polled, "the long-poll never returned"
         assert message_state(node.home, message_id) in ("queued", "sent")  # kept, still owed
     finally:

@@ -24,7 +24,7 @@ from hotline.compose.readback import shown_text, text_hash
 from hotline.core.card import MAX_CARD_FILE_BYTES, normalize_fingerprint, parse_card_file
 from hotline.core.encoding import from_us, to_us
 from hotline.core.envelope import new_id
-from hotline.errors import ErrorCode, HotlineError, InputError, NotFoundError
+from hotline.errors import ConfigError, ErrorCode, HotlineError, InputError, NotFoundError
 from hotline.link import outbox
 from hotline.link.deadlines import overdue as find_overdue
 from hotline.link.status import LinkReport, link_report, transport_names, transport_reports
@@ -989,7 +989,12 @@ def _serve(dir: Path, log_level: str, passphrase_stdin: bool) -> None:
     import uvicorn
 
     from hotline.node.app import create_app
-    from hotline.node.limits import MAX_CONNECTIONS, SHUTDOWN_GRACE_S, guarded_protocol
+    from hotline.node.limits import (
+        MAX_CONNECTIONS,
+        SHUTDOWN_GRACE_S,
+        bounded_server,
+        guarded_protocol,
+    )
     from hotline.node.runtime import Node
 
     logging.getLogger().setLevel(log_level.upper())
@@ -1012,18 +1017,28 @@ def _serve(dir: Path, log_level: str, passphrase_stdin: bool) -> None:
             home.config.name,
             home.config.listen_host,
         )
-    uvicorn.run(
-        create_app(node),
-        host=home.config.listen_host,
-        port=home.config.listen_port,
-        log_level=log_level,
-        loop="uvloop",
-        http=guarded_protocol(home.config.request_timeout_s),
-        limit_concurrency=MAX_CONNECTIONS,
-        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
-        access_log=False,
-        # TLS 1.3 only, with the certificate the card carries (hotline.link.tls).
-        ssl_context_factory=None if tls is None else (lambda _config, _default: tls),
+    server = bounded_server(
+        uvicorn.Config(
+            create_app(node),
+            host=home.config.listen_host,
+            port=home.config.listen_port,
+            log_level=log_level,
+            loop="uvloop",
+            http=guarded_protocol(home.config.request_timeout_s),
+            limit_concurrency=MAX_CONNECTIONS,
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+            access_log=False,
+            # TLS 1.3 only, with the certificate the card carries (hotline.link.tls).
+            ssl_context_factory=None if tls is None else (lambda _config, _default: tls),
+        )
     )
-    if leadership is not None:
-        leadership.release()
+    try:
+        server.run()
+    finally:
+        if leadership is not None:
+            leadership.release()
+    if not server.started:
+        raise ConfigError(
+            f"{home.config.name} could not serve on {home.config.listen_host}:"
+            f"{home.config.listen_port} (the address is taken, or start-up failed: see above)"
+        )

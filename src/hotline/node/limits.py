@@ -16,6 +16,7 @@ sources or names cannot grow memory without limit.
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import json
 import logging
 from collections import OrderedDict
@@ -88,6 +89,11 @@ MAX_CONNECTIONS = 1024
 #: Longest a stopping server waits for requests in flight (long-polls end sooner than their
 #: timeout); after it they are cancelled, which is safe: every store change is one transaction.
 SHUTDOWN_GRACE_S = 3
+#: Longest a stopping process lives after SIGTERM or SIGINT. The node's tasks and links get
+#: what is left after the grace; then the Python stacks are written to stderr and the process
+#: ends with exit code 1. That is as safe as a kill -9 (every accepted message is committed
+#: before it is reported), and a supervisor or an operator is never left waiting.
+STOP_DEADLINE_S = SHUTDOWN_GRACE_S + 4
 
 
 class _OneWritePerTurn:
@@ -130,6 +136,44 @@ class _OneWritePerTurn:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
+
+
+def bounded_server(config: Any) -> Any:
+    """A ``uvicorn.Server`` for ``config`` whose process ends within STOP_DEADLINE_S of the
+    first SIGTERM or SIGINT, whatever still runs (a stuck shutdown is a defect: its stacks are
+    dumped so that it can be found)."""
+    import uvicorn
+
+    class BoundedServer(uvicorn.Server):
+        _loop: asyncio.AbstractEventLoop | None = None
+
+        async def serve(self, sockets: Any = None) -> None:
+            self._loop = asyncio.get_running_loop()
+            await super().serve(sockets)
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if not self.should_exit:
+                log.info("stopping; the process ends within %d s", STOP_DEADLINE_S)
+                # A C thread of its own: it fires even if the event loop or the main thread
+                # never comes back.
+                faulthandler.dump_traceback_later(STOP_DEADLINE_S, exit=True)
+                if self._loop is not None:
+                    self._loop.call_soon_threadsafe(
+                        self._loop.call_later, STOP_DEADLINE_S - 1, _log_running_tasks
+                    )
+            super().handle_exit(sig, frame)
+
+    return BoundedServer(config)
+
+
+def _log_running_tasks() -> None:
+    """What a stop that is about to be cut short still waits for (its asyncio tasks)."""
+    tasks = asyncio.all_tasks()
+    log.error("the stop is late: %d task(s) still running", len(tasks))
+    for task in tasks:
+        frames = task.get_stack(limit=8)
+        where = " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in reversed(frames))
+        log.error("still running: %s at %s", task.get_name(), where or "(not started)")
 
 
 def guarded_protocol(request_timeout_s: float) -> type[asyncio.Protocol]:
@@ -243,6 +287,8 @@ __all__ = [
     "MAX_HEAD_BYTES",
     "MAX_TRACKED_SOURCES",
     "SHUTDOWN_GRACE_S",
+    "STOP_DEADLINE_S",
     "RateLimiter",
+    "bounded_server",
     "guarded_protocol",
 ]

@@ -228,6 +228,8 @@ def serve_standby(
     told to stop (False). The port is free again when this returns."""
     import uvicorn
 
+    from hotline.node.limits import bounded_server
+
     config = uvicorn.Config(
         standby_app(name),
         host=host,
@@ -237,7 +239,7 @@ def serve_standby(
         loop="uvloop",
         http="httptools",
     )
-    server = uvicorn.Server(config)
+    server = bounded_server(config)
     stop = threading.Event()
 
     def wait() -> None:

@@ -94,6 +94,8 @@ CHAIN_SIZES_MAX_CHARS = CHAIN_LIMIT * 19
 CHAIN_REPLY_LIMIT = 192 * 1024
 #: A failed consistency proof is fetched this many times before it counts against the peer.
 PROOF_ATTEMPTS = 3
+#: Longest a stopping node waits for its cancelled tasks, then for its links to close.
+STOP_TASKS_S = 1.0
 #: How often a node asks each witness to cosign its latest head (at most; never more often
 #: than the heartbeat interval).
 WITNESS_INTERVAL_S = 10.0
@@ -1187,12 +1189,18 @@ class Node:
             self._stix_pool = None
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            _, late = await asyncio.wait(self._tasks, timeout=STOP_TASKS_S)
+            for task in late:  # a defect: the process deadline (STOP_DEADLINE_S) ends them
+                log.error("task %s did not stop within %g s", task.get_name(), STOP_TASKS_S)
         self._tasks.clear()
-        for link in self.links.values():
-            await link.close()
-        for client in self.relays.values():
-            await client.close()
+        closing = [link.close() for link in self.links.values()]
+        closing += [client.close() for client in self.relays.values()]
+        try:
+            async with asyncio.timeout(STOP_TASKS_S):
+                await asyncio.gather(*closing, return_exceptions=True)
+        except TimeoutError:
+            log.warning("closing the links' connections took over %g s", STOP_TASKS_S)
 
     def link_report(self) -> list[dict[str, Any]]:
         """Each peer's link as the CLI's ``hotline link`` shows it (derived from the store, so
