@@ -80,3 +80,27 @@ def test_a_stuck_stop_is_cut_short_with_its_stacks_logged(tmp_path: Path) -> Non
     assert "the stop is late: " in log  # the asyncio tasks, while the loop still runs
     assert "still running: " in log
     assert "Timeout (0:00:0" in log and "most recent call first" in log  # faulthandler's dump
+
+
+def test_a_node_whose_address_is_taken_says_so_and_exits_9(tmp_path: Path) -> None:
+    port = _free_port()
+    hotline = [sys.executable, "-m", "hotline"]
+    home = str(tmp_path / "taken")
+    listen = f"127.0.0.1:{port}"
+    subprocess.run(
+        [*hotline, "init", "--name", "taken", "--dir", home, "--listen", listen, "--no-passphrase"],
+        check=True,
+        capture_output=True,
+    )
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        result = subprocess.run(
+            [*hotline, "serve", "--dir", home],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 9, result.stderr
+    assert f"could not serve on 127.0.0.1:{port}" in " ".join(result.stderr.split())

@@ -1034,6 +1034,9 @@ def _serve(dir: Path, log_level: str, passphrase_stdin: bool) -> None:
     )
     try:
         server.run()
+    except SystemExit:  # uvicorn's own exit (3) when it cannot bind: answered as ours below
+        if server.started:
+            raise
     finally:
         if leadership is not None:
             leadership.release()
