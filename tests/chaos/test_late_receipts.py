@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -39,13 +40,19 @@ def _wait(predicate, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-@pytest.mark.integration
-@pytest.mark.slow
-def test_a_message_expired_at_the_sender_but_held_by_the_receiver_ends_delivered(tmp_path):
+@dataclasses.dataclass
+class _Pair:
+    homes: dict[str, NodeHome]
+    nodes: dict[str, integration.NodeProcess]
+    spoiled: list[str]
+
+
+@pytest.fixture
+def pair(tmp_path) -> Iterator[_Pair]:
+    """washington and moscow, washington reaching moscow through a proxy that spoils every
+    answer to a batch of envelopes (moscow commits each one; washington never sees a receipt)
+    and lets heartbeats through; messages expire after 4 s."""
     listen = {n: f"127.0.0.1:{integration.free_port()}" for n in ("washington", "moscow")}
-    # washington reaches moscow through a proxy that spoils every answer to a batch of
-    # envelopes (moscow commits each one; washington never sees a receipt) and lets
-    # heartbeats through.
     to_moscow = FaultProxy(
         "to-moscow", ("127.0.0.1", int(listen["moscow"].rsplit(":", 1)[1])), seed=0
     ).start()
@@ -78,36 +85,68 @@ def test_a_message_expired_at_the_sender_but_held_by_the_receiver_ends_delivered
             if other_name != name:
                 card = other.card(now)
                 home.add_peer(card, card.fingerprint, now)
-    w, m = homes["washington"], homes["moscow"]
     nodes = {n: integration.NodeProcess(h, tmp_path) for n, h in homes.items()}
     try:
         for node in nodes.values():
             node.start()
-        with nodes["washington"].api() as api:
-            response = api.post("/api/v1/messages", json={"to": "moscow", "text": "held?"})
-        assert response.status_code == 200, response.text
-        message_id = response.json()["id"]
-        _wait(lambda: _state(m, message_id) == "delivered", 10, "moscow to take the message in")
-        assert spoiled, "the proxy did not spoil the batch reply"
-        # washington never got the receipt: it gives up when the message expires...
-        _wait(
-            lambda: "message_expired" in _codes(w, security_events.c.code),
-            15,
-            "washington to expire the message",
-        )
-        # ... and its next heartbeat tells moscow, which sends the receipt back directly.
-        _wait(lambda: _state(w, message_id) == "delivered", 15, "the receipt to come back")
-        assert "delivered_after_expiry" in _codes(w, security_events.c.code)
-        assert "receipts_sent_back" in _codes(m, link_events.c.kind)
-        with w.store.read() as conn:
-            kinds = list(conn.execute(select(transcript_leaves.c.kind)).scalars())
-        assert kinds.count("message.out") == 1 and kinds.count("receipt.in") == 1
-        with m.store.read() as conn:
-            held = conn.execute(select(messages.c.id).where(messages.c.direction == "in")).all()
-        assert [r.id for r in held] == [message_id]  # once, whatever the retries
+        yield _Pair(homes, nodes, spoiled)
     finally:
         for node in nodes.values():
             node.stop()
         to_moscow.stop()
         for home in homes.values():
             home.close()
+
+
+def _send_and_let_expire(pair: _Pair) -> str:
+    """A message moscow takes in and washington expires (its receipts all spoiled)."""
+    w, m = pair.homes["washington"], pair.homes["moscow"]
+    with pair.nodes["washington"].api() as api:
+        response = api.post("/api/v1/messages", json={"to": "moscow", "text": "held?"})
+    assert response.status_code == 200, response.text
+    message_id = str(response.json()["id"])
+    _wait(lambda: _state(m, message_id) == "delivered", 10, "moscow to take the message in")
+    assert pair.spoiled, "the proxy did not spoil the batch reply"
+    _wait(
+        lambda: "message_expired" in _codes(w, security_events.c.code),
+        15,
+        "washington to expire the message",
+    )
+    return message_id
+
+
+def _ends_delivered_once(pair: _Pair, message_id: str) -> None:
+    w, m = pair.homes["washington"], pair.homes["moscow"]
+    _wait(lambda: _state(w, message_id) == "delivered", 20, "the receipt to come back")
+    assert "delivered_after_expiry" in _codes(w, security_events.c.code)
+    assert "receipts_sent_back" in _codes(m, link_events.c.kind)
+    with w.store.read() as conn:
+        kinds = list(conn.execute(select(transcript_leaves.c.kind)).scalars())
+    assert kinds.count("message.out") == 1 and kinds.count("receipt.in") == 1
+    with m.store.read() as conn:
+        held = conn.execute(select(messages.c.id).where(messages.c.direction == "in")).all()
+    assert [r.id for r in held] == [message_id]  # once, whatever the retries
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_message_expired_at_the_sender_but_held_by_the_receiver_ends_delivered(pair):
+    # washington gives up when the message expires; its next heartbeat tells moscow, which
+    # sends the receipt back directly.
+    message_id = _send_and_let_expire(pair)
+    _ends_delivered_once(pair, message_id)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_late_receipts_survive_a_restart_of_both_sides(pair):
+    """The expired numbers a heartbeat names come from the store, not from memory: washington
+    stopped right after the expiry and moscow killed with the receipts it meant to send back
+    (or before it heard of them) still converge once both are back."""
+    message_id = _send_and_let_expire(pair)
+    pair.nodes["washington"].stop()
+    pair.nodes["moscow"].kill9()
+    assert _state(pair.homes["washington"], message_id) == "expired"
+    for node in pair.nodes.values():
+        node.start()
+    _ends_delivered_once(pair, message_id)

@@ -67,6 +67,12 @@ log = logging.getLogger(__name__)
 #: Receipts waiting to go back for messages the peer declared expired, at most (more come with
 #: its next heartbeats, which list the rest again).
 MAX_LATE_RECEIPTS = 32
+#: Our expired messages are named in every heartbeat for this long after they expired, even
+#: below the number the peer expects next: if the peer holds one (its receipt lost), it sends
+#: the receipt back (protocol §9.3). Read from the store, so restarts of either side lose none.
+LATE_RECEIPT_WINDOW_S = 24 * 3600
+#: ... among this many sequence numbers below the peer's next expected (a bound on the scan).
+LATE_RECEIPT_SPAN = 4096
 #: Envelopes per request: one signature on the receipt covers the whole batch. Small enough that
 #: one peer's batch holds the receiver for tens of milliseconds, not hundreds, so a flooding peer
 #: cannot delay another's urgent messages much (benchmarks/flood.py: 128 gave +235 ms at p99,
@@ -210,12 +216,9 @@ class PeerLink:
         self._relayed: dict[str, float] = {}
         #: Our DELIVERED receipts (id -> sealed envelope) for messages the peer declared expired
         #: though we hold them (protocol §9.3): sent back when nothing else waits. Kept only in
-        #: memory: if they are lost, the peer's next heartbeat lists the messages again.
+        #: memory: if they are lost (a restart), the peer's next heartbeats list the messages
+        #: again (for LATE_RECEIPT_WINDOW_S after they expired).
         self._late_receipts: dict[str, bytes] = {}
-        #: Our sequence numbers that expired since the peer last answered one of our heartbeats:
-        #: listed in `expired` even below the number the peer says it expects next, because the
-        #: peer may hold them (their receipt lost) and would then send the receipt back (§10.3).
-        self._unannounced_expired: set[int] = set()
         #: The peers (nodes) whose heartbeats must confirm a restored store before it appends
         #: again (transcript/hold.py); set by the node.
         self.hold_peers: tuple[str, ...] = ()
@@ -242,7 +245,6 @@ class PeerLink:
                 conn, [(o.id, State.EXPIRED, now_us, "not delivered in time") for o in stale]
             )
             dequeue(conn, [o.id for o in stale])
-            self._unannounced_expired.update(o.seq for o in stale)
             for o in stale:
                 record_security_event(
                     conn,
@@ -356,8 +358,9 @@ class PeerLink:
     def send_back_receipts(self, statements: dict[str, bytes]) -> None:
         """The peer declared expired messages we hold: seal our DELIVERED receipts for them to
         it again, so that both sides end with the same state (threat P17)."""
+        new = [(i, s) for i, s in statements.items() if i not in self._late_receipts]
         room = MAX_LATE_RECEIPTS - len(self._late_receipts)
-        for receipt_id, statement in list(statements.items())[: max(room, 0)]:
+        for receipt_id, statement in new[: max(room, 0)]:
             self._late_receipts[receipt_id] = seal(
                 kind=Kind.RECEIPT,
                 sender=self.identity.name,
@@ -602,10 +605,19 @@ class PeerLink:
         above = self.status.peer_next_expected or 1
         with self.store.write() as conn:
             last_seq = next_out_seq(conn, self.peer.name) - 1
-            expired = expired_out_seqs(conn, self.peer.name, above, limit=MAX_EXPIRED_LISTED)
-            below = sorted(s for s in self._unannounced_expired if s < above)
-            if below:
-                expired = (below + expired)[:MAX_EXPIRED_LISTED]
+            expired = expired_out_seqs(conn, self.peer.name, MAX_EXPIRED_LISTED, above=above)
+            if len(expired) < MAX_EXPIRED_LISTED and above > 1:
+                expired = (
+                    expired_out_seqs(
+                        conn,
+                        self.peer.name,
+                        MAX_EXPIRED_LISTED - len(expired),
+                        above=max(1, above - LATE_RECEIPT_SPAN),
+                        below=above,
+                        expired_since_us=to_us(now) - LATE_RECEIPT_WINDOW_S * 1_000_000,
+                    )
+                    + expired
+                )
             # On hold our log may be shorter than one the peer saw: a head of it, which we could
             # not prove consistent with the peer's larger one, would only raise a false alarm.
             on_hold = hold.current(conn) is not None
@@ -812,7 +824,6 @@ class PeerLink:
         path = self._paths[index]
         now = datetime.now(UTC)
         nonce = secrets.token_hex(16)
-        announced = set(self._unannounced_expired)
         envelope = self.make_heartbeat(now, nonce=nonce, echo=None, next_expected=next_expected)
         started = time.perf_counter()
         if path.relay is not None:
@@ -830,7 +841,6 @@ class PeerLink:
         self.status.rtt_ms = rtt_ms
         path.status.rtt_ms = rtt_ms
         self.status.peer_next_expected = payload.next_expected
-        self._unannounced_expired -= announced
         self._path_ok(index)
         # The peer signed its reply's time halfway through the round trip, on its clock.
         skew_s = clock_skew_s(

@@ -577,9 +577,18 @@ def delivered_receipts_for_seqs(
     return {str(r.id): bytes(r.signed) for r in rows}
 
 
-def expired_out_seqs(conn: Connection, peer: str, above: int, limit: int) -> list[int]:
-    """Our sequence numbers to ``peer`` from ``above`` that expired and were not delivered after
-    all (a DELIVERED receipt the peer sent back late, protocol §9.3, ends the listing)."""
+def expired_out_seqs(
+    conn: Connection,
+    peer: str,
+    limit: int,
+    *,
+    above: int | None = None,
+    below: int | None = None,
+    expired_since_us: int | None = None,
+) -> list[int]:
+    """Our sequence numbers to ``peer`` that expired and were not delivered after all (a
+    DELIVERED receipt the peer sent back late, protocol §9.3, ends the listing), ascending:
+    from ``above``, under ``below``, expired at or after ``expired_since_us``."""
     later = message_events.alias("later")
     delivered_after_all = exists(
         select(later.c.message_id).where(
@@ -589,18 +598,22 @@ def expired_out_seqs(conn: Connection, peer: str, above: int, limit: int) -> lis
             )
         )
     )
+    conditions = [
+        messages.c.direction == "out",
+        messages.c.peer == peer,
+        message_events.c.state == State.EXPIRED.value,
+        ~delivered_after_all,
+    ]
+    if above is not None:
+        conditions.append(messages.c.seq >= above)
+    if below is not None:
+        conditions.append(messages.c.seq < below)
+    if expired_since_us is not None:
+        conditions.append(message_events.c.at_us >= expired_since_us)
     rows = conn.execute(
         select(messages.c.seq)
         .join(message_events, message_events.c.message_id == messages.c.id)
-        .where(
-            and_(
-                messages.c.direction == "out",
-                messages.c.peer == peer,
-                messages.c.seq >= above,
-                message_events.c.state == State.EXPIRED.value,
-                ~delivered_after_all,
-            )
-        )
+        .where(and_(*conditions))
         .order_by(messages.c.seq)
         .limit(limit)
     )
