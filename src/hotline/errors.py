@@ -48,6 +48,7 @@ class ErrorCode(StrEnum):
     SEQUENCE_OUT_OF_RANGE = "sequence_out_of_range"
     RELEASE_REQUIRED = "release_required"
     RATE_LIMITED = "rate_limited"
+    OVERLOADED = "overloaded"
     UNKNOWN_MESSAGE = "unknown_message"
     INVALID_STATE = "invalid_state"
     MAILBOX_FULL = "mailbox_full"
@@ -127,6 +128,10 @@ MESSAGES: Mapping[ErrorCode, tuple[str, str]] = {
     ErrorCode.RATE_LIMITED: (
         "Too many requests from this address or peer; try again shortly",
         "Слишком много запросов с этого адреса или от этого узла; повторите позже",
+    ),
+    ErrorCode.OVERLOADED: (
+        "The node is serving as many connections as it can; try again shortly",
+        "Узел обслуживает максимально возможное число соединений; повторите позже",
     ),
     ErrorCode.RELEASE_REQUIRED: (
         "A second person must release this message",
@@ -278,6 +283,12 @@ class RateLimitedError(HotlineError):
     exit_code = 7
 
 
+class OverloadedError(HotlineError):
+    default_code = ErrorCode.OVERLOADED
+    http_status = 503
+    exit_code = 7
+
+
 class AuthError(HotlineError):
     default_code = ErrorCode.UNAUTHORIZED
     http_status = 401
@@ -292,6 +303,7 @@ __all__ = [
     "HotlineError",
     "InputError",
     "NotFoundError",
+    "OverloadedError",
     "ProtocolError",
     "RateLimitedError",
     "StorageError",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -185,6 +186,26 @@ def exposed_node(tmp_path: Path) -> Iterator[NodeProcess]:
     node = NodeProcess(homes["washington"], tmp_path)
     try:
         node.start()
+        yield node
+    finally:
+        node.stop()
+        for home in homes.values():
+            home.close()
+
+
+@pytest.fixture
+def low_file_limit_node(tmp_path: Path) -> Iterator[NodeProcess]:
+    """washington (plain HTTP, moscow not started) started with a soft limit of 1,024 open
+    files, what service managers often give a process."""
+    homes = make_linked_homes(tmp_path, ["washington", "moscow"], tls=False)
+    node = NodeProcess(homes["washington"], tmp_path)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, soft), hard))
+    try:
+        node.start()  # the child inherits the limit
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
         yield node
     finally:
         node.stop()

@@ -4,14 +4,16 @@ refused while it streams, and other clients are served meanwhile (hotline.node.l
 
 from __future__ import annotations
 
+import json
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from hotline.node.limits import MAX_HEAD_BYTES
+from hotline.node.limits import MAX_CONNECTIONS, MAX_HEAD_BYTES, RESERVED_FILES
 
 pytestmark = pytest.mark.integration
 
@@ -92,3 +94,45 @@ def test_an_oversized_body_is_refused_over_http(exposed_node):
     )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "too_large"
+
+
+def _open_files_limit(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            return int(line.split()[3])  # the soft limit
+    raise AssertionError("no open-files line in /proc/PID/limits")
+
+
+def test_the_connection_cap_answers_503_in_the_error_shape_and_the_node_recovers(
+    low_file_limit_node,
+):
+    node = low_file_limit_node
+    assert node.process is not None
+    # Started with 1,024 open files at most: it raised its own soft limit to what the cap needs.
+    assert _open_files_limit(node.process.pid) >= MAX_CONNECTIONS + RESERVED_FILES
+    address = (node.home.config.listen_host, node.home.config.listen_port)
+    held = [socket.create_connection(address, timeout=10) for _ in range(MAX_CONNECTIONS)]
+    try:
+        reply = b""
+        deadline = time.monotonic() + NEVER_CUT_S
+        while not reply.startswith(b"HTTP/1.1 503") and time.monotonic() < deadline:
+            with socket.create_connection(address, timeout=10) as extra:
+                extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                reply = _closed_by_server(extra)  # the server accepts the held ones meanwhile
+        assert reply.startswith(b"HTTP/1.1 503"), reply[:200]
+        head, body = reply.split(b"\r\n\r\n", 1)
+        assert b"retry-after: 1" in head.lower()
+        assert json.loads(body)["error"]["code"] == "overloaded"
+    finally:
+        for sock in held:
+            sock.close()
+    # Once the connections are gone, the node serves again.
+    deadline = time.monotonic() + NEVER_CUT_S
+    while True:
+        try:
+            if httpx.get(f"{node.local_url}/healthz", timeout=5).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "the node did not serve again"
+        time.sleep(0.1)

@@ -990,10 +990,10 @@ def _serve(dir: Path, log_level: str, passphrase_stdin: bool) -> None:
 
     from hotline.node.app import create_app
     from hotline.node.limits import (
-        MAX_CONNECTIONS,
         SHUTDOWN_GRACE_S,
         bounded_server,
         guarded_protocol,
+        raise_open_file_limit,
     )
     from hotline.node.runtime import Node
 
@@ -1017,6 +1017,7 @@ def _serve(dir: Path, log_level: str, passphrase_stdin: bool) -> None:
             home.config.name,
             home.config.listen_host,
         )
+    raise_open_file_limit()
     server = bounded_server(
         uvicorn.Config(
             create_app(node),
@@ -1025,7 +1026,6 @@ def _serve(dir: Path, log_level: str, passphrase_stdin: bool) -> None:
             log_level=log_level,
             loop="uvloop",
             http=guarded_protocol(home.config.request_timeout_s),
-            limit_concurrency=MAX_CONNECTIONS,
             timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
             access_log=False,
             # TLS 1.3 only, with the certificate the card carries (hotline.link.tls).

@@ -44,13 +44,14 @@ from hotline.errors import (
     HotlineError,
     InputError,
     NotFoundError,
+    OverloadedError,
     RateLimitedError,
     WireError,
 )
 from hotline.link.mailbox import Mailbox
 from hotline.link.transport_http import BATCH_CONTENT_TYPE, ENVELOPE_CONTENT_TYPE
 from hotline.node.api_errors import ERROR_RESPONSES
-from hotline.node.limits import RateLimiter
+from hotline.node.limits import MAX_CONNECTIONS, OVERLOADED, RateLimiter
 from hotline.node.runtime import CHAIN_SIZES_MAX_CHARS, Node, parse_chain_sizes
 from hotline.operators import (
     API_TOKEN_PREFIX,
@@ -287,6 +288,15 @@ class SurfaceLimits:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        connections = scope.get("state", {}).get(OVERLOADED)
+        if connections is not None:  # counted by the server's protocol (node.limits)
+            response = _refusal(
+                scope,
+                OverloadedError(f"{connections} connections open; at most {MAX_CONNECTIONS}"),
+            )
+            response.headers["retry-after"] = "1"
+            await response(scope, receive, send)
             return
         part = surface(scope.get("path", ""))
         if part != "link":

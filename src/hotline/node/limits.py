@@ -84,8 +84,13 @@ class RateLimiter:
 
 #: Most bytes of a request line and headers; more and the connection is answered 400 and closed.
 MAX_HEAD_BYTES = 64 * 1024
-#: Most connections served at once (uvicorn's limit_concurrency answers more with 503).
+#: Most connections served at once; a request on one more is answered 503 ``overloaded``.
 MAX_CONNECTIONS = 1024
+#: File descriptors a node needs besides its connections: the store, logs, key files, its own
+#: connections to peers, relays and witnesses.
+RESERVED_FILES = 256
+#: Where a request's ASGI scope state says that it came over the cap (how many connections).
+OVERLOADED = "hotline.overloaded"
 #: Longest a stopping server waits for requests in flight (long-polls end sooner than their
 #: timeout); after it they are cancelled, which is safe: every store change is one transaction.
 SHUTDOWN_GRACE_S = 3
@@ -136,6 +141,29 @@ class _OneWritePerTurn:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
+
+
+def raise_open_file_limit() -> int:
+    """Raise this process's soft limit on open files to what MAX_CONNECTIONS needs, within the
+    hard limit, and return the soft limit in force. Service managers often start processes with
+    a soft limit of 1,024: the file table would then run out before the connection cap, and
+    accept() and the store's own files would fail instead of the documented 503."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = MAX_CONNECTIONS + RESERVED_FILES
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        soft = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        log.warning(
+            "at most %d open files (the hard limit); %d connections and the store need %d: "
+            "raise the limit (systemd: LimitNOFILE=)",
+            soft,
+            MAX_CONNECTIONS,
+            needed,
+        )
+    return int(soft)
 
 
 def bounded_server(config: Any) -> Any:
@@ -258,6 +286,11 @@ def guarded_protocol(request_timeout_s: float) -> type[asyncio.Protocol]:
         def on_headers_complete(self) -> None:
             self._in_head = False
             super().on_headers_complete()
+            # uvicorn's own cap (limit_concurrency) answers in text/plain; ours is counted
+            # here, where the connections are known, and answered by the application
+            # (SurfaceLimits) in the documented error shape.
+            if len(self.connections) > MAX_CONNECTIONS or len(self.tasks) > MAX_CONNECTIONS:
+                self.scope["state"][OVERLOADED] = len(self.connections)
 
         def on_message_complete(self) -> None:
             self._disarm()
@@ -286,9 +319,12 @@ __all__ = [
     "MAX_CONNECTIONS",
     "MAX_HEAD_BYTES",
     "MAX_TRACKED_SOURCES",
+    "OVERLOADED",
+    "RESERVED_FILES",
     "SHUTDOWN_GRACE_S",
     "STOP_DEADLINE_S",
     "RateLimiter",
     "bounded_server",
     "guarded_protocol",
+    "raise_open_file_limit",
 ]
