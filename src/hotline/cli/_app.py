@@ -55,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"error": e.to_dict()}), file=sys.stderr)
         else:
             # The detail may quote bytes from a peer or a file: never let it act as markup.
-            err_console.print(f"[bold red]error[/] {escape(f'[{e.code}] {e.message()}')}")
+            # One line whatever the width: a script or a log reads the error whole.
+            err_console.print(
+                f"[bold red]error[/] {escape(f'[{e.code}] {e.message()}')}", soft_wrap=True
+            )
         return e.exit_code
     except typer.Exit as e:
         return int(e.exit_code)
