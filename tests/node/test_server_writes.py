@@ -99,3 +99,44 @@ def test_everything_else_is_the_transport_s() -> None:
         assert writer.is_closing()
 
     _run(scenario)
+
+
+def test_a_complete_response_leaves_before_other_ready_work_runs() -> None:
+    """On the sender, the long-poll a DELIVERED receipt woke answered only after the delivery
+    worker's next look at the outbox (a read transaction, ready in the same turn): a complete
+    response now leaves when uvicorn reports it complete, not at the end of the turn."""
+    from uvicorn.config import Config
+    from uvicorn.server import ServerState
+
+    from hotline.node.limits import guarded_protocol
+
+    seen_by_other_work: list[list[bytes]] = []
+
+    async def scenario() -> None:
+        socket = _Recorder()
+        loop = asyncio.get_running_loop()
+        done = asyncio.Event()
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            # Work that became ready before the response was written (the delivery worker).
+            loop.call_soon(lambda: seen_by_other_work.append(list(socket.sent)))
+            headers = [(b"content-length", b"2")]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": b"ok"})
+            done.set()
+
+        config = Config(app=app, lifespan="off", log_config=None)
+        config.load()
+        protocol = guarded_protocol(30.0)(  # type: ignore[call-arg]
+            config=config, server_state=ServerState(), app_state={}
+        )
+        protocol.connection_made(socket)
+        protocol.data_received(b"GET / HTTP/1.1\r\nhost: node\r\n\r\n")
+        await done.wait()
+        await asyncio.sleep(0)
+        assert len(socket.sent) == 1 and socket.sent[0].endswith(b"\r\n\r\nok")
+        protocol.connection_lost(None)
+
+    _run(scenario)
+    assert len(seen_by_other_work) == 1
+    assert len(seen_by_other_work[0]) == 1  # the whole response had left, in one write

@@ -108,7 +108,8 @@ class _OneWritePerTurn:
     record and system call, and the client wakes for the head only to wait for the body. A
     response made at once (every response of the link and the operator API) now leaves in one
     write, at the end of the turn that made it (``loop.call_soon``: before the loop waits for
-    I/O again). Closing sends what is pending first; aborting drops it.
+    I/O again), or as soon as uvicorn reports the response complete (``flush``), whichever
+    comes first. Closing sends what is pending first; aborting drops it.
     """
 
     __slots__ = ("_loop", "_pending", "_transport")
@@ -122,6 +123,10 @@ class _OneWritePerTurn:
         if not self._pending:
             self._loop.call_soon(self._flush)
         self._pending.append(bytes(data))
+
+    def flush(self) -> None:
+        """Send what is pending now (a complete response: nothing more will join it)."""
+        self._flush()
 
     def _flush(self) -> None:
         if not self._pending:
@@ -297,6 +302,13 @@ def guarded_protocol(request_timeout_s: float) -> type[asyncio.Protocol]:
             super().on_message_complete()
 
         def on_response_complete(self) -> None:
+            # The whole response is written: it leaves now, not at the end of the turn. Tasks
+            # that became ready meanwhile would run first: on the sender, the delivery worker's
+            # next look at the outbox (a read transaction) delayed the answer to a
+            # ``send ... wait=delivered`` whose receipt had just come in.
+            writer: object = self.transport  # typed as uvicorn's; ours since connection_made
+            if isinstance(writer, _OneWritePerTurn):
+                writer.flush()
             super().on_response_complete()
             if not self.transport.is_closing():
                 self._arm()  # the next request on this connection gets its own deadline
