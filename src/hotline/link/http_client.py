@@ -113,8 +113,12 @@ class _Exchange:
         data = b"\r\n".join(lines) + b"\r\n\r\n" + body
         writer = self.connection.writer
         writer.write(data)
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for runs the awaited coroutine as a
+        # task of its own, two more turns of the event loop per call, and the link makes one
+        # call per write and per read of every request.
         try:
-            await asyncio.wait_for(writer.drain(), self.write_timeout)
+            async with asyncio.timeout(self.write_timeout):
+                await writer.drain()
         except TimeoutError as e:
             raise httpx.WriteTimeout("the request was not sent in time", request=request) from e
         except OSError as e:
@@ -123,9 +127,8 @@ class _Exchange:
     async def _feed_more(self) -> bool:
         """Read once and parse it; False at the end of the stream."""
         try:
-            data = await asyncio.wait_for(
-                self.connection.reader.read(READ_CHUNK), self.read_timeout
-            )
+            async with asyncio.timeout(self.read_timeout):
+                data = await self.connection.reader.read(READ_CHUNK)
         except TimeoutError as e:
             raise httpx.ReadTimeout("no response in time", request=self.request) from e
         except (OSError, ssl.SSLError) as e:
