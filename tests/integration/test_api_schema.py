@@ -24,6 +24,7 @@ from schemathesis.checks import (
 )
 
 from hotline.errors import ErrorCode
+from hotline.link.recovery import STATEMENT_CONTENT_TYPE
 from hotline.link.transport_http import BATCH_CONTENT_TYPE, ENVELOPE_CONTENT_TYPE
 
 pytestmark = pytest.mark.integration
@@ -33,9 +34,10 @@ EXAMPLES_PER_OPERATION = 10
 CODES = {c.value for c in ErrorCode}
 
 
-@schemathesis.serializer(BATCH_CONTENT_TYPE, ENVELOPE_CONTENT_TYPE)
+@schemathesis.serializer(BATCH_CONTENT_TYPE, ENVELOPE_CONTENT_TYPE, STATEMENT_CONTENT_TYPE)
 def _raw_bytes(_ctx: object, value: object) -> bytes:
-    """Batches and envelopes are documented as binary strings: sent as the bytes generated."""
+    """Batches, envelopes and statements are documented as binary strings: sent as the bytes
+    generated."""
     if isinstance(value, bytes):
         return value
     return str(value).encode("utf-8", "surrogatepass")

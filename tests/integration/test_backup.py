@@ -8,15 +8,19 @@ from pathlib import Path
 
 import pytest
 from node_waits import wait_for
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from hotline import transcript
 from hotline.cli import main
+from hotline.core import merkle
+from hotline.core.keys import Purpose, verify_statement
+from hotline.core.treehead import verify_tree_head
 from hotline.node.home import NodeHome
 from hotline.store.messages import get_message
-from hotline.store.schema import messages, security_events
+from hotline.store.schema import link_events, messages, security_events
 from hotline.transcript import hold
-from hotline.transcript.heads import largest_peer_head
+from hotline.transcript.heads import largest_peer_head, peer_heads
+from hotline.transcript.recovered import recovered_statements
 
 pytestmark = pytest.mark.integration
 
@@ -182,6 +186,97 @@ def test_a_lost_tail_is_named_exactly_and_nothing_forks_until_a_newer_store_is_b
     _exchange(capsys, w, m, 1, "after")
     assert main(["audit", "check", "--dir", str(w.dir), "--peer", "moscow"]) == 0
     assert "equivocation" not in _codes(m) and "equivocation" not in _codes(w)
+
+
+def _recovered(capsys, home: NodeHome) -> dict:
+    capsys.readouterr()
+    assert main(["recovered", "--dir", str(home.dir), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def _link_events(home: NodeHome, kind: str) -> list[str]:
+    with home.store.read() as conn:
+        return [
+            str(r[0])
+            for r in conn.execute(select(link_events.c.detail).where(link_events.c.kind == kind))
+        ]
+
+
+def test_a_lost_tail_is_recovered_from_the_peer_as_verified_evidence(
+    linked_nodes, tmp_path, capsys
+):
+    """washington is restored from a backup older than two messages each way. It stays on hold
+    (no fork), and fetches from moscow, as evidence kept apart from its transcript, both its own
+    lost messages (moscow holds them, signed by washington) and moscow's it had receipted
+    (moscow will not send them again): each signed by its author and proved in moscow's log."""
+    w_node, m_node = linked_nodes["washington"], linked_nodes["moscow"]
+    w, m = w_node.home, m_node.home
+    _exchange(capsys, w, m, 1, "before")
+    old = tmp_path / "old.backup"
+    size_at_backup = _summary(capsys, "backup", "--dir", str(w.dir), "--out", str(old))[
+        "transcript_size"
+    ]
+    lost = _exchange(capsys, w, m, 2, "lost")  # washington's seq 2, 3 and moscow's seq 2, 3
+    wait_for(lambda: _largest_head_held(m, "washington") == _log_size(w), 30, "moscow's head")
+
+    w_node.stop()
+    w.close()
+    _summary(capsys, "restore", str(old), "--dir", str(w.dir))
+    assert _recovered(capsys, w)["recovered"] == []
+    w_node.start()
+    wait_for(lambda: "log_behind" in _codes(w), 30, "washington's log_behind alarm")
+    wait_for(lambda: len(_recovered(capsys, w)["recovered"]) == 4, 60, "the lost tail recovered")
+    shown = _recovered(capsys, w)
+    # The hold stays (nothing enters washington's transcript), and says so.
+    assert shown["hold"]["reason"] == hold.LOST_TAIL
+    assert "hotline recovered" in shown["hold"]["detail"]
+    assert _log_size(w) == size_at_backup
+    by_key = {(r["direction"], r["seq"]): r for r in shown["recovered"]}
+    assert set(by_key) == {("out", 2), ("out", 3), ("in", 2), ("in", 3)}
+    assert [by_key[("out", s)]["body"]["text"] for s in (2, 3)] == ["lost w0", "lost w1"]
+    assert [by_key[("in", s)]["body"]["text"] for s in (2, 3)] == ["lost m0", "lost m1"]
+    assert {r["id"] for r in shown["recovered"]} == set(lost)
+    # The link event says what was recovered; the operator API shows the same rows.
+    (event,) = _link_events(w, "tail_recovered")
+    assert "our messages to moscow seq 2..3" in event
+    assert "moscow's messages to us seq 2..3" in event
+    with w_node.api() as api:
+        answered = api.get("/api/v1/recovered", params={"peer": "moscow"})
+    assert answered.status_code == 200
+    assert answered.json()["recovered"] == shown["recovered"]
+    # The text tour shows each one, verified.
+    capsys.readouterr()
+    assert main(["recovered", "--dir", str(w.dir)]) == 0
+    text = capsys.readouterr().out
+    assert "washington -> moscow seq 2" in text and "moscow -> washington seq 3" in text
+    assert "lost m1" in text and "verified: signed by" in text
+
+    # Verified again here, from the stored rows alone: each statement's signature by its author
+    # (moscow's card key; washington's own key), its leaf in moscow's log under moscow's signed
+    # head, which washington keeps with moscow's other heads.
+    m_card = w.peer_cards()["moscow"]
+    with w.store.read() as conn:
+        rows = list(conn.execute(select(recovered_statements)))
+        heads = {h.size: h for h in peer_heads(conn, "moscow")}
+    for row in rows:
+        author = m_card.signing_key if row.direction == "in" else w.identity.signing.public
+        purpose = Purpose.MESSAGE if row.kind == "message" else Purpose.RECEIPT
+        verify_statement(bytes(row.signed), purpose, author)
+        head = verify_tree_head(heads[row.tree_size].evidence, m_card.signing_key, log="moscow")
+        assert head.root.hex() == row.tree_root
+        merkle.verify_inclusion(
+            leaf_hash=merkle.leaf_hash(bytes(row.signed)),
+            index=int(row.leaf_index),
+            size=head.size,
+            proof=merkle.decode_proof(bytes(row.proof)),
+            root=head.root,
+        )
+    # Nothing forked: moscow saw no other history of washington's log and no reused number.
+    assert "equivocation" not in _codes(m) and "equivocation" not in _codes(w)
+    assert "sequence_reused" not in _codes(m)
+    # Evidence is append-only.
+    with pytest.raises(Exception, match="append-only"), w.store.write() as conn:
+        conn.execute(delete(recovered_statements))
 
 
 def test_restore_refuses_what_is_not_a_backup_of_this_engine(tmp_path: Path, capsys) -> None:

@@ -19,6 +19,7 @@ from hotline.node.home import NodeHome
 from hotline.store import backup as store_backup
 from hotline.store.db import is_postgresql
 from hotline.transcript import hold
+from hotline.transcript.recovered import list_recovered
 
 console = Console(highlight=False)
 log = logging.getLogger("hotline.node")
@@ -145,4 +146,56 @@ def restore(
             f"The transcript is on hold until {', '.join(peers)} confirm(s) in a heartbeat that "
             "they hold nothing of ours beyond this backup; if one holds more, the node says "
             "exactly what is missing (security event log_behind) and stays on hold."
+        )
+
+
+@app.command()
+def recovered(
+    dir: DirOption,
+    peer: Annotated[
+        str | None, typer.Option(help="Only what was recovered from this peer.")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Messages a restore lost, fetched back from the peer as verified evidence.
+
+    Each was checked (its author's signature, its inclusion in the peer's log under a signed
+    head of the peer consistent with those we hold) and is kept apart: never in this node's
+    transcript, which stays on hold (docs/operations.md, "Restore")."""
+    home = NodeHome(dir)
+    with home.store.read() as conn:
+        rows = list_recovered(conn, peer)
+        state = hold.current(conn)
+    if json_out:
+        print(
+            json.dumps(
+                {
+                    "hold": None
+                    if state is None
+                    else {"reason": state.reason, "detail": state.detail},
+                    "recovered": [r.to_dict() for r in rows],
+                },
+                ensure_ascii=False,
+            )
+        )
+        return
+    if state is not None:
+        console.print(f"transcript on hold ({state.reason})", markup=False)
+    if not rows:
+        console.print("nothing recovered")
+        return
+    me = home.config.name
+    for row in rows:
+        sender, recipient = (row.peer, me) if row.direction == "in" else (me, row.peer)
+        # Text from a peer is never read as markup (markup=False).
+        console.print(
+            f"{sender} -> {recipient} seq {row.seq} {row.kind} {row.ref} "
+            f"[{row.msg_type} {row.priority}] signed {row.created}",
+            markup=False,
+        )
+        console.print(f"  {row.body}", markup=False)
+        console.print(
+            f"  verified: signed by {sender}'s key {row.key_id[:16]}; leaf {row.leaf_index} of "
+            f"{row.peer}'s log of size {row.tree_size} (root {row.tree_root[:16]}...)",
+            markup=False,
         )

@@ -64,6 +64,8 @@ class Purpose(StrEnum):
     KEY_REVOCATION = "key-revocation"  # signed by the new key that replaces a compromised one
     RELAY_DEPOSIT = "relay-deposit"
     RELAY_PULL = "relay-pull"
+    RECOVERY_REQUEST = "recovery-request"  # a restored node asks a peer for its lost tail
+    RECOVERY = "recovery"  # the peer's answer: the statements, with proofs in its log
 
 
 #: Parsed public keys kept (least recently used out): a node verifies with, and seals to, the

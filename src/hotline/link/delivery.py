@@ -930,6 +930,10 @@ class PeerLink:
         """GET from the peer's link API (transcript proofs)."""
         return await self._direct().get(path, params)
 
+    async def post(self, path: str, body: bytes, content_type: str) -> bytes:
+        """POST raw bytes to the peer's link API (a restored node's recovery request)."""
+        return await self._direct().post(path, body, content_type)
+
     async def exchange(self, path: str, payload: object) -> tuple[int, bytes]:
         """POST JSON to the peer's link API; status and body (witness requests)."""
         return await self._direct().exchange(path, payload)

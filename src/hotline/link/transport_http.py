@@ -171,6 +171,10 @@ class HttpTransport:
     async def get(self, path: str, params: dict[str, str | int]) -> bytes:
         return await self._request("GET", path, params=params)
 
+    async def post(self, path: str, body: bytes, content_type: str) -> bytes:
+        """POST raw bytes; the body of a 200 answer (anything else raises, as ``get``)."""
+        return await self._post(path, body, content_type)
+
     async def send_batch(self, envelopes: list[bytes]) -> BatchReply:
         data = await self._post("/v1/envelopes", encode_batch(envelopes), BATCH_CONTENT_TYPE)
         try:

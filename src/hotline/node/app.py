@@ -37,6 +37,8 @@ from hotline.core.envelope import (
     decode_batch,
     read_header,
 )
+from hotline.core.recovery import MAX_REQUEST_BYTES as MAX_RECOVERY_REQUEST_BYTES
+from hotline.core.recovery import claimed_requester as claimed_recovery_requester
 from hotline.core.relay import claimed_sender
 from hotline.errors import (
     AuthError,
@@ -49,6 +51,7 @@ from hotline.errors import (
     WireError,
 )
 from hotline.link.mailbox import Mailbox
+from hotline.link.recovery import RECOVER_PATH, SEALED_CONTENT_TYPE, STATEMENT_CONTENT_TYPE
 from hotline.link.transport_http import BATCH_CONTENT_TYPE, ENVELOPE_CONTENT_TYPE
 from hotline.node.api_errors import ERROR_RESPONSES
 from hotline.node.limits import MAX_CONNECTIONS, OVERLOADED, RateLimiter
@@ -61,6 +64,7 @@ from hotline.operators import (
     Permission,
 )
 from hotline.transcript import hold
+from hotline.transcript.recovered import list_recovered
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +237,13 @@ MAX_TAXII_BODY_BYTES = 1024 * 1024
 #: Largest body on the console's routes (and anything else not under ``/v1`` or ``/api/v1``):
 #: its biggest form, a message with a translation, is bounded by the console's own form limit.
 MAX_CONSOLE_BODY_BYTES = 1024 * 1024 + 64 * 1024
+
+
+class RecoveredQuery(BaseModel):
+    """``GET /api/v1/recovered``: an unknown parameter is refused, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+    peer: str | None = Field(default=None, max_length=64)
 
 
 def surface(path: str) -> str:
@@ -537,6 +548,32 @@ def create_app(node: Node) -> FastAPI:
         charge_peers(claimed)
         return Response(reply, media_type=ENVELOPE_CONTENT_TYPE)
 
+    @app.post(
+        RECOVER_PATH,
+        tags=["transcript"],
+        dependencies=limited,
+        response_class=Response,
+        responses=_binary_reply(
+            SEALED_CONTENT_TYPE,
+            "The answer: a statement signed by this node (label recovery), sealed with HPKE to "
+            "the requester (docs/protocol.md §7.11)",
+        ),
+        openapi_extra=_binary_body(STATEMENT_CONTENT_TYPE, MAX_RECOVERY_REQUEST_BYTES),
+    )
+    async def transcript_recover(request: Request) -> Response:
+        """A peer restored from an old backup asks for the statements of our link it lost, with
+        inclusion proofs in this node's log (signed request ``recovery-request``)."""
+        body = await read_body(request, MAX_RECOVERY_REQUEST_BYTES)
+        source = request.client.host if request.client else "unknown"
+        try:
+            claimed = {claimed_recovery_requester(body)} & set(node.peers)
+        except HotlineError:
+            claimed = set()  # refused, with its security event, by the node
+        peek_peers(claimed, source)
+        reply = node.answer_recovery(body, source)
+        charge_peers(claimed)  # answered: the request verified, signed by that peer
+        return Response(reply, media_type=SEALED_CONTENT_TYPE)
+
     # -- transcript (peers and witnesses fetch heads and proofs; RFC 9162 forms) ------------
 
     @app.get("/v1/transcript/head", tags=["transcript"], dependencies=limited)
@@ -725,6 +762,20 @@ def create_app(node: Node) -> FastAPI:
     @app.get("/api/v1/links", dependencies=[VIEWER], tags=["operator"])
     async def links() -> list[dict[str, Any]]:
         return node.link_report()
+
+    @app.get("/api/v1/recovered", dependencies=[VIEWER], tags=["operator"])
+    async def recovered(query: Annotated[RecoveredQuery, Query()]) -> dict[str, Any]:
+        """Statements of a link lost by a restore and fetched back from the peer, each verified
+        (its author's signature, its inclusion in the peer's log); evidence only, never in this
+        node's transcript (docs/operations.md, "Restore"). ``direction`` "in": the peer's to us;
+        "out": ours to the peer."""
+        with node.store.read() as conn:
+            rows = list_recovered(conn, query.peer)
+            state = hold.current(conn)
+        return {
+            "hold": None if state is None else {"reason": state.reason, "detail": state.detail},
+            "recovered": [r.to_dict() for r in rows],
+        }
 
     # -- mounted sub-applications (each adds its own routes; one line per part) -------------
     _mount_parts(app, node)

@@ -33,7 +33,7 @@ from hotline.errors import (
     VerificationError,
     WireError,
 )
-from hotline.link import inbox, keyring, outbox
+from hotline.link import inbox, keyring, outbox, recovery
 from hotline.link.deadlines import Overdue, escalate
 from hotline.link.delivery import MAX_LATE_RECEIPTS, PeerLink, backoff_delay
 from hotline.link.inbox import Received
@@ -267,6 +267,8 @@ class Node:
         #: Runs the STIX validator on received referrals, one bundle at a time, off the event
         #: loop and outside the inbox's transaction (made on first use).
         self._stix_pool: ThreadPoolExecutor | None = None
+        #: When each peer was last asked for a lost tail (monotonic seconds; _recover_if_behind).
+        self._recovery_asked: dict[str, float] = {}
         self.reload_peers()
 
     @property
@@ -660,6 +662,43 @@ class Node:
     def _start_pull(self, relay: str) -> None:
         self._tasks.append(asyncio.create_task(self._pull_forever(relay), name=f"pull:{relay}"))
 
+    def answer_recovery(self, body: bytes, source: str) -> bytes:
+        """A peer restored from an old backup asks for the statements of our link it lost
+        (docs/protocol.md §7.11): check the request and answer it, sealed to the peer."""
+        now = datetime.now(UTC)
+        try:
+            return recovery.answer(self.identity, self.store, self.peers, body, now)
+        except HotlineError as e:
+            if e.code != ErrorCode.TRANSCRIPT_HELD:
+                with self.store.write() as conn:
+                    record_security_event(
+                        conn,
+                        at_us=to_us(now),
+                        code=str(e.code),
+                        peer=None,
+                        source=source,
+                        detail=f"recovery request refused: {e}",
+                    )
+            raise
+
+    async def _recover_if_behind(self, peer: str) -> None:
+        """While the store is on hold with a lost tail, fetch from each peer node, as verified
+        evidence, what it holds of the link beyond this store (hotline.link.recovery), once per
+        heartbeat interval. The hold stays: nothing enters our transcript."""
+        link = self.links[peer]
+        if link.peer.role != "node":
+            return
+        with self.store.read() as conn:
+            state = hold.current(conn)
+        if state is None or state.reason != hold.LOST_TAIL:
+            return
+        now = asyncio.get_running_loop().time()
+        last = self._recovery_asked.get(peer)
+        if last is not None and now - last < self.home.config.heartbeat_interval_s:
+            return
+        self._recovery_asked[peer] = now
+        await recovery.recover_round(link, self.identity, self.store, lambda: datetime.now(UTC))
+
     # -- transcript ------------------------------------------------------------------------
 
     def own_head(self, *, max_age_s: float = OWN_HEAD_MAX_AGE_S, on_hold: bool = False) -> TreeHead:
@@ -1015,6 +1054,14 @@ class Node:
                 log.info("checking %s's tree heads: %s", peer, e)
             except Exception:
                 log.exception("checking %s's tree heads", peer)
+            try:
+                await self._recover_if_behind(peer)
+            except asyncio.CancelledError:
+                raise
+            except HotlineError as e:
+                log.info("recovering the lost tail from %s: %s", peer, e)
+            except Exception:
+                log.exception("recovering the lost tail from %s", peer)
             await asyncio.sleep(HEAD_CHECK_INTERVAL_S)
 
     # -- outbound --------------------------------------------------------------------------

@@ -181,6 +181,11 @@ class PeerView:
                 f"; {self.peer} has sent us up to seq {self.peer_last_seq}, this store holds up "
                 f"to {self.our_last_in} (those we receipted after the backup are not sent again)"
             )
+        text += (
+            f"; this node fetches what {self.peer} holds of the link beyond this store (its "
+            "messages to us and ours to it) as verified evidence, kept apart from the "
+            "transcript: hotline recovered"
+        )
         return (
             f"{text}. Appending would fork the log {self.peer} holds, so this node appends "
             "nothing (no message, receipt or acknowledgement) until its store holds what the "
