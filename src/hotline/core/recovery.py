@@ -278,9 +278,14 @@ class AnswerItem:
     index: int
     proof: tuple[bytes, ...]
 
+    @staticmethod
+    def cost(statement_bytes: int, proof_hashes: int) -> int:
+        """At most what an item adds to an answer's payload: its statement and proof in base64
+        (a hash is 44 characters, quoted, with a comma) and the item's framing."""
+        return (statement_bytes + 2) // 3 * 4 + proof_hashes * 48 + 128
+
     def encoded_size(self) -> int:
-        """About what this item adds to an answer's payload (base64 and framing)."""
-        return (len(self.statement) + 2) // 3 * 4 + len(self.proof) * 48 + 96
+        return self.cost(len(self.statement), len(self.proof))
 
 
 @dataclass(frozen=True, slots=True)
