@@ -583,3 +583,44 @@ def test_peer_text_is_shown_as_text_never_as_markup(console: tuple[Console, Node
             assert raw not in page.text, (path, raw)
     detail = c.client.get(f"/messages/{message_id}").text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in detail
+
+
+def test_the_links_page_lists_recovered_evidence_as_text(console: tuple[Console, Node]) -> None:
+    """What a restored node fetched back from the peer (docs/operations.md, "Restore") is listed
+    on the links page, with where the peer's log proves it; the peer's text stays text."""
+    from sqlalchemy import insert
+
+    from hotline.transcript.recovered import recovered_statements
+
+    c, node = console
+    hostile = '<script>alert(1)</script><img src=x onerror="alert(2)">'
+    with node.store.write() as conn:
+        conn.execute(
+            insert(recovered_statements).values(
+                peer="moscow",
+                direction="in",
+                seq=7,
+                ref="01a215d6-ac00-7000-8000-000000000007",
+                kind="message",
+                msg_type="free_text",
+                priority="flash",
+                created="2026-11-26T16:00:00.000000Z",
+                body=json.dumps({"text": hostile}),
+                signed=b"statement",
+                signed_hash="00" * 32,
+                key_id="11" * 16,
+                leaf_index=41,
+                proof=b"",
+                tree_size=57,
+                tree_root="22" * 32,
+                recovered_at_us=0,
+            )
+        )
+    assert c.login("alice") == 303
+    for lang, words in (("en", "verified: leaf 41 of 57"), ("ru", "проверено: лист 41 из 57")):
+        c.client.post("/settings/lang", data={"csrf": c.csrf(), "lang": lang, "next": "/links"})
+        page = c.client.get("/links")
+        assert page.status_code == 200
+        assert 'id="recovered-table"' in page.text and words in page.text
+        assert "<script>alert" not in page.text and "<img src=x" not in page.text
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text

@@ -54,6 +54,7 @@ from hotline.operators import (
 from hotline.operators.release import ReleaseQueue, ReleaseRequest, needs_release
 from hotline.operators.translations import attach_translation, translations_for
 from hotline.store.messages import MessageView
+from hotline.transcript.recovered import list_recovered
 from hotline.web import _audit, _map
 from hotline.web import _queries as q
 from hotline.web._compose import COMPOSABLE, body_from_form, field_errors, form_fields
@@ -70,6 +71,8 @@ from hotline.web._security import (
 
 log = logging.getLogger(__name__)
 
+#: Recovered statements the links page lists at most (a lost tail is short; the CLI lists all).
+RECOVERED_SHOWN: Final = 200
 #: A comment line is sent on the live stream this often, so proxies and browsers keep it open
 #: and a closed tab is noticed.
 KEEPALIVE_S: Final = 15.0
@@ -418,7 +421,9 @@ class Console:
             equivocations = q.equivocations(conn)
             heads = {p: _audit.peer_audit(conn, p) for p in self.node.peers}
             witnessed = _audit.witness_cosignatures(conn)[:1]
+            recovered = list_recovered(conn)[:RECOVERED_SHOWN]
         return {
+            "recovered": recovered,
             "heads": heads,
             "witnessed": witnessed[0] if witnessed else None,
             "links": self.node.link_report(),

@@ -86,6 +86,19 @@ UI: Final[dict[str, tuple[str, str]]] = {
     "code": ("Code", "Код"),
     "detail": ("Detail", "Подробности"),
     "source": ("Source", "Источник"),
+    "recovered_title": (
+        "Recovered after a restore (verified evidence)",
+        "Восстановлено после восстановления хранилища (проверенные свидетельства)",
+    ),
+    "recovered_note": (
+        "Messages of the link this node's restored store had lost, fetched back from the peer: "
+        "each signed by its author and proved in the peer's log. Not in our transcript, which "
+        "stays on hold.",
+        "Сообщения линии, утраченные восстановленным хранилищем узла и полученные обратно от "
+        "узла-партнёра: каждое подписано автором и доказано в журнале партнёра. В наш журнал "
+        "не внесены; он остаётся приостановленным.",
+    ),
+    "recovered_verified": ("verified: leaf {leaf} of {size}", "проверено: лист {leaf} из {size}"),
     # Messages.
     "inbox_title": ("Inbox", "Входящие"),
     "awaiting_ack": ("Awaiting acknowledgement", "Ожидают подтверждения"),
