@@ -764,11 +764,15 @@ def create_app(node: Node) -> FastAPI:
         return node.link_report()
 
     @app.get("/api/v1/recovered", dependencies=[VIEWER], tags=["operator"])
-    async def recovered(query: Annotated[RecoveredQuery, Query()]) -> dict[str, Any]:
+    async def recovered(
+        query: Annotated[RecoveredQuery, Query()], request: Request
+    ) -> dict[str, Any]:
         """Statements of a link lost by a restore and fetched back from the peer, each verified
         (its author's signature, its inclusion in the peer's log); evidence only, never in this
         node's transcript (docs/operations.md, "Restore"). ``direction`` "in": the peer's to us;
         "out": ours to the peer."""
+        if len(request.query_params.getlist("peer")) > 1:
+            raise InputError("name one peer at most", fields={"peer": "repeated"})
         with node.store.read() as conn:
             rows = list_recovered(conn, query.peer)
             state = hold.current(conn)
