@@ -275,6 +275,26 @@ def test_a_statement_of_ours_made_up_by_the_peer_is_never_verified(washington, m
     assert [u.seq for u in answer.unverifiable] == [2]
 
 
+def test_a_signed_id_that_is_no_uuid_is_refused(washington, moscow):
+    """On the link the header's UUID id must equal the signed one; a recovered statement has no
+    header, so its signed id is checked itself."""
+    odd = sign_message(
+        moscow,
+        to="washington",
+        message_id="x" * 200,
+        seq=2,
+        created=NOW,
+        msg_type="free_text",
+        priority="routine",
+        body={"text": "m2"},
+    )
+    tail = Tail([b"x", odd, b"y"], {(Direction.YOURS, 2): 1})
+    asked, request = _ask(washington, tail, known_size=1)
+    data = _answer(washington, moscow, tail, request, _all_items(tail), known_size=1)
+    with pytest.raises(WireError):
+        _verify(washington, moscow, data, asked)
+
+
 def test_a_statement_signed_for_the_other_direction_is_refused(washington, moscow):
     tail = _tail(washington, moscow)
     item = tail.item(Direction.MINE, 2)

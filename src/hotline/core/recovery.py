@@ -599,6 +599,9 @@ def _check_item(
         )
     if not NAME_PATTERN.fullmatch(author):
         raise WireError("recovered statement's author is not a node name")
+    # On the link the routing header's id (a UUID) must equal the signed one; here there is no
+    # header, so the signed id is checked itself before it names a stored row.
+    check_uuid(parsed.id, what=f"recovered {direction} seq {item.seq} id")
     if item.index >= head.size:
         raise VerificationError(
             f"recovered {direction} seq {item.seq}: leaf {item.index} is outside the head's "
