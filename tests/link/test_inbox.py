@@ -15,7 +15,12 @@ from hotline.core.envelope import new_id, open_envelope
 from hotline.errors import ErrorCode, ProtocolError
 from hotline.link import inbox, outbox
 from hotline.node.home import NodeHome
-from hotline.store.messages import MAX_SEQUENCE_JUMP, get_message, pending_outgoing
+from hotline.store.messages import (
+    MAX_SEQUENCE_JUMP,
+    get_message,
+    message_state,
+    pending_outgoing,
+)
 from hotline.store.schema import inbound_gaps, messages, security_events
 
 NOW = datetime(2026, 11, 26, 3, 12, tzinfo=UTC)
@@ -66,7 +71,11 @@ def _inbox_count(home: NodeHome) -> int:
 def _state(home: NodeHome, message_id: str) -> str:
     with home.store.read() as conn:
         view = get_message(conn, message_id, home.config.name)
+        # The long-poll of `send ... wait=delivered` reads the state from the events alone.
+        state = message_state(conn, message_id)
+        assert message_state(conn, new_id(NOW)) is None
     assert view is not None
+    assert state is view.state
     return view.state.value
 
 

@@ -698,10 +698,10 @@ def create_app(node: Node) -> FastAPI:
         record(caller, "api_send", message_id, f"to {req.to}")
         if wait is None:
             return {"id": message_id, "state": "queued"}
-        view = await node.wait_for_state(
+        state = await node.wait_for_state_value(
             message_id, {"delivered", "acknowledged", "answered"}, timeout, unchanged=True
         )
-        return {"id": message_id, "state": view.state.value}
+        return {"id": message_id, "state": state.value}
 
     @app.post("/api/v1/messages/batch", tags=["operator"])
     async def send_batch(

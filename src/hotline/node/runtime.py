@@ -45,9 +45,11 @@ from hotline.operators.release import needs_release
 from hotline.referrals.cases import list_cases, validate_pending
 from hotline.store.messages import (
     MessageView,
+    State,
     delivered_receipts_for_seqs,
     fill_gaps,
     get_message,
+    message_state,
     record_link_event,
     record_security_event,
     stale_gaps,
@@ -387,22 +389,59 @@ class Node:
         yet), so the first read is skipped: on the path of one message, that read would run
         before the delivery worker gets to send it.
         """
+        view: MessageView | None = None
+
+        def reached() -> bool:
+            nonlocal view
+            view = self.message(message_id)
+            return view.state.value in states
+
+        if not await self._wait_until(reached, timeout, unchanged) or view is None:
+            view = self.message(message_id)
+        return view
+
+    async def wait_for_state_value(
+        self, message_id: str, states: set[str], timeout: float, *, unchanged: bool = False
+    ) -> State:
+        """``wait_for_state`` for a caller that needs the state only (the operator API's
+        ``send ... wait=delivered``): each look reads the message's events, not its row."""
+        state = State.QUEUED
+
+        def reached() -> bool:
+            nonlocal state
+            state = self.state(message_id)
+            return state.value in states
+
+        if not await self._wait_until(reached, timeout, unchanged):
+            state = self.state(message_id)
+        return state
+
+    async def _wait_until(
+        self, reached: Callable[[], bool], timeout: float, unchanged: bool
+    ) -> bool:
+        """Look (``reached()``) after each change notification until it is true (True), or
+        until ``timeout`` s have passed (False). ``unchanged``: skip the first look."""
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             changed = self._changed
-            if not unchanged:
-                view = self.message(message_id)
-                if view.state.value in states:
-                    return view
+            if not unchanged and reached():
+                return True
             unchanged = False
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
-                return self.message(message_id)
+                return False
             # asyncio.timeout, not wait_for: wait_for runs the wait as a task of its own, one
             # more hop through the event loop before this request can answer.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(remaining):
                     await changed.wait()
+
+    def state(self, message_id: str) -> State:
+        with self.store.read() as conn:
+            state = message_state(conn, message_id)
+        if state is None:
+            raise NotFoundError(f"no message {message_id}", code=ErrorCode.UNKNOWN_MESSAGE)
+        return state
 
     def message(self, message_id: str) -> MessageView:
         with self.store.read() as conn:

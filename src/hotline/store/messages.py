@@ -455,6 +455,18 @@ _EVENTS_OF = Prepared(
 )
 
 
+_STATES_OF = Prepared(
+    select(message_events.c.state).where(message_events.c.message_id == bindparam("id"))
+)
+
+
+def message_state(conn: Connection, message_id: str) -> State | None:
+    """A message's current state from its events alone (None: no such message), without
+    reading its row: what a long-poll waiting for a state needs."""
+    states = [s for (s,) in _STATES_OF.all(conn, {"id": message_id})]
+    return derive_state(states) if states else None
+
+
 def get_message(conn: Connection, message_id: str, own_name: str) -> MessageView | None:
     row = _VIEW_BY_ID.first(conn, {"id": message_id})
     if row is None:
