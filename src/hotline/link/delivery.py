@@ -227,6 +227,12 @@ class PeerLink:
         self.witness_keys: dict[str, SigningPublicKey] = {}
         #: Heartbeats sent through a relay, by nonce, waiting for the peer's reply.
         self._waiting: dict[str, asyncio.Future[HeartbeatPayload]] = {}
+        #: The envelopes waiting for the peer as the transaction that queued the latest of them
+        #: left them (``hand_over``): the worker's next look at the outbox takes these instead
+        #: of reading the store.
+        self._handed: list[Outgoing] | None = None
+        #: A batch is on its way and its receipts are not in yet.
+        self._sending = False
 
     @property
     def transports(self) -> list[TransportStatus]:
@@ -237,6 +243,19 @@ class PeerLink:
         return self._paths[self._active].status.name if self._paths else None
 
     # -- delivery --------------------------------------------------------------------------
+
+    def outbox_limit(self) -> int:
+        """How many pending envelopes one look at the outbox reads."""
+        return BATCH_SIZE + len(self._relayed)
+
+    def hand_over(self, pending: list[Outgoing]) -> None:
+        """``pending_outgoing(conn, peer, outbox_limit())`` as read inside the transaction
+        that has just queued envelopes to this peer (it held the write lock, and its transcript
+        append checked the hold): the worker's next look at the outbox takes it instead of a
+        read transaction of its own, one less on the path of every message. Not kept while a
+        batch is on its way: the list names that batch, which would go again once its receipts
+        are in."""
+        self._handed = None if self._sending else pending
 
     def _expire(self, stale: list[Outgoing], now: datetime) -> None:
         now_us = to_us(now)
@@ -321,12 +340,16 @@ class PeerLink:
             raise ProtocolError(self.blocked, code=ErrorCode.KEY_REVOKED)
         now = datetime.now(UTC)
         now_us = to_us(now)
+        handed, self._handed = self._handed, None
         for envelope_id in [i for i, t in self._relayed.items() if not self._with_relay(i)]:
             del self._relayed[envelope_id]
-        with self.store.read() as conn:
-            # On hold, nothing leaves: a resent envelope's receipt would be appended (hold.py).
-            hold.check(conn)
-            pending = pending_outgoing(conn, self.peer.name, BATCH_SIZE + len(self._relayed))
+        if handed is not None:
+            pending = handed
+        else:
+            with self.store.read() as conn:
+                # On hold, nothing leaves: a resent envelope's receipt would be appended.
+                hold.check(conn)
+                pending = pending_outgoing(conn, self.peer.name, self.outbox_limit())
         if not pending:
             return await self._send_late_receipts()
         stale = [o for o in pending if o.expires_at_us is not None and o.expires_at_us <= now_us]
@@ -343,7 +366,13 @@ class PeerLink:
             else:
                 batch = pending[:BATCH_SIZE]
             try:
-                await self._send_over(path, batch, now_us, functools.partial(self._carried, index))
+                self._sending = True
+                try:
+                    await self._send_over(
+                        path, batch, now_us, functools.partial(self._carried, index)
+                    )
+                finally:
+                    self._sending = False
             except HotlineError as e:
                 if e.code == ErrorCode.PEER_REFUSED and path.http is not None:
                     raise  # the peer answered: not a failure of the path

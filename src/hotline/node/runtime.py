@@ -50,6 +50,7 @@ from hotline.store.messages import (
     fill_gaps,
     get_message,
     message_state,
+    pending_outgoing,
     record_link_event,
     record_security_event,
     stale_gaps,
@@ -1169,7 +1170,16 @@ class Node:
         ]
         for draft in drafts:
             check_release(draft)
-        ids = outbox.submit_messages(self.store, self.identity, drafts, now=datetime.now(UTC))
+        links = {n: self.links[n] for n in {d.peer.name for d in drafts} if n in self.links}
+        with self.store.write() as conn:
+            ids = outbox.queue_messages(conn, self.identity, drafts, now=datetime.now(UTC))
+            # What each link sends next, read under this transaction's write lock: its delivery
+            # worker need not read the store again before sending (PeerLink.hand_over).
+            handed = {
+                n: pending_outgoing(conn, n, link.outbox_limit()) for n, link in links.items()
+            }
+        for name, link in links.items():
+            link.hand_over(handed[name])
         for name in {d.peer.name for d in drafts}:
             self.wake(name)
         self.notify_changed()
