@@ -145,7 +145,8 @@ def restore(
         console.print(
             f"The transcript is on hold until {', '.join(peers)} confirm(s) in a heartbeat that "
             "they hold nothing of ours beyond this backup; if one holds more, the node says "
-            "exactly what is missing (security event log_behind) and stays on hold."
+            "exactly what is missing (security event log_behind), stays on hold, and fetches "
+            "the link's lost messages from the peer as verified evidence (hotline recovered)."
         )
 
 
