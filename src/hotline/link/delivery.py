@@ -248,6 +248,12 @@ class PeerLink:
         """How many pending envelopes one look at the outbox reads."""
         return BATCH_SIZE + len(self._relayed)
 
+    @property
+    def takes_hand_over(self) -> bool:
+        """Whether ``hand_over`` would keep a list now (no batch on its way): a queuing
+        transaction reads none otherwise."""
+        return not self._sending
+
     def hand_over(self, pending: list[Outgoing]) -> None:
         """``pending_outgoing(conn, peer, outbox_limit())`` as read inside the transaction
         that has just queued envelopes to this peer (it held the write lock, and its transcript

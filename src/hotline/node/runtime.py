@@ -1170,7 +1170,11 @@ class Node:
         ]
         for draft in drafts:
             check_release(draft)
-        links = {n: self.links[n] for n in {d.peer.name for d in drafts} if n in self.links}
+        links = {
+            n: link
+            for n in {d.peer.name for d in drafts}
+            if (link := self.links.get(n)) is not None and link.takes_hand_over
+        }
         with self.store.write() as conn:
             ids = outbox.queue_messages(conn, self.identity, drafts, now=datetime.now(UTC))
             # What each link sends next, read under this transaction's write lock: its delivery
