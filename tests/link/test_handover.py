@@ -182,3 +182,17 @@ def test_an_outbox_handed_over_while_a_batch_is_on_its_way_is_not_sent_again(pai
     ids = asyncio.run(run())
     assert moscow.carried == ids  # each once, in order
     assert [_state(w, i) for i in ids] == ["delivered"] * len(ids)
+
+
+def test_nothing_is_handed_over_while_the_peer_s_key_is_revoked(pair):
+    """Envelopes queued while the peer's key is revoked are sealed again once its new key is
+    confirmed (another transaction): a list read before that would name the old bytes."""
+    w = pair["washington"]
+    link = _link(w, "http://127.0.0.1:9")
+    link.blocked = "moscow's key is revoked"
+    assert not link.takes_hand_over
+    _queue(w, link, "held")
+    assert link._handed is None
+    link.blocked = None
+    assert link.takes_hand_over
+    asyncio.run(link.close())

@@ -250,9 +250,11 @@ class PeerLink:
 
     @property
     def takes_hand_over(self) -> bool:
-        """Whether ``hand_over`` would keep a list now (no batch on its way): a queuing
-        transaction reads none otherwise."""
-        return not self._sending
+        """Whether ``hand_over`` would keep a list now: no batch on its way, and the peer's
+        key not revoked (its queued envelopes are sealed again to the confirmed new key, by
+        another transaction, before anything goes). A queuing transaction reads none otherwise.
+        """
+        return not self._sending and self.blocked is None
 
     def hand_over(self, pending: list[Outgoing]) -> None:
         """``pending_outgoing(conn, peer, outbox_limit())`` as read inside the transaction
@@ -261,7 +263,7 @@ class PeerLink:
         read transaction of its own, one less on the path of every message. Not kept while a
         batch is on its way: the list names that batch, which would go again once its receipts
         are in."""
-        self._handed = None if self._sending else pending
+        self._handed = pending if self.takes_hand_over else None
 
     def _expire(self, stale: list[Outgoing], now: datetime) -> None:
         now_us = to_us(now)
