@@ -15,7 +15,8 @@ import msgspec
 
 from hotline.core.card import Identity, check_name
 from hotline.core.encoding import decode_json, encode_json, format_time, parse_time
-from hotline.core.keys import Purpose, SigningPublicKey, verify_statement
+from hotline.core.envelope import Kind, ReceiptKind, ReceiptPayload, parse_payload
+from hotline.core.keys import Purpose, SigningPublicKey, peek_statement, verify_statement
 from hotline.core.merkle import HASH_SIZE, MAX_TREE_SIZE
 from hotline.errors import ErrorCode, HotlineError, VerificationError, WireError
 
@@ -91,4 +92,44 @@ def verify_tree_head(statement: bytes, signer: SigningPublicKey, *, log: str) ->
     )
 
 
-__all__ = ["TreeHead", "sign_tree_head", "verify_tree_head"]
+def verify_held_head(statement: bytes, signer: SigningPublicKey, *, log: str) -> TreeHead:
+    """A signed claim of ``log``'s size and root, as a peer shows it back in a heartbeat
+    (``your_head``): a tree-head statement, or a DELIVERED receipt of ``log``'s whose tree claim
+    is its author's log right after logging the items. Both are checked like any statement
+    (both signatures, strict payload); the receipt's ``created`` is the head's time."""
+    label = peek_statement(statement)[0]
+    if label == Purpose.TREE_HEAD.value:
+        return verify_tree_head(statement, signer, log=log)
+    if label != Purpose.RECEIPT.value:
+        raise VerificationError(
+            f"a held head signed for {label!r}, expected a tree head or a receipt",
+            code=ErrorCode.WRONG_PURPOSE,
+        )
+    checked = verify_statement(statement, Purpose.RECEIPT, signer)
+    receipt = parse_payload(Kind.RECEIPT, checked.payload)
+    if not isinstance(receipt, ReceiptPayload) or receipt.kind != ReceiptKind.DELIVERED.value:
+        raise WireError("a held head in a receipt must be a DELIVERED receipt")
+    if receipt.from_ != log:
+        raise VerificationError(
+            f"a receipt of {receipt.from_!r}, expected {log!r}", code=ErrorCode.HEADER_MISMATCH
+        )
+    if receipt.tree_size is None or receipt.tree_root is None:
+        raise WireError("a held receipt without a tree claim")
+    if not 0 <= receipt.tree_size <= MAX_TREE_SIZE:
+        raise WireError(f"tree size {receipt.tree_size} out of range")
+    try:
+        root = bytes.fromhex(receipt.tree_root)
+    except ValueError as e:
+        raise WireError("receipt tree root is not hex") from e
+    if len(root) != HASH_SIZE:
+        raise WireError(f"receipt tree root of {len(root)} bytes, expected {HASH_SIZE}")
+    return TreeHead(
+        log=log,
+        size=receipt.tree_size,
+        root=root,
+        time=parse_time(receipt.created, what="receipt created"),
+        statement=statement,
+    )
+
+
+__all__ = ["TreeHead", "sign_tree_head", "verify_held_head", "verify_tree_head"]

@@ -37,7 +37,7 @@ from hotline.core.envelope import (
     sign_heartbeat,
 )
 from hotline.core.keys import SigningPublicKey, peek_statement
-from hotline.core.treehead import TreeHead, verify_tree_head
+from hotline.core.treehead import TreeHead, verify_held_head, verify_tree_head
 from hotline.core.witness import Cosignature, verify_cosignature
 from hotline.errors import ErrorCode, HotlineError, ProtocolError, TransportError
 from hotline.link.inbox import Received
@@ -769,7 +769,7 @@ class PeerLink:
                 "%s holds a head of ours signed by an earlier key; not compared", self.peer.name
             )
             return None
-        return verify_tree_head(statement, self.identity.signing.public, log=self.identity.name)
+        return verify_held_head(statement, self.identity.signing.public, log=self.identity.name)
 
     def compare_with_peer(self, payload: HeartbeatPayload, now: datetime) -> None:
         """What the peer holds of our log and sequence against this store (transcript/hold.py):

@@ -258,12 +258,14 @@ def peer_heads(conn: Connection, peer: str, *, limit: int = 1000) -> list[PeerHe
 
 
 def largest_peer_head(conn: Connection, peer: str) -> PeerHead | None:
-    """The largest head of ``peer``'s log we hold as a signed tree-head statement (heads that
-    came in receipts are not tree-head statements): shown back to the peer in heartbeats, so
-    that a peer restored from an old backup learns what it lost (hold.py)."""
+    """The largest head of ``peer``'s log that ``peer`` itself signed: a tree-head statement or
+    a DELIVERED receipt's tree claim (not a witness's cosignature, which the peer could not
+    check with its own key). Shown back to the peer in heartbeats, so that a peer restored from
+    an old backup learns what it lost (hold.py), receipts it signed after its last head
+    included."""
     row = conn.execute(
         select(peer_tree_heads)
-        .where(peer_tree_heads.c.peer == peer, peer_tree_heads.c.kind == "tree-head")
+        .where(peer_tree_heads.c.peer == peer, peer_tree_heads.c.kind.in_(("tree-head", "receipt")))
         .order_by(peer_tree_heads.c.size.desc(), peer_tree_heads.c.id.desc())
         .limit(1)
     ).first()
