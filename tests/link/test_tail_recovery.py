@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from hotline.core import merkle
 from hotline.core.card import Identity
+from hotline.core.encoding import parse_time, to_us
 from hotline.core.envelope import new_id
 from hotline.core.recovery import Asked, Direction, sign_request, verify_answer
 from hotline.errors import ErrorCode, HotlineError, StorageError, VerificationError
@@ -102,9 +103,16 @@ def test_a_long_tail_comes_back_over_several_answers(pair, monkeypatch):
     assert (done.stored_in, done.stored_out, done.complete) == ([1, 2, 3, 4, 5], [], True)
     assert link.asked == done.pages == 3
     with w.store.read() as conn:
-        rows = list_recovered(conn, "moscow")
+        rows = list_recovered(conn, "moscow", compromised={})
     assert [(r.direction, r.seq, r.ref) for r in rows] == [("in", i + 1, sent[i]) for i in range(5)]
     assert [r.to_dict()["body"]["text"] for r in rows] == [f"m{i}" for i in range(5)]
+    assert not any(r.to_dict()["key_suspect"] for r in rows)
+    # Had moscow revoked the key as compromised as of the third message's creation, that one
+    # and the later ones would be flagged (threat K1), the earlier ones not.
+    third = to_us(parse_time(rows[2].created, what="created"))
+    with w.store.read() as conn:
+        flagged = list_recovered(conn, "moscow", compromised={rows[0].key_id: third})
+    assert [r.to_dict()["key_suspect"] for r in flagged] == [False, False, True, True, True]
     # A second round finds nothing new and keeps nothing twice.
     again = _round(w, link)
     assert (again.stored_in, again.pages, again.complete) == ([], 1, True)
@@ -154,7 +162,7 @@ def test_a_damaged_answer_keeps_nothing_and_is_a_security_event(pair):
         _round(w, _Loopback(w, m, damage=flip))
     assert refused.value.code == ErrorCode.DECRYPT_FAILED
     with w.store.read() as conn:
-        assert list_recovered(conn) == []
+        assert list_recovered(conn, None, compromised={}) == []
         codes = [r[0] for r in conn.execute(select(security_events.c.code))]
     assert codes == ["decrypt_failed"]
 

@@ -15,6 +15,7 @@ from rich.console import Console
 from hotline.cli._app import app
 from hotline.core.encoding import to_us
 from hotline.errors import ErrorCode, InputError, StorageError
+from hotline.link import keyring
 from hotline.node.home import NodeHome
 from hotline.store import backup as store_backup
 from hotline.store.db import is_postgresql
@@ -165,7 +166,7 @@ def recovered(
     transcript, which stays on hold (docs/operations.md, "Restore")."""
     home = NodeHome(dir)
     with home.store.read() as conn:
-        rows = list_recovered(conn, peer)
+        rows = list_recovered(conn, peer, compromised=keyring.compromise_times(conn))
         state = hold.current(conn)
     if json_out:
         print(
@@ -200,3 +201,9 @@ def recovered(
             f"{row.peer}'s log of size {row.tree_size} (root {row.tree_root[:16]}...)",
             markup=False,
         )
+        if row.key_suspect:
+            console.print(
+                f"  KEY SUSPECT: key {row.key_id[:16]} was revoked as compromised as of a time "
+                "at or before this statement: it may be the thief's",
+                markup=False,
+            )

@@ -195,6 +195,17 @@ def history(conn: Connection, owner: str) -> list[KeyRecord]:
     return [_record(_KeyRow(*row)) for row in _HISTORY.all(conn, {"owner": owner})]
 
 
+def compromise_times(conn: Connection) -> dict[str, int]:
+    """Every revoked signing key this node knows (ours and the peers'): key id (hex) ->
+    the compromise time it holds for it."""
+    rows = conn.execute(
+        select(key_history.c.key_id, key_history.c.revoked_at_us).where(
+            key_history.c.revoked_at_us.is_not(None)
+        )
+    )
+    return {str(key_id): int(at_us) for key_id, at_us in rows}
+
+
 def add_key(
     conn: Connection,
     card: Card,
@@ -748,6 +759,7 @@ __all__ = [
     "OwnEvent",
     "accept_peer_event",
     "add_key",
+    "compromise_times",
     "confirm_peer_key",
     "ensure_own_key",
     "events",

@@ -50,6 +50,7 @@ from hotline.errors import (
     RateLimitedError,
     WireError,
 )
+from hotline.link import keyring
 from hotline.link.mailbox import Mailbox
 from hotline.link.recovery import RECOVER_PATH, SEALED_CONTENT_TYPE, STATEMENT_CONTENT_TYPE
 from hotline.link.transport_http import BATCH_CONTENT_TYPE, ENVELOPE_CONTENT_TYPE
@@ -774,7 +775,7 @@ def create_app(node: Node) -> FastAPI:
         if len(request.query_params.getlist("peer")) > 1:
             raise InputError("name one peer at most", fields={"peer": "repeated"})
         with node.store.read() as conn:
-            rows = list_recovered(conn, query.peer)
+            rows = list_recovered(conn, query.peer, compromised=keyring.compromise_times(conn))
             state = hold.current(conn)
         return {
             "hold": None if state is None else {"reason": state.reason, "detail": state.detail},

@@ -13,6 +13,7 @@ peer's head in ``peer_tree_heads``. The table is append-only (migration 0019 add
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,9 +34,10 @@ from sqlalchemy import (
 )
 
 from hotline.core import merkle
-from hotline.core.encoding import from_us
+from hotline.core.encoding import from_us, parse_time, to_us
 from hotline.core.envelope import MessagePayload, sha256_hex
 from hotline.core.recovery import Answer, Direction, Recovered
+from hotline.errors import HotlineError
 from hotline.store.schema import metadata
 
 recovered_statements = Table(
@@ -86,6 +88,19 @@ class RecoveredRow:
     tree_size: int
     tree_root: str
     recovered_at_us: int
+    #: The compromise time of the signing key, if it was revoked (hotline keys revoke, or the
+    #: peer's revocation): a statement created at or after it may be the thief's (threat K1).
+    key_compromised_at_us: int | None = None
+
+    @property
+    def key_suspect(self) -> bool:
+        if self.key_compromised_at_us is None:
+            return False
+        try:
+            created_us = to_us(parse_time(self.created, what="recovered created"))
+        except HotlineError:
+            return True  # a time we cannot read cannot clear the statement either
+        return created_us >= self.key_compromised_at_us
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -110,6 +125,8 @@ class RecoveredRow:
                 },
             },
             "recovered": from_us(self.recovered_at_us).isoformat(),
+            # Signed by a key revoked as compromised as of a time at or before its creation.
+            "key_suspect": self.key_suspect,
         }
 
 
@@ -195,7 +212,12 @@ def store_answer(conn: Connection, *, peer: str, answer: Answer, now_us: int) ->
     return Stored(tuple(new), tuple(conflicts))
 
 
-def list_recovered(conn: Connection, peer: str | None = None) -> list[RecoveredRow]:
+def list_recovered(
+    conn: Connection, peer: str | None, *, compromised: Mapping[str, int]
+) -> list[RecoveredRow]:
+    """What was recovered (from ``peer``, or from every peer), with each row's key standing:
+    ``compromised`` maps a signing key id (hex) to the compromise time of its revocation
+    (``hotline.link.keyring.compromise_times``)."""
     query = select(recovered_statements)
     if peer is not None:
         query = query.where(recovered_statements.c.peer == peer)
@@ -223,6 +245,7 @@ def list_recovered(conn: Connection, peer: str | None = None) -> list[RecoveredR
             tree_size=int(r.tree_size),
             tree_root=r.tree_root,
             recovered_at_us=int(r.recovered_at_us),
+            key_compromised_at_us=compromised.get(r.key_id),
         )
         for r in rows
     ]

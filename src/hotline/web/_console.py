@@ -43,6 +43,7 @@ from hotline.compose import MESSAGE_TYPES, render, text_hash
 from hotline.compose.priority import Priority
 from hotline.core.encoding import from_us, to_us
 from hotline.errors import AuthError, ErrorCode, HotlineError, InputError
+from hotline.link import keyring
 from hotline.node.runtime import Node
 from hotline.operators import (
     LANGUAGES,
@@ -421,7 +422,8 @@ class Console:
             equivocations = q.equivocations(conn)
             heads = {p: _audit.peer_audit(conn, p) for p in self.node.peers}
             witnessed = _audit.witness_cosignatures(conn)[:1]
-            recovered = list_recovered(conn)[:RECOVERED_SHOWN]
+            compromised = keyring.compromise_times(conn)
+            recovered = list_recovered(conn, None, compromised=compromised)[:RECOVERED_SHOWN]
         return {
             "recovered": recovered,
             "heads": heads,

@@ -99,6 +99,10 @@ UI: Final[dict[str, tuple[str, str]]] = {
         "не внесены; он остаётся приостановленным.",
     ),
     "recovered_verified": ("verified: leaf {leaf} of {size}", "проверено: лист {leaf} из {size}"),
+    "recovered_key_suspect": (
+        "signed by a key revoked as compromised: may be a forgery",
+        "подписано ключом, отозванным как скомпрометированный: возможна подделка",
+    ),
     # Messages.
     "inbox_title": ("Inbox", "Входящие"),
     "awaiting_ack": ("Awaiting acknowledgement", "Ожидают подтверждения"),
