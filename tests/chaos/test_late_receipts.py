@@ -141,13 +141,24 @@ def test_a_message_expired_at_the_sender_but_held_by_the_receiver_ends_delivered
 @pytest.mark.integration
 @pytest.mark.slow
 def test_late_receipts_survive_a_restart_of_both_sides(pair):
-    """The expired numbers a heartbeat names come from the store, not from memory: washington
-    stopped right after the expiry and moscow killed with the receipts it meant to send back
-    (or before it heard of them) still converge once both are back."""
-    message_id = _send_and_let_expire(pair)
+    """The expired numbers a heartbeat names come from the store, not from memory: moscow
+    killed with the message (its receipts spoiled), washington expiring it meanwhile and then
+    stopped before it could tell anyone, both restarted: the receipt still comes back once."""
+    w, m = pair.homes["washington"], pair.homes["moscow"]
+    with pair.nodes["washington"].api() as api:
+        response = api.post("/api/v1/messages", json={"to": "moscow", "text": "held?"})
+    assert response.status_code == 200, response.text
+    message_id = str(response.json()["id"])
+    _wait(lambda: _state(m, message_id) == "delivered", 10, "moscow to take the message in")
+    _wait(lambda: bool(pair.spoiled), 10, "the proxy to spoil the batch reply")
+    pair.nodes["moscow"].kill9()  # no receipt can come back now, nor any heartbeat be answered
+    _wait(
+        lambda: "message_expired" in _codes(w, security_events.c.code),
+        15,
+        "washington to expire the message",
+    )
     pair.nodes["washington"].stop()
-    pair.nodes["moscow"].kill9()
-    assert _state(pair.homes["washington"], message_id) == "expired"
+    assert _state(w, message_id) == "expired"
     for node in pair.nodes.values():
         node.start()
     _ends_delivered_once(pair, message_id)
