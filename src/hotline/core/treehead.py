@@ -57,6 +57,19 @@ def sign_tree_head(identity: Identity, *, size: int, root: bytes, time: datetime
     return TreeHead(identity.name, size, root, time, statement)
 
 
+def _claimed_root(size: int, root_hex: str, *, what: str) -> bytes:
+    """The root of a signed size-and-root claim: size within range, root 32 bytes of hex."""
+    if not 0 <= size <= MAX_TREE_SIZE:
+        raise WireError(f"{what} size {size} out of range")
+    try:
+        root = bytes.fromhex(root_hex)
+    except ValueError as e:
+        raise WireError(f"{what} root is not hex") from e
+    if len(root) != HASH_SIZE:
+        raise WireError(f"{what} root of {len(root)} bytes, expected {HASH_SIZE}")
+    return root
+
+
 def verify_tree_head(statement: bytes, signer: SigningPublicKey, *, log: str) -> TreeHead:
     """Check a tree head statement of ``log`` signed by ``signer`` and return it.
 
@@ -75,18 +88,10 @@ def verify_tree_head(statement: bytes, signer: SigningPublicKey, *, log: str) ->
         raise VerificationError(
             f"tree head of log {payload.log!r}, expected {log!r}", code=ErrorCode.HEADER_MISMATCH
         )
-    if not 0 <= payload.size <= MAX_TREE_SIZE:
-        raise WireError(f"tree size {payload.size} out of range")
-    try:
-        root = bytes.fromhex(payload.root)
-    except ValueError as e:
-        raise WireError("tree head root is not hex") from e
-    if len(root) != HASH_SIZE:
-        raise WireError(f"tree head root of {len(root)} bytes, expected {HASH_SIZE}")
     return TreeHead(
         log=payload.log,
         size=payload.size,
-        root=root,
+        root=_claimed_root(payload.size, payload.root, what="tree head"),
         time=parse_time(payload.time, what="tree head time"),
         statement=statement,
     )
@@ -115,18 +120,10 @@ def verify_held_head(statement: bytes, signer: SigningPublicKey, *, log: str) ->
         )
     if receipt.tree_size is None or receipt.tree_root is None:
         raise WireError("a held receipt without a tree claim")
-    if not 0 <= receipt.tree_size <= MAX_TREE_SIZE:
-        raise WireError(f"tree size {receipt.tree_size} out of range")
-    try:
-        root = bytes.fromhex(receipt.tree_root)
-    except ValueError as e:
-        raise WireError("receipt tree root is not hex") from e
-    if len(root) != HASH_SIZE:
-        raise WireError(f"receipt tree root of {len(root)} bytes, expected {HASH_SIZE}")
     return TreeHead(
         log=log,
         size=receipt.tree_size,
-        root=root,
+        root=_claimed_root(receipt.tree_size, receipt.tree_root, what="receipt tree"),
         time=parse_time(receipt.created, what="receipt created"),
         statement=statement,
     )
