@@ -13,7 +13,12 @@ from typing import Any
 import httpx
 import pytest
 
-from hotline.node.limits import MAX_CONNECTIONS, MAX_HEAD_BYTES, RESERVED_FILES
+from hotline.node.limits import (
+    MAX_CONNECTIONS,
+    MAX_CONNECTIONS_PER_ADDRESS,
+    MAX_HEAD_BYTES,
+    RESERVED_FILES,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -103,6 +108,57 @@ def _open_files_limit(pid: int) -> int:
     raise AssertionError("no open-files line in /proc/PID/limits")
 
 
+def _hold(node: Any, source: str, count: int) -> list[socket.socket]:
+    """``count`` idle connections to ``node`` from the loopback address ``source``."""
+    address = (node.home.config.listen_host, node.home.config.listen_port)
+    return [
+        socket.create_connection(address, timeout=10, source_address=(source, 0))
+        for _ in range(count)
+    ]
+
+
+def _request_from(node: Any, source: str, *, until_refused: bool) -> bytes:
+    """The reply to one request from ``source`` on a new connection, once the server closed it.
+    With ``until_refused``, again until it is a 503 (the server accepts held connections
+    meanwhile), asking for no close: the server must close a refused connection by itself."""
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+    if not until_refused:
+        request += b"Connection: close\r\n"
+    deadline = time.monotonic() + NEVER_CUT_S
+    while True:
+        (sock,) = _hold(node, source, 1)
+        with sock:
+            sock.sendall(request + b"\r\n")
+            reply = _closed_by_server(sock)
+        if not until_refused or reply.startswith(b"HTTP/1.1 503"):
+            return reply
+        assert time.monotonic() < deadline, f"never refused: {reply[:200]!r}"
+
+
+def _overloaded_detail(reply: bytes) -> str:
+    """The detail of a 503 ``overloaded`` answer in the error shape, with ``retry-after``; the
+    server closed the connection after it (``_closed_by_server`` returned) and said so."""
+    assert reply.startswith(b"HTTP/1.1 503"), reply[:200]
+    head, body = reply.split(b"\r\n\r\n", 1)
+    assert b"retry-after: 1" in head.lower()
+    assert b"connection: close" in head.lower()
+    error = json.loads(body)["error"]
+    assert error["code"] == "overloaded"
+    return str(error["detail"])
+
+
+def _serves_again(node: Any) -> None:
+    deadline = time.monotonic() + NEVER_CUT_S
+    while True:
+        try:
+            if httpx.get(f"{node.local_url}/healthz", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "the node did not serve again"
+        time.sleep(0.1)
+
+
 def test_the_connection_cap_answers_503_in_the_error_shape_and_the_node_recovers(
     low_file_limit_node,
 ):
@@ -110,29 +166,34 @@ def test_the_connection_cap_answers_503_in_the_error_shape_and_the_node_recovers
     assert node.process is not None
     # Started with 1,024 open files at most: it raised its own soft limit to what the cap needs.
     assert _open_files_limit(node.process.pid) >= MAX_CONNECTIONS + RESERVED_FILES
-    address = (node.home.config.listen_host, node.home.config.listen_port)
-    held = [socket.create_connection(address, timeout=10) for _ in range(MAX_CONNECTIONS)]
+    # From several addresses, each within its own cap (the loopback network is all ours).
+    per_source = MAX_CONNECTIONS_PER_ADDRESS
+    sources = [f"127.0.0.{2 + i}" for i in range(-(-MAX_CONNECTIONS // per_source))]
+    held = [sock for source in sources for sock in _hold(node, source, per_source)]
+    assert len(held) >= MAX_CONNECTIONS
     try:
-        reply = b""
-        deadline = time.monotonic() + NEVER_CUT_S
-        while not reply.startswith(b"HTTP/1.1 503") and time.monotonic() < deadline:
-            with socket.create_connection(address, timeout=10) as extra:
-                extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                reply = _closed_by_server(extra)  # the server accepts the held ones meanwhile
-        assert reply.startswith(b"HTTP/1.1 503"), reply[:200]
-        head, body = reply.split(b"\r\n\r\n", 1)
-        assert b"retry-after: 1" in head.lower()
-        assert json.loads(body)["error"]["code"] == "overloaded"
+        detail = _overloaded_detail(_request_from(node, "127.0.0.99", until_refused=True))
+        assert f"at most {MAX_CONNECTIONS}" in detail
     finally:
         for sock in held:
             sock.close()
-    # Once the connections are gone, the node serves again.
+    _serves_again(node)
+
+
+def test_one_address_cannot_hold_every_connection(low_file_limit_node):
+    node = low_file_limit_node
+    held = _hold(node, "127.0.0.2", MAX_CONNECTIONS_PER_ADDRESS)
+    try:
+        detail = _overloaded_detail(_request_from(node, "127.0.0.2", until_refused=True))
+        assert "from 127.0.0.2" in detail
+        assert f"at most {MAX_CONNECTIONS_PER_ADDRESS} from one address" in detail
+        # Another address is served meanwhile.
+        assert _request_from(node, "127.0.0.3", until_refused=False).startswith(b"HTTP/1.1 200")
+    finally:
+        for sock in held:
+            sock.close()
+    # Once they are closed, that address is served again.
     deadline = time.monotonic() + NEVER_CUT_S
-    while True:
-        try:
-            if httpx.get(f"{node.local_url}/healthz", timeout=5).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "the node did not serve again"
+    while not _request_from(node, "127.0.0.2", until_refused=False).startswith(b"HTTP/1.1 200"):
+        assert time.monotonic() < deadline, "the address was not served again"
         time.sleep(0.1)

@@ -55,7 +55,7 @@ from hotline.link.mailbox import Mailbox
 from hotline.link.recovery import RECOVER_PATH, SEALED_CONTENT_TYPE, STATEMENT_CONTENT_TYPE
 from hotline.link.transport_http import BATCH_CONTENT_TYPE, ENVELOPE_CONTENT_TYPE
 from hotline.node.api_errors import ERROR_RESPONSES
-from hotline.node.limits import MAX_CONNECTIONS, OVERLOADED, RateLimiter
+from hotline.node.limits import OVERLOADED, RateLimiter
 from hotline.node.runtime import CHAIN_SIZES_MAX_CHARS, Node, parse_chain_sizes
 from hotline.operators import (
     API_TOKEN_PREFIX,
@@ -301,13 +301,12 @@ class SurfaceLimits:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        connections = scope.get("state", {}).get(OVERLOADED)
-        if connections is not None:  # counted by the server's protocol (node.limits)
-            response = _refusal(
-                scope,
-                OverloadedError(f"{connections} connections open; at most {MAX_CONNECTIONS}"),
-            )
+        overloaded = scope.get("state", {}).get(OVERLOADED)
+        if overloaded is not None:  # counted by the server's protocol (node.limits)
+            response = _refusal(scope, OverloadedError(overloaded))
             response.headers["retry-after"] = "1"
+            # The connection over the cap is closed once answered: it gives its place back.
+            response.headers["connection"] = "close"
             await response(scope, receive, send)
             return
         part = surface(scope.get("path", ""))

@@ -19,7 +19,7 @@ import asyncio
 import faulthandler
 import json
 import logging
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,10 +86,15 @@ class RateLimiter:
 MAX_HEAD_BYTES = 64 * 1024
 #: Most connections served at once; a request on one more is answered 503 ``overloaded``.
 MAX_CONNECTIONS = 1024
+#: Most connections from one source address at once (a quarter of the total): a request on one
+#: more is answered 503 ``overloaded`` too, so that one address cannot hold every connection the
+#: node has while its peers and operators wait (threat model F8).
+MAX_CONNECTIONS_PER_ADDRESS = MAX_CONNECTIONS // 4
 #: File descriptors a node needs besides its connections: the store, logs, key files, its own
 #: connections to peers, relays and witnesses.
 RESERVED_FILES = 256
-#: Where a request's ASGI scope state says that it came over the cap (how many connections).
+#: Where a request's ASGI scope state says that it came over a connection cap (which one, in
+#: words: the detail of its 503 answer).
 OVERLOADED = "hotline.overloaded"
 #: Longest a stopping server waits for requests in flight (long-polls end sooner than their
 #: timeout); after it they are cancelled, which is safe: every store change is one transaction.
@@ -220,10 +225,14 @@ def guarded_protocol(request_timeout_s: float) -> type[asyncio.Protocol]:
     """
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+    # The server's open connections per source address (this class serves one server).
+    per_address: Counter[str] = Counter()
+
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
         _deadline: asyncio.TimerHandle | None = None
         _head_bytes = 0
         _in_head = True
+        _source: str | None = None
 
         def _arm(self) -> None:
             self._disarm()
@@ -246,10 +255,18 @@ def guarded_protocol(request_timeout_s: float) -> type[asyncio.Protocol]:
             super().connection_made(transport)  # type: ignore[arg-type]
             # After uvicorn's setup (its flow control keeps the transport itself).
             self.transport = _OneWritePerTurn(self.transport, self.loop)  # type: ignore[assignment]
+            if self.client is not None:
+                self._source = self.client[0]
+                per_address[self._source] += 1
             self._arm()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
+            if self._source is not None:
+                per_address[self._source] -= 1
+                if per_address[self._source] <= 0:
+                    del per_address[self._source]
+                self._source = None
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
@@ -295,7 +312,16 @@ def guarded_protocol(request_timeout_s: float) -> type[asyncio.Protocol]:
             # here, where the connections are known, and answered by the application
             # (SurfaceLimits) in the documented error shape.
             if len(self.connections) > MAX_CONNECTIONS or len(self.tasks) > MAX_CONNECTIONS:
-                self.scope["state"][OVERLOADED] = len(self.connections)
+                self.scope["state"][OVERLOADED] = (
+                    f"{len(self.connections)} connections open; at most {MAX_CONNECTIONS}"
+                )
+            elif self._source is not None and per_address[self._source] > (
+                MAX_CONNECTIONS_PER_ADDRESS
+            ):
+                self.scope["state"][OVERLOADED] = (
+                    f"{per_address[self._source]} connections open from {self._source}; "
+                    f"at most {MAX_CONNECTIONS_PER_ADDRESS} from one address"
+                )
 
         def on_message_complete(self) -> None:
             self._disarm()
@@ -329,6 +355,7 @@ def guarded_protocol(request_timeout_s: float) -> type[asyncio.Protocol]:
 
 __all__ = [
     "MAX_CONNECTIONS",
+    "MAX_CONNECTIONS_PER_ADDRESS",
     "MAX_HEAD_BYTES",
     "MAX_TRACKED_SOURCES",
     "OVERLOADED",
