@@ -9,6 +9,7 @@ import sys
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.text import Text
 
 from hotline.errors import HotlineError
 
@@ -21,6 +22,14 @@ app = typer.Typer(
 )
 
 err_console = Console(stderr=True)
+
+
+def plain(value: object) -> Text:
+    """``value`` shown exactly as it is, never read as Rich markup: for a table cell that holds
+    anything from a peer, a file or the store. Rich acts on the markup in a plain string: a
+    stray ``[/x]`` makes it raise (the command fails), and ``[link=...]``, ``[red]`` or an unknown
+    lowercase tag change or hide what the peer sent. Inside our own markup, ``escape`` it."""
+    return Text(str(value))
 
 
 def _mount_groups() -> None:
@@ -70,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         if callable(show):
             show()
         else:
-            err_console.print(f"error: {e.format_message()}")
+            err_console.print(f"error: {escape(e.format_message())}")
         return 2
     finally:
         # Connections the command opened (NodeHome stores) go back now, not at garbage collection.

@@ -16,8 +16,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from hotline.cli._app import plain
 from hotline.compose.catalog import RequestedAction, Tlp
 from hotline.compose.priority import Priority
 from hotline.core.encoding import from_us, to_us
@@ -192,18 +194,21 @@ def show(
         _print_json(case.to_dict(now_us))
         return
     console.print(
-        f"[bold]case {case.id}[/] ({'sent to' if case.direction == 'out' else 'from'} {case.peer})",
+        f"[bold]case {escape(case.id)}[/] "
+        f"({'sent to' if case.direction == 'out' else 'from'} {case.peer})",
         highlight=False,
     )
     console.print(
         f"state: [bold]{case.state.value}[/]"
         + ("  [bold red]OVERDUE[/]" if case.overdue(now_us) else "")
     )
-    console.print(f"TLP:{case.tlp.upper()}  requested: {', '.join(case.actions)}", highlight=False)
+    console.print(
+        escape(f"TLP:{case.tlp.upper()}  requested: {', '.join(case.actions)}"), highlight=False
+    )
     console.print(f"opened {_time(case.opened_at_us)}, deadline {_time(case.deadline_us)}")
     console.print(
         f"STIX objects: {case.object_count}"
-        + ("" if case.served else f" (not served over TAXII: {case.problem})")
+        + ("" if case.served else escape(f" (not served over TAXII: {case.problem})"))
     )
     table = Table(title="History")
     for column in ("time", "by", "state", "note / reason", "message"):
@@ -212,7 +217,7 @@ def show(
         text = e.reason or e.note or ""
         if not e.accepted:
             text = f"REFUSED: {e.problem} {text}".strip()
-        table.add_row(_time(e.at_us), e.side, e.state, text, e.message_id)
+        table.add_row(_time(e.at_us), e.side, e.state, plain(text), e.message_id)
     console.print(table)
 
 

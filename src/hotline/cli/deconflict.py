@@ -17,8 +17,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from hotline.cli._app import plain
 from hotline.deconfliction import (
     FT,
     NM,
@@ -78,7 +80,7 @@ def _handled(json_flag: bool, fn: Callable[[], None]) -> None:
         if json_flag:
             print(json.dumps({"error": e.to_dict()}), file=sys.stderr)
         else:
-            err.print(f"[bold red]error[/] [{e.code}] {e.message()}", highlight=False)
+            err.print(f"[bold red]error[/] {escape(f'[{e.code}] {e.message()}')}", highlight=False)
             if e.fields:
                 err.print(f"  {json.dumps(e.fields)}", highlight=False, markup=False)
         raise typer.Exit(e.exit_code) from None
@@ -146,8 +148,8 @@ def _print_conflicts(conflicts: list[Conflict], near: list[NearMiss] | None, as_
         for c in conflicts:
             d = c.to_dict()
             table.add_row(
-                f"{c.query.owner}/{c.query.id}",
-                f"{c.active.owner}/{c.active.id}",
+                plain(f"{c.query.owner}/{c.query.id}"),
+                plain(f"{c.active.owner}/{c.active.id}"),
                 d["kind"],
                 d["time_start"],
                 d["time_end"],
@@ -163,8 +165,8 @@ def _print_conflicts(conflicts: list[Conflict], near: list[NearMiss] | None, as_
         for n in near:
             d = n.to_dict()
             table.add_row(
-                f"{n.query.owner}/{n.query.id}",
-                f"{n.active.owner}/{n.active.id}",
+                plain(f"{n.query.owner}/{n.query.id}"),
+                plain(f"{n.active.owner}/{n.active.id}"),
                 d["time_start"],
                 d["time_end"],
                 f"{n.horizontal_m:.0f}",
@@ -277,7 +279,7 @@ def list_(
         for col in ("owner", "id", "version", "shape", "from", "to", "lower m", "upper m"):
             table.add_column(col)
         for r in rows:
-            table.add_row(*(str(x) for x in r.values()))
+            table.add_row(*(plain(x) for x in r.values()))
         out.print(table)
 
     _handled(as_json, run)
@@ -299,7 +301,7 @@ def remove(
         if as_json:
             print(json.dumps({"removed": {"owner": v.owner, "id": v.id}}))
         else:
-            out.print(f"removed {v.owner}/{v.id}")
+            out.print(f"removed {v.owner}/{v.id}", markup=False)
 
     _handled(as_json, run)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from hotline.cli.node import (
@@ -234,6 +235,6 @@ def peer_show(
     if json_out:
         _print_json(out)
         return
-    console.print(f"[bold]{card.name}[/] ({card.role}) fingerprint {card.fingerprint}")
-    console.print(f"endpoints: {', '.join(card.endpoints)}")
+    console.print(f"[bold]{card.name}[/] ({escape(card.role)}) fingerprint {card.fingerprint}")
+    console.print(f"endpoints: {', '.join(card.endpoints)}", markup=False)
     _print_keys(keys)

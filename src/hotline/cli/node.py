@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from hotline.cli._app import app, err_console
+from hotline.cli._app import app, err_console, plain
 from hotline.compose import check_outgoing, validate_body
 from hotline.compose.priority import Priority
 from hotline.compose.readback import shown_text, text_hash
@@ -287,7 +287,7 @@ def peer_list(dir: DirOption, json_out: JsonOption = False) -> None:
         return
     table = Table("peer", "fingerprint", "endpoint")
     for c in cards.values():
-        table.add_row(c.name, c.fingerprint, ", ".join(c.endpoints))
+        table.add_row(c.name, c.fingerprint, plain(", ".join(c.endpoints)))
     console.print(table)
 
 
@@ -641,7 +641,9 @@ def status(
         highlight=False,
     )
     for event in view.events:
-        console.print(f"  {_time(event.at_us)}  {event.state:<13} {event.detail}", highlight=False)
+        console.print(
+            f"  {_time(event.at_us)}  {event.state:<13} {escape(event.detail)}", highlight=False
+        )
 
 
 _RECEIVED = ("delivered", "acknowledged", "answered")
@@ -708,7 +710,7 @@ def show(
             raise typer.Exit(4)
         return
     console.print(
-        f"[bold]{view.priority.upper()}[/]  {view.msg_type}  from {view.sender} "
+        f"[bold]{view.priority.upper()}[/]  {escape(view.msg_type)}  from {view.sender} "
         f"to {view.recipient}  seq {view.seq}",
         highlight=False,
     )
@@ -717,7 +719,7 @@ def show(
         highlight=False,
     )
     if view.in_reply_to:
-        console.print(f"in reply to {view.in_reply_to}", highlight=False)
+        console.print(f"in reply to {escape(view.in_reply_to)}", highlight=False)
     console.print()
     # Text from a peer is printed as text, never interpreted as markup.
     console.print(shown, markup=False, highlight=False)
@@ -741,7 +743,9 @@ def show(
             raise typer.Exit(4)
         return
     for event in view.events:
-        console.print(f"  {_time(event.at_us)}  {event.state:<13} {event.detail}", highlight=False)
+        console.print(
+            f"  {_time(event.at_us)}  {event.state:<13} {escape(event.detail)}", highlight=False
+        )
 
 
 def _message_table(views: list[MessageView], who: str) -> Table:
@@ -753,7 +757,7 @@ def _message_table(views: list[MessageView], who: str) -> Table:
             v.peer,
             v.state.value,
             _time(v.created_at_us),
-            v.text[:60].replace("\n", " "),
+            plain(v.text[:60].replace("\n", " ")),
         )
     return table
 

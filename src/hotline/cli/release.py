@@ -137,4 +137,4 @@ def release_reject(
     if json_out:
         _print_json(_row(done))
     else:
-        console.print(f"rejected by {releaser.name}: {reason}")
+        console.print(f"rejected by {releaser.name}: {reason}", markup=False)

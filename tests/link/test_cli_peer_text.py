@@ -1,0 +1,87 @@
+"""The CLI prints what a peer, a file or the store holds as it is, never as Rich markup
+(threat P12): a stray closing tag made Rich raise (the command failed), and ``[link=...]``,
+``[red]`` or an unknown lowercase tag changed or hid what the peer sent."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import insert
+
+from hotline.cli import main
+from hotline.cli.node import console
+from hotline.link import inbox
+from hotline.node.home import NodeHome
+from hotline.store.schema import security_events
+
+#: Markup Rich would act on: a closing tag with no opening one (MarkupError), a hyperlink that
+#: hides its target, a colour and an unknown style (whose text vanished); short enough for the
+#: inbox listing, which shows the first 60 characters.
+HOSTILE = "[/x] [link=https://e.example]go[/link] [red]FLASH[/red] [ok]"
+
+
+@pytest.fixture
+def wide(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wide console: the hostile text fits in one table cell, unwrapped."""
+    monkeypatch.setattr(console, "width", 300)
+
+
+def _received(pair: dict[str, NodeHome], forge: Any, text: str) -> str:
+    washington, moscow = pair["washington"], pair["moscow"]
+    envelope = forge(moscow, washington, seq=1, text=text)
+    result = inbox.receive(
+        washington.store,
+        washington.identity,
+        washington.peer_cards(),
+        [envelope],
+        now=datetime.now(UTC),
+        source="test",
+    )
+    (message_id,) = result.delivered_ids
+    return message_id
+
+
+def test_a_peers_markup_is_printed_as_text_in_the_inbox_and_the_message(
+    pair: dict[str, NodeHome], forge: Any, capsys: pytest.CaptureFixture[str], wide: None
+) -> None:
+    message_id = _received(pair, forge, HOSTILE)
+    where = str(pair["washington"].dir)
+    assert main(["inbox", "--dir", where]) == 0
+    listed = capsys.readouterr()
+    assert HOSTILE in listed.out, listed
+    assert main(["show", message_id, "--dir", where]) == 0
+    shown = capsys.readouterr().out
+    assert HOSTILE in shown
+    # The same text in JSON, for scripts.
+    assert main(["inbox", "--dir", where, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["text"] == HOSTILE
+
+
+def test_security_event_details_are_printed_as_text(
+    pair: dict[str, NodeHome], capsys: pytest.CaptureFixture[str], wide: None
+) -> None:
+    washington = pair["washington"]
+    with washington.store.write() as conn:
+        conn.execute(
+            insert(security_events).values(
+                at_us=1, code="malformed", peer=None, source="test", detail=HOSTILE
+            )
+        )
+    assert main(["events", "--dir", str(washington.dir)]) == 0
+    assert HOSTILE in capsys.readouterr().out
+
+
+def test_an_error_keeps_its_code_and_the_files_text(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An error names its code in brackets (``[input_error]`` was read as a style and vanished)
+    and may quote the input: both printed as they are."""
+    bad = tmp_path / "[red]volumes[ok].json"
+    bad.write_text("{not json")
+    assert main(["deconflict", "check", str(bad), "--against", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "[invalid_input]" in err and "[red]volumes[ok].json" in err, err
