@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ import pytest
 from sqlalchemy import insert
 
 from hotline.cli import main
+from hotline.cli._app import OneLineFormatter
 from hotline.cli.node import console
 from hotline.link import inbox
 from hotline.node.home import NodeHome
@@ -85,3 +88,28 @@ def test_an_error_keeps_its_code_and_the_files_text(
     assert main(["deconflict", "check", str(bad), "--against", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "[invalid_input]" in err and "[red]volumes[ok].json" in err, err
+
+
+def test_quoted_text_cannot_forge_a_line_of_the_log() -> None:
+    """The node's log (hotline serve writes it through this formatter): a message quoting a
+    peer's text stays one line, in any script; a traceback keeps its lines."""
+    formatter = OneLineFormatter("%(levelname)s %(name)s: %(message)s")
+    quoted = "ok\nERROR hotline.node: all clear\r\u2028Отбой"
+
+    def line(exc_info: Any = None) -> str:
+        record = logging.LogRecord(
+            "hotline.link", logging.WARNING, __file__, 1, "%s sent %s", ("moscow", quoted), exc_info
+        )
+        return formatter.format(record)
+
+    logged = line()
+    assert "\n" not in logged and "\r" not in logged and "\u2028" not in logged
+    assert logged == (
+        "WARNING hotline.link: moscow sent ok\\x0aERROR hotline.node: all clear\\x0d\\u2028Отбой"
+    )
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        with_traceback = line(sys.exc_info())
+    first, *rest = with_traceback.splitlines()
+    assert first == logged and rest[0] == "Traceback (most recent call last):"

@@ -23,6 +23,23 @@ app = typer.Typer(
 
 err_console = Console(stderr=True)
 
+#: Control characters (C0, DEL, C1, and the Unicode line and paragraph separators) as a log line
+#: writes them: escaped, never as themselves.
+_LOG_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))} | {
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+}
+
+
+class OneLineFormatter(logging.Formatter):
+    """Each record's message is one line of the log: control characters in it (a peer's text, a
+    header it chose, a file name) are written escaped, so that nothing quoted in a message can
+    forge a line of its own. A traceback after the message keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = record.message.translate(_LOG_ESCAPES)
+        return super().formatMessage(record)
+
 
 def plain(value: object) -> Text:
     """``value`` shown exactly as it is, never read as Rich markup: for a table cell that holds
@@ -51,7 +68,9 @@ def _mount_groups() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; callable in-process with ``argv`` (tests) or as the console script."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(OneLineFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
     _mount_groups()
     args = sys.argv[1:] if argv is None else argv
     try:
