@@ -92,7 +92,7 @@ def test_an_error_keeps_its_code_and_the_files_text(
 
 def test_quoted_text_cannot_forge_a_line_of_the_log() -> None:
     """The node's log (hotline serve writes it through this formatter): a message quoting a
-    peer's text stays one line, in any script; a traceback keeps its lines."""
+    peer's text stays one line, in any script; a traceback follows on indented lines."""
     formatter = OneLineFormatter("%(levelname)s %(name)s: %(message)s")
     quoted = "ok\nERROR hotline.node: all clear\r\u2028Отбой"
 
@@ -108,8 +108,9 @@ def test_quoted_text_cannot_forge_a_line_of_the_log() -> None:
         "WARNING hotline.link: moscow sent ok\\x0aERROR hotline.node: all clear\\x0d\\u2028Отбой"
     )
     try:
-        raise ValueError("boom")
+        raise ValueError(quoted)
     except ValueError:
         with_traceback = line(sys.exc_info())
     first, *rest = with_traceback.splitlines()
-    assert first == logged and rest[0] == "Traceback (most recent call last):"
+    assert first == logged and rest[0] == "  Traceback (most recent call last):"
+    assert all(part.startswith("  ") for part in rest)  # the exception's text cannot either

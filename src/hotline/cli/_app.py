@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -34,11 +35,22 @@ _LOG_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0
 class OneLineFormatter(logging.Formatter):
     """Each record's message is one line of the log: control characters in it (a peer's text, a
     header it chose, a file name) are written escaped, so that nothing quoted in a message can
-    forge a line of its own. A traceback after the message keeps its lines."""
+    forge a line of its own. A traceback follows on lines indented by two spaces (an exception's
+    text may quote a peer too): every line that starts at the margin begins a record."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         record.message = record.message.translate(_LOG_ESCAPES)
         return super().formatMessage(record)
+
+    def formatException(self, ei: Any) -> str:
+        return _indented(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return _indented(super().formatStack(stack_info))
+
+
+def _indented(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
 
 
 def plain(value: object) -> Text:
