@@ -4,6 +4,7 @@ test with two node processes is tests/integration/test_key_rotation.py)."""
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -419,3 +420,65 @@ def test_a_thiefs_revocation_is_answered_by_the_owners_through_the_fingerprint_c
     }
     assert leaf_kinds(moscow).count("key.revocation") == 2
     assert moscow.peer_card("washington").fingerprint == owner["new_fingerprint"]
+
+
+def test_retired_decryption_keys_are_deleted_once_nothing_sealed_to_them_can_come(
+    pair, capsys, monkeypatch
+):
+    """Threat K2: ``hotline keys retire`` deletes the decryption keys of earlier generations
+    archived longer ago than its limit; what was sealed to them no longer opens, what was sealed
+    to a younger one still does, and the current keys are never touched."""
+    from hotline.cli import main
+
+    washington, moscow = pair["washington"], pair["moscow"]
+    now = datetime.now(UTC)
+    first = washington.identity
+    oldest = washington.change_keys(now, overlap=timedelta(days=7), compromised_at=None)
+    second = washington.identity
+    younger = washington.change_keys(now, overlap=timedelta(days=7), compromised_at=None)
+    folder = washington.dir / "keys" / "previous"
+    month_ago = (now - timedelta(days=30)).timestamp()
+    os.utime(folder / f"{oldest.old_key_id}.encryption.key", (month_ago, month_ago))
+
+    def sealed_to(key: Identity, seq: int) -> bytes:
+        message_id = new_id(now)
+        statement = sign_message(
+            moscow.identity,
+            to="washington",
+            message_id=message_id,
+            seq=seq,
+            created=now,
+            msg_type="free_text",
+            priority="routine",
+            body={"text": "z", "lang": "en"},
+        )
+        return seal(
+            kind=Kind.MESSAGE,
+            sender="moscow",
+            recipient="washington",
+            envelope_id=message_id,
+            statement=statement,
+            recipient_key=key.decryption.public,
+        )
+
+    envelopes = [sealed_to(first, 1), sealed_to(second, 2)]
+    # Not without a confirmation: no terminal here, so --yes is required.
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    assert main(["keys", "retire", "--dir", str(washington.dir)]) == 2
+    assert (folder / f"{oldest.old_key_id}.encryption.key").exists()
+    capsys.readouterr()
+
+    assert main(["keys", "retire", "--dir", str(washington.dir), "--yes", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"deleted": [oldest.old_key_id]}
+    assert sorted(p.name for p in folder.iterdir()) == [f"{younger.old_key_id}.encryption.key"]
+    again = NodeHome(washington.dir)
+    assert [k.public for k in again.identity.previous] == [second.decryption.public]
+    assert again.identity.decryption.public == washington.identity.decryption.public
+    result = inbox.receive(
+        again.store, again.identity, again.peer_cards(), envelopes, now=now, source="t"
+    )
+    assert [o.status for o in result.outcomes] == ["rejected", "accepted"], result.outcomes
+    # Nothing else is that old now.
+    assert main(["keys", "retire", "--dir", str(washington.dir), "--yes", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"deleted": []}
+    again.close()

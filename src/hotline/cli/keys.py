@@ -141,6 +141,50 @@ def _time(text: str) -> datetime:
         raise InputError(e.detail, fields={"compromised_at": "RFC 3339 time"}) from e
 
 
+@app.command("retire")
+def retire(
+    dir: DirOption,
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            help="Delete the earlier decryption keys retired longer ago than this, e.g. 30d "
+            "(default: the relay's hold plus a message's default lifetime, 8d unless "
+            "configured otherwise)."
+        ),
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Delete without asking.")] = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Delete the decryption keys of earlier generations (threat model K2).
+
+    A rotation keeps the old decryption key so that envelopes already sealed to it still open.
+    Once none can come any more, deleting it means a copy of this directory made later cannot
+    open what was recorded of that generation. Envelopes sealed to a deleted key are refused.
+    """
+    home = NodeHome(dir)
+    parsed = _parse_ttl(older_than)
+    age = parsed if parsed is not None else home.previous_keys_kept
+    if not yes:
+        if not sys.stdin.isatty():
+            raise InputError("no terminal to confirm on: pass --yes")
+        typer.confirm(
+            f"Delete {home.config.name}'s earlier decryption keys retired over "
+            f"{age.total_seconds() / 86400:g} days ago? Nothing sealed to them opens again",
+            abort=True,
+        )
+    deleted = home.retire_previous_keys(datetime.now(UTC), age)
+    if json_out:
+        _print_json({"deleted": deleted})
+        return
+    if not deleted:
+        console.print("no earlier decryption key is that old")
+        return
+    console.print(f"deleted the decryption keys of {len(deleted)} earlier generation(s):")
+    for key_id in deleted:
+        console.print(f"  {key_id}", highlight=False)
+    console.print("a running node forgets them when it restarts", highlight=False)
+
+
 @app.command("list")
 def list_keys(dir: DirOption, json_out: JsonOption = False) -> None:
     """This node's keys, oldest first: active, overlap, retired or revoked."""

@@ -358,6 +358,15 @@ def _write_private(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _fsync_dir(path: Path) -> None:
+    """Make a directory's entries (a file added or removed) durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _read_private(path: Path, size: int, passphrase: str | None = None) -> bytes:
     """A private file's bytes: refused if others can read it; decrypted when encrypted."""
     try:
@@ -484,6 +493,47 @@ class NodeHome:
             )
         except ValueError as e:
             raise ConfigError(f"key files in {self.dir} are invalid: {e}") from e
+
+    @property
+    def previous_keys_kept(self) -> timedelta:
+        """How long a retired decryption key is kept by default (``retire_previous_keys``): an
+        envelope sealed to it may still come within a message's default lifetime, or from a
+        relay that holds mail for ``relay_hold_s``."""
+        return timedelta(seconds=self.config.relay_hold_s + self.config.default_ttl_s)
+
+    def retire_previous_keys(self, now: datetime, older_than: timedelta) -> list[str]:
+        """Delete the decryption keys of earlier generations archived more than ``older_than``
+        before ``now`` (threat model K2): what was sealed to them can no longer be opened, by us
+        or by whoever later copies this directory. Returns the key ids deleted (of the signing
+        keys that served with them). The current keys are never touched; a running node holds
+        the deleted keys in memory until it restarts or its keys change."""
+        if older_than < timedelta(0):
+            raise InputError("the age of the keys to delete must not be negative")
+        folder = self.dir / PREVIOUS_KEYS_DIR
+        if not folder.is_dir():
+            return []
+        deleted = []
+        cutoff = (now - older_than).timestamp()
+        for path in sorted(folder.glob("*.encryption.key")):
+            # Archived when the key retired (_install_next): the file's time is that moment.
+            if path.stat().st_mtime > cutoff:
+                continue
+            # Overwritten before it is unlinked: a file system that rewrites in place forgets the
+            # bytes (a copy-on-write one or a flash disk may keep them: they are sealed under the
+            # passphrase unless the node was made without one).
+            size = path.stat().st_size
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                os.write(fd, b"\0" * size)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            path.unlink()
+            deleted.append(path.name.removesuffix(".encryption.key"))
+        if deleted:
+            _fsync_dir(folder)
+            self._identity = None  # read again without them
+        return deleted
 
     def reload_identity(self) -> Identity:
         """Read the key files again (a rotation by the CLI while the node runs)."""
