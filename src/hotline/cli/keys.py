@@ -70,7 +70,7 @@ def rotate(
     json_out: JsonOption = False,
 ) -> None:
     """New keys; a rotation statement signed by the old and the new key goes to every peer."""
-    length = _parse_ttl(overlap) or timedelta(days=7)
+    length = _parse_ttl(overlap, "--overlap") or timedelta(days=7)
     if not timedelta(0) < length <= MAX_OVERLAP:
         raise InputError(f"--overlap must be more than 0 and at most {MAX_OVERLAP.days}d")
     home = _home(dir, passphrase_stdin)
@@ -162,7 +162,7 @@ def retire(
     open what was recorded of that generation. Envelopes sealed to a deleted key are refused.
     """
     home = NodeHome(dir)
-    parsed = _parse_ttl(older_than)
+    parsed = _parse_ttl(older_than, "--older-than")
     age = parsed if parsed is not None else home.previous_keys_kept
     if not yes:
         if not sys.stdin.isatty():

@@ -294,12 +294,13 @@ def peer_list(dir: DirOption, json_out: JsonOption = False) -> None:
 # -- messages ------------------------------------------------------------------------------
 
 
-def _parse_ttl(text: str | None) -> timedelta | None:
+def _parse_ttl(text: str | None, option: str = "--ttl") -> timedelta | None:
+    """A duration such as ``30m`` or ``7d`` given to ``option`` (None: not given)."""
     if text is None:
         return None
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
-        raise InputError(f"--ttl takes a number and a unit s, m, h or d, e.g. 30m; not {text!r}")
+        raise InputError(f"{option} takes a number and a unit s, m, h or d, e.g. 30m; not {text!r}")
     return timedelta(seconds=int(text[:-1]) * units[text[-1]])
 
 
