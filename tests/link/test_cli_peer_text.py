@@ -1,6 +1,8 @@
-"""The CLI prints what a peer, a file or the store holds as it is, never as Rich markup
-(threat P12): a stray closing tag made Rich raise (the command failed), and ``[link=...]``,
-``[red]`` or an unknown lowercase tag changed or hid what the peer sent."""
+"""The CLI prints what a peer, a file or the store holds as it is (threat P12): never as Rich
+markup (a stray closing tag made Rich raise and the command fail; ``[link=...]``, ``[red]`` or an
+unknown lowercase tag changed or hid what the peer sent), and never as terminal control (an
+escape sequence in a peer's text reached the terminal: it can move the cursor, rewrite lines of
+the listing or set the clipboard)."""
 
 from __future__ import annotations
 
@@ -62,6 +64,22 @@ def test_a_peers_markup_is_printed_as_text_in_the_inbox_and_the_message(
     # The same text in JSON, for scripts.
     assert main(["inbox", "--dir", where, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["text"] == HOSTILE
+
+
+def test_a_peers_escape_sequences_never_reach_the_terminal(
+    pair: dict[str, NodeHome], forge: Any, capsys: pytest.CaptureFixture[str], wide: None
+) -> None:
+    """The catalog refuses control characters in a body, but the message is kept (it is part of
+    the record, with a security event): every view must still show them inert."""
+    rewrite = "ok\x1b[2K\x1b[1AACKNOWLEDGED\x1b]52;c;ZXZpbA==\x07\u202e"
+    message_id = _received(pair, forge, rewrite)
+    where = str(pair["washington"].dir)
+    for command in (["inbox"], ["show", message_id], ["status", message_id]):
+        assert main([*command, "--dir", where]) == 0
+        out = capsys.readouterr().out
+        assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out, command
+    assert main(["inbox", "--dir", where]) == 0
+    assert "ok\\x1b[2K\\x1b[1AACKNOWLEDGED" in capsys.readouterr().out
 
 
 def test_security_event_details_are_printed_as_text(

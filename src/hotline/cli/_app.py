@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from typing import Any
 
@@ -24,12 +25,19 @@ app = typer.Typer(
 
 err_console = Console(stderr=True)
 
-#: Control characters (C0, DEL, C1, and the Unicode line and paragraph separators) as a log line
-#: writes them: escaped, never as themselves.
-_LOG_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))} | {
-    0x2028: "\\u2028",
-    0x2029: "\\u2029",
-}
+#: Characters that act on a terminal or change what it shows: C0 controls (escape sequences move
+#: the cursor, rewrite lines, set the clipboard), DEL, C1 controls, bidirectional embeddings,
+#: overrides and isolates (they reorder text), line and paragraph separators.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+#: The same but newline and tab, which prose holds.
+_CONTROLS_BUT_LINES = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029]"
+)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
 class OneLineFormatter(logging.Formatter):
@@ -39,7 +47,7 @@ class OneLineFormatter(logging.Formatter):
     text may quote a peer too): every line that starts at the margin begins a record."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        record.message = record.message.translate(_LOG_ESCAPES)
+        record.message = _CONTROLS.sub(_escaped, record.message)
         return super().formatMessage(record)
 
     def formatException(self, ei: Any) -> str:
@@ -54,11 +62,18 @@ def _indented(text: str) -> str:
 
 
 def plain(value: object) -> Text:
-    """``value`` shown exactly as it is, never read as Rich markup: for a table cell that holds
-    anything from a peer, a file or the store. Rich acts on the markup in a plain string: a
-    stray ``[/x]`` makes it raise (the command fails), and ``[link=...]``, ``[red]`` or an unknown
-    lowercase tag change or hide what the peer sent. Inside our own markup, ``escape`` it."""
-    return Text(str(value))
+    """``value`` as text a terminal shows as it is: for anything from a peer, a file or the
+    store. Never read as Rich markup (a stray ``[/x]`` made Rich raise and the command fail;
+    ``[link=...]``, ``[red]`` or an unknown lowercase tag changed or hid what was sent), and its
+    control characters written escaped (``\\x1b``: an escape sequence in a peer's text could move
+    the cursor and rewrite what the listing shows, or set the clipboard). Newlines and tabs
+    stay. Inside our own markup, use ``quoted``."""
+    return Text(_CONTROLS_BUT_LINES.sub(_escaped, str(value)))
+
+
+def quoted(value: object) -> str:
+    """``plain`` for a value put inside our own markup (an f-string given to ``print``)."""
+    return escape(_CONTROLS_BUT_LINES.sub(_escaped, str(value)))
 
 
 def _mount_groups() -> None:
@@ -97,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             # The detail may quote bytes from a peer or a file: never let it act as markup.
             # One line whatever the width: a script or a log reads the error whole.
             err_console.print(
-                f"[bold red]error[/] {escape(f'[{e.code}] {e.message()}')}", soft_wrap=True
+                f"[bold red]error[/] {quoted(f'[{e.code}] {e.message()}')}", soft_wrap=True
             )
         return e.exit_code
     except typer.Exit as e:
@@ -110,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         if callable(show):
             show()
         else:
-            err_console.print(f"error: {escape(e.format_message())}")
+            err_console.print(f"error: {quoted(e.format_message())}")
         return 2
     finally:
         # Connections the command opened (NodeHome stores) go back now, not at garbage collection.

@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import Connection, desc, select
 
 from hotline import transcript
-from hotline.cli._app import app, err_console, plain
+from hotline.cli._app import app, err_console, plain, quoted
 from hotline.cli.node import DirOption, JsonOption, _print_json, console
 from hotline.core import merkle
 from hotline.core.encoding import b64encode, format_time, from_us, to_us
@@ -378,25 +377,25 @@ def audit_verify(
         _print_json({"ok": True, **report.to_dict()})
         return
     # What follows comes from the bundle, a file: shown as text (cli._app.plain).
-    link = escape(f"{report.link[0]} <-> {report.link[1]}, exported by {report.exported_by}")
+    link = quoted(f"{report.link[0]} <-> {report.link[1]}, exported by {report.exported_by}")
     console.print(f"[green]VERIFIED[/] link {link}", highlight=False)
     console.print(
         f"  {report.messages} messages, {report.receipts} receipts, "
         f"{report.signature_checks} statements' signatures checked",
         highlight=False,
     )
-    console.print(f"  senders: {escape(str(report.senders))}", highlight=False)
+    console.print(f"  senders: {quoted(str(report.senders))}", highlight=False)
     changed = {name: n for name, n in report.keys.items() if n > 1}
     if changed:
         console.print(
-            f"  key history replayed (keys per party): {escape(str(changed))}", highlight=False
+            f"  key history replayed (keys per party): {quoted(str(changed))}", highlight=False
         )
     for line in report.suspect[:20]:
-        console.print(f"  [yellow]SUSPECT[/] {escape(line)}", highlight=False)
-    console.print(escape(f"  from {report.first} to {report.last}"), highlight=False)
+        console.print(f"  [yellow]SUSPECT[/] {quoted(line)}", highlight=False)
+    console.print(quoted(f"  from {report.first} to {report.last}"), highlight=False)
     for name, log in report.logs.items():
         console.print(
-            f"  {escape(name)}'s log: size {log.size}, {log.heads} signed heads, "
+            f"  {quoted(name)}'s log: size {log.size}, {log.heads} signed heads, "
             f"{log.entries} entries of this link proved, "
             f"{len(log.unproved)} statements not in it",
             highlight=False,

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from hotline.cli._app import app
+from hotline.cli._app import app, plain
 from hotline.core.encoding import to_us
 from hotline.errors import ErrorCode, InputError, StorageError
 from hotline.link import keyring
@@ -189,13 +189,14 @@ def recovered(
     me = home.config.name
     for row in rows:
         sender, recipient = (row.peer, me) if row.direction == "in" else (me, row.peer)
-        # Text from a peer is never read as markup (markup=False).
+        # Text from a peer is shown as it is (cli._app.plain).
         console.print(
-            f"{sender} -> {recipient} seq {row.seq} {row.kind} {row.ref} "
-            f"[{row.msg_type} {row.priority}] signed {row.created}",
-            markup=False,
+            plain(
+                f"{sender} -> {recipient} seq {row.seq} {row.kind} {row.ref} "
+                f"[{row.msg_type} {row.priority}] signed {row.created}"
+            )
         )
-        console.print(f"  {row.body}", markup=False)
+        console.print(plain(f"  {row.body}"))
         console.print(
             f"  verified: signed by {sender}'s key {row.key_id[:16]}; leaf {row.leaf_index} of "
             f"{row.peer}'s log of size {row.tree_size} (root {row.tree_root[:16]}...)",

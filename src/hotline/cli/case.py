@@ -16,10 +16,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
-from hotline.cli._app import plain
+from hotline.cli._app import plain, quoted
 from hotline.compose.catalog import RequestedAction, Tlp
 from hotline.compose.priority import Priority
 from hotline.core.encoding import from_us, to_us
@@ -194,7 +193,7 @@ def show(
         _print_json(case.to_dict(now_us))
         return
     console.print(
-        f"[bold]case {escape(case.id)}[/] "
+        f"[bold]case {quoted(case.id)}[/] "
         f"({'sent to' if case.direction == 'out' else 'from'} {case.peer})",
         highlight=False,
     )
@@ -203,12 +202,12 @@ def show(
         + ("  [bold red]OVERDUE[/]" if case.overdue(now_us) else "")
     )
     console.print(
-        escape(f"TLP:{case.tlp.upper()}  requested: {', '.join(case.actions)}"), highlight=False
+        quoted(f"TLP:{case.tlp.upper()}  requested: {', '.join(case.actions)}"), highlight=False
     )
     console.print(f"opened {_time(case.opened_at_us)}, deadline {_time(case.deadline_us)}")
     console.print(
         f"STIX objects: {case.object_count}"
-        + ("" if case.served else escape(f" (not served over TAXII: {case.problem})"))
+        + ("" if case.served else quoted(f" (not served over TAXII: {case.problem})"))
     )
     table = Table(title="History")
     for column in ("time", "by", "state", "note / reason", "message"):

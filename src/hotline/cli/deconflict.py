@@ -17,10 +17,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
-from hotline.cli._app import plain
+from hotline.cli._app import plain, quoted
 from hotline.deconfliction import (
     FT,
     NM,
@@ -80,7 +79,7 @@ def _handled(json_flag: bool, fn: Callable[[], None]) -> None:
         if json_flag:
             print(json.dumps({"error": e.to_dict()}), file=sys.stderr)
         else:
-            err.print(f"[bold red]error[/] {escape(f'[{e.code}] {e.message()}')}", highlight=False)
+            err.print(f"[bold red]error[/] {quoted(f'[{e.code}] {e.message()}')}", highlight=False)
             if e.fields:
                 err.print(f"  {json.dumps(e.fields)}", highlight=False, markup=False)
         raise typer.Exit(e.exit_code) from None
@@ -301,7 +300,7 @@ def remove(
         if as_json:
             print(json.dumps({"removed": {"owner": v.owner, "id": v.id}}))
         else:
-            out.print(f"removed {v.owner}/{v.id}", markup=False)
+            out.print(plain(f"removed {v.owner}/{v.id}"))
 
     _handled(as_json, run)
 

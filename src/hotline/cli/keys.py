@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
+from hotline.cli._app import plain, quoted
 from hotline.cli.node import (
     DirOption,
     JsonOption,
@@ -279,6 +279,6 @@ def peer_show(
     if json_out:
         _print_json(out)
         return
-    console.print(f"[bold]{card.name}[/] ({escape(card.role)}) fingerprint {card.fingerprint}")
-    console.print(f"endpoints: {', '.join(card.endpoints)}", markup=False)
+    console.print(f"[bold]{card.name}[/] ({quoted(card.role)}) fingerprint {card.fingerprint}")
+    console.print(plain(f"endpoints: {', '.join(card.endpoints)}"))
     _print_keys(keys)

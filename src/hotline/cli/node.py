@@ -14,10 +14,9 @@ from urllib.parse import urlsplit
 import httpx
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
-from hotline.cli._app import app, err_console, plain
+from hotline.cli._app import app, err_console, plain, quoted
 from hotline.compose import check_outgoing, validate_body
 from hotline.compose.priority import Priority
 from hotline.compose.readback import shown_text, text_hash
@@ -433,7 +432,7 @@ def _warn_rules(msg_type: str, body: dict[str, Any], now: datetime) -> None:
     except HotlineError:
         return
     for finding in check_outgoing(msg_type, model, now):
-        err_console.print(f"[yellow]warning[/] {escape(finding.text('en'))}")
+        err_console.print(f"[yellow]warning[/] {quoted(finding.text('en'))}")
 
 
 def resolve_recipients(home: NodeHome, names: list[str]) -> list[str]:
@@ -643,7 +642,7 @@ def status(
     )
     for event in view.events:
         console.print(
-            f"  {_time(event.at_us)}  {event.state:<13} {escape(event.detail)}", highlight=False
+            f"  {_time(event.at_us)}  {event.state:<13} {quoted(event.detail)}", highlight=False
         )
 
 
@@ -711,7 +710,7 @@ def show(
             raise typer.Exit(4)
         return
     console.print(
-        f"[bold]{view.priority.upper()}[/]  {escape(view.msg_type)}  from {view.sender} "
+        f"[bold]{view.priority.upper()}[/]  {quoted(view.msg_type)}  from {view.sender} "
         f"to {view.recipient}  seq {view.seq}",
         highlight=False,
     )
@@ -720,10 +719,10 @@ def show(
         highlight=False,
     )
     if view.in_reply_to:
-        console.print(f"in reply to {escape(view.in_reply_to)}", highlight=False)
+        console.print(f"in reply to {quoted(view.in_reply_to)}", highlight=False)
     console.print()
-    # Text from a peer is printed as text, never interpreted as markup.
-    console.print(shown, markup=False, highlight=False)
+    # Text from a peer is shown as it is: never markup, its control characters escaped.
+    console.print(plain(shown), highlight=False)
     console.print()
     for t in attached:
         console.print(
@@ -731,7 +730,7 @@ def show(
             f"({_time(t.at_us)}), not the signed original:[/]",
             highlight=False,
         )
-        console.print(t.text, markup=False, highlight=False)
+        console.print(plain(t.text), highlight=False)
         console.print()
     if readback is not None:
         verdict = "[green]MATCHES[/]" if readback["matches"] else "[bold red]DOES NOT MATCH[/]"
@@ -745,7 +744,7 @@ def show(
         return
     for event in view.events:
         console.print(
-            f"  {_time(event.at_us)}  {event.state:<13} {escape(event.detail)}", highlight=False
+            f"  {_time(event.at_us)}  {event.state:<13} {quoted(event.detail)}", highlight=False
         )
 
 
@@ -887,13 +886,13 @@ def link(dir: DirOption, json_out: JsonOption = False) -> None:
             f"[{colours[r.state]}]{r.state.upper()}[/]",
             _time(r.last_heartbeat_us) if r.last_heartbeat_us else "never",
             f"{r.rtt_ms:.1f}" if r.rtt_ms is not None else "-",
-            escape(r.last_error or ""),
+            quoted(r.last_error or ""),
         )
 
     for r, transports in reports:
         row(f"[bold]{r.peer}[/]", r)
         for t in transports:
-            row(f"  {escape(t.transport or '')}", t)
+            row(f"  {quoted(t.transport or '')}", t)
     console.print(table)
 
 

@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from hotline.cli._app import app
+from hotline.cli._app import app, plain
 from hotline.cli.node import DirOption, JsonOption, _print_json, _wake_node, console
 from hotline.cli.operator import registry_for
 from hotline.core.encoding import from_us
@@ -137,4 +137,4 @@ def release_reject(
     if json_out:
         _print_json(_row(done))
     else:
-        console.print(f"rejected by {releaser.name}: {reason}", markup=False)
+        console.print(plain(f"rejected by {releaser.name}: {reason}"))
