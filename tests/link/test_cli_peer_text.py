@@ -79,7 +79,7 @@ def test_a_peers_escape_sequences_never_reach_the_terminal(
         out = capsys.readouterr().out
         assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out, command
     assert main(["inbox", "--dir", where]) == 0
-    assert "ok\\x1b[2K\\x1b[1AACKNOWLEDGED" in capsys.readouterr().out
+    assert "ok\\u001b[2K\\u001b[1AACKNOWLEDGED" in capsys.readouterr().out
 
 
 def test_security_event_details_are_printed_as_text(
@@ -123,7 +123,8 @@ def test_quoted_text_cannot_forge_a_line_of_the_log() -> None:
     logged = line()
     assert "\n" not in logged and "\r" not in logged and "\u2028" not in logged
     assert logged == (
-        "WARNING hotline.link: moscow sent ok\\x0aERROR hotline.node: all clear\\x0d\\u2028Отбой"
+        "WARNING hotline.link: moscow sent "
+        "ok\\u000aERROR hotline.node: all clear\\u000d\\u2028Отбой"
     )
     try:
         raise ValueError(quoted)
@@ -132,3 +133,43 @@ def test_quoted_text_cannot_forge_a_line_of_the_log() -> None:
     first, *rest = with_traceback.splitlines()
     assert first == logged and rest[0] == "  Traceback (most recent call last):"
     assert all(part.startswith("  ") for part in rest)  # the exception's text cannot either
+
+
+def test_an_unknown_priority_is_shown_as_text_and_a_reply_needs_one_of_ours(
+    pair: dict[str, NodeHome], forge: Any, capsys: pytest.CaptureFixture[str], wide: None
+) -> None:
+    """A receiver stores a peer's ``priority`` unchecked (protocol §4.1): shown as it is, and
+    never taken over by an answer, which must carry a priority we send."""
+    washington, moscow = pair["washington"], pair["moscow"]
+    envelope = forge(moscow, washington, seq=1, text="hello", priority="[/x]flash")
+    result = inbox.receive(
+        washington.store,
+        washington.identity,
+        washington.peer_cards(),
+        [envelope],
+        now=datetime.now(UTC),
+        source="test",
+    )
+    (message_id,) = result.delivered_ids
+    where = str(washington.dir)
+    for command in (["inbox"], ["show", message_id], ["status", message_id]):
+        assert main([*command, "--dir", where]) == 0, command
+        assert "[/X]FLASH" in capsys.readouterr().out, command
+    assert main(["reply", message_id, "--dir", where, "--text", "received"]) == 2
+    assert "give --priority" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "reply",
+                message_id,
+                "--dir",
+                where,
+                "--text",
+                "received",
+                "--json",
+                "--priority",
+                "immediate",
+            ]
+        )
+        == 0
+    )

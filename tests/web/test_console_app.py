@@ -585,6 +585,44 @@ def test_peer_text_is_shown_as_text_never_as_markup(console: tuple[Console, Node
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in detail
 
 
+def test_a_refused_bodys_reordering_characters_are_shown_escaped(
+    console: tuple[Console, Node],
+) -> None:
+    """Threat P12: a body the catalog refuses is kept (it is authentic) and shown as JSON; a
+    bidirectional override in it would reorder what the operator reads, so it is an escape."""
+    from hotline.core.envelope import Kind, new_id, seal, sign_message
+
+    c, node = console
+    moscow = c.homes["moscow"]
+    now = datetime.now(UTC)
+    message_id = new_id(now)
+    statement = sign_message(
+        moscow.identity,
+        to="washington",
+        message_id=message_id,
+        seq=1,
+        created=now,
+        msg_type="free_text",
+        priority="immediate",
+        body={"text": "cancel \u202e12:00 launch\u202c at 1200", "lang": "en"},
+    )
+    envelope = seal(
+        kind=Kind.MESSAGE,
+        sender="moscow",
+        recipient="washington",
+        envelope_id=message_id,
+        statement=statement,
+        recipient_key=node.identity.decryption.public,
+    )
+    assert message_id in node.receive([envelope], "test").delivered_ids
+    assert c.login("alice") == 303
+    for path in (f"/messages/{message_id}", f"/messages/{message_id}?lang=ru", "/inbox"):
+        page = c.client.get(path)
+        assert page.status_code == 200, path
+        assert "\u202e" not in page.text and "\u202c" not in page.text, path
+    assert "\\u202e12:00 launch\\u202c" in c.client.get(f"/messages/{message_id}").text
+
+
 def test_the_links_page_lists_recovered_evidence_as_text(console: tuple[Console, Node]) -> None:
     """What a restored node fetched back from the peer (docs/operations.md, "Restore") is listed
     on the links page, with where the peer's log proves it; the peer's text stays text."""

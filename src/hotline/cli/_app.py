@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 from typing import Any
 
@@ -13,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
+from hotline.compose import inert
 from hotline.errors import HotlineError
 
 app = typer.Typer(
@@ -25,20 +25,6 @@ app = typer.Typer(
 
 err_console = Console(stderr=True)
 
-#: Characters that act on a terminal or change what it shows: C0 controls (escape sequences move
-#: the cursor, rewrite lines, set the clipboard), DEL, C1 controls, bidirectional embeddings,
-#: overrides and isolates (they reorder text), line and paragraph separators.
-_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
-#: The same but newline and tab, which prose holds.
-_CONTROLS_BUT_LINES = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029]"
-)
-
-
-def _escaped(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
-
 
 class OneLineFormatter(logging.Formatter):
     """Each record's message is one line of the log: control characters in it (a peer's text, a
@@ -47,7 +33,7 @@ class OneLineFormatter(logging.Formatter):
     text may quote a peer too): every line that starts at the margin begins a record."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        record.message = _CONTROLS.sub(_escaped, record.message)
+        record.message = inert(record.message, lines=False)
         return super().formatMessage(record)
 
     def formatException(self, ei: Any) -> str:
@@ -65,15 +51,15 @@ def plain(value: object) -> Text:
     """``value`` as text a terminal shows as it is: for anything from a peer, a file or the
     store. Never read as Rich markup (a stray ``[/x]`` made Rich raise and the command fail;
     ``[link=...]``, ``[red]`` or an unknown lowercase tag changed or hid what was sent), and its
-    control characters written escaped (``\\x1b``: an escape sequence in a peer's text could move
-    the cursor and rewrite what the listing shows, or set the clipboard). Newlines and tabs
-    stay. Inside our own markup, use ``quoted``."""
-    return Text(_CONTROLS_BUT_LINES.sub(_escaped, str(value)))
+    control characters written escaped (``compose.inert``: an escape sequence in a peer's text
+    could move the cursor and rewrite what the listing shows, or set the clipboard). Newlines
+    and tabs stay. Inside our own markup, use ``quoted``."""
+    return Text(inert(str(value)))
 
 
 def quoted(value: object) -> str:
     """``plain`` for a value put inside our own markup (an f-string given to ``print``)."""
-    return escape(_CONTROLS_BUT_LINES.sub(_escaped, str(value)))
+    return escape(inert(str(value)))
 
 
 def _mount_groups() -> None:

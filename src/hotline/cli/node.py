@@ -516,7 +516,17 @@ def reply(
     answer: dict[str, Any] = {"in_reply_to": message_id, "text": text}
     if action_taken:
         answer["action_taken"] = action_taken
-    reply_priority = (priority.value if priority else None) or original.priority
+    if priority is None:
+        # The peer's priority is not checked on receipt (protocol §4.1): ours must be one we send.
+        try:
+            priority = Priority(original.priority)
+        except ValueError:
+            raise InputError(
+                f"the message answered has a priority we do not know "
+                f"({original.priority[:16]!r}): give --priority",
+                fields={"priority": "required"},
+            ) from None
+    reply_priority = priority.value
     if needs_release(reply_priority):
         # An answer at FLASH is a FLASH message: two people, like any other.
         _hold_for_release(
@@ -637,7 +647,7 @@ def status(
         return
     console.print(
         f"{view.id}  [bold]{view.state.value.upper()}[/]  "
-        f"{view.sender} -> {view.recipient}  {view.priority.upper()}",
+        f"{view.sender} -> {view.recipient}  {quoted(view.priority.upper())}",
         highlight=False,
     )
     for event in view.events:
@@ -710,7 +720,7 @@ def show(
             raise typer.Exit(4)
         return
     console.print(
-        f"[bold]{view.priority.upper()}[/]  {quoted(view.msg_type)}  from {view.sender} "
+        f"[bold]{quoted(view.priority.upper())}[/]  {quoted(view.msg_type)}  from {view.sender} "
         f"to {view.recipient}  seq {view.seq}",
         highlight=False,
     )
@@ -753,7 +763,7 @@ def _message_table(views: list[MessageView], who: str) -> Table:
     for v in views:
         table.add_row(
             v.id,
-            v.priority.upper(),
+            plain(v.priority.upper()),
             v.peer,
             v.state.value,
             _time(v.created_at_us),
@@ -837,7 +847,7 @@ def overdue(dir: DirOption, json_out: JsonOption = False) -> None:
         who = f"{o.peer} (theirs)" if o.direction == "out" else "us"
         table.add_row(
             o.id,
-            f"[bold red]{o.priority.upper()}[/]",
+            f"[bold red]{quoted(o.priority.upper())}[/]",
             who,
             _time(o.due_us),
             f"{o.overdue_s / 60:.1f} min",

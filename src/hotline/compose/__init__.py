@@ -5,11 +5,13 @@
     body_to_json(model) -> dict                         the canonical JSON object (what is signed)
     render(msg_type, body, lang, tz) -> str             plain text for a duty officer
     text_hash(rendered) -> str                          SHA-256 hex for ACKNOWLEDGED read-back
+    inert(text) -> str                                  unchecked text, safe to show
     check_outgoing / check_incoming                     notification rules of the regimes
 
 See docs/catalog.md.
 """
 
+from hotline.compose._types import inert
 from hotline.compose.catalog import (
     MESSAGE_TYPES,
     ActivityKind,
@@ -63,6 +65,7 @@ __all__ = [
     "body_to_json",
     "check_incoming",
     "check_outgoing",
+    "inert",
     "msg_type_of",
     "render",
     "text_hash",

@@ -28,6 +28,20 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029
 _PROSE_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
 
 
+def inert(text: str, *, lines: bool = True) -> str:
+    """``text`` with every character the catalog refuses in a field (controls, DEL and C1,
+    bidirectional embeddings, overrides and isolates, line and paragraph separators) written as
+    an escape (``\\u202e``), for showing what was not checked: a peer's body the catalog
+    refused, a header it chose, a file name. Newlines and tabs stay when ``lines``. On a terminal
+    those characters move the cursor, rewrite lines or set the clipboard; on any screen they
+    reorder the text a person reads."""
+    return (_PROSE_CONTROL if lines else _CONTROL).sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
 def _check_line(value: str) -> str:
     # One regex scan instead of a Python loop per character: bodies are checked on every send
     # and every receipt.

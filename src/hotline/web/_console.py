@@ -39,8 +39,9 @@ from starlette.responses import (
 )
 from starlette.staticfiles import StaticFiles
 
-from hotline.compose import MESSAGE_TYPES, render, text_hash
+from hotline.compose import inert, render, text_hash
 from hotline.compose.priority import Priority
+from hotline.compose.readback import body_json, shown_text
 from hotline.core.encoding import from_us, to_us
 from hotline.errors import AuthError, ErrorCode, HotlineError, InputError
 from hotline.link import keyring
@@ -133,6 +134,18 @@ def _safe_next(value: object) -> str:
     return "/inbox"
 
 
+def _inert_value(value: Any) -> Any:
+    """What a page shows of any value: the characters that could reorder or hide text (a peer's
+    bidirectional override in a body the catalog refused, or in a type or priority it chose) as
+    escapes (``compose.inert``), before HTML escaping; markup we made stays markup."""
+    if isinstance(value, Markup):
+        # Markup stays markup: inert only replaces characters with ASCII escapes.
+        return Markup(inert(str(value)))  # noqa: S704
+    if isinstance(value, str):
+        return inert(value)
+    return value
+
+
 class Console:
     def __init__(self, node: Node) -> None:
         self.node = node
@@ -141,6 +154,7 @@ class Console:
         self.env = Environment(
             loader=PackageLoader("hotline.web", "templates"),
             autoescape=True,  # every value is escaped; peer text never becomes markup
+            finalize=_inert_value,
             undefined=StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
@@ -499,20 +513,17 @@ class Console:
         session = self._require(request)
         return self._region(self._partial("_inbox.html", session, self._inbox_ctx))
 
-    def _shown_text(self, view: MessageView, lang: str) -> tuple[str, bool]:
-        """The text an operator reads for ``view`` in ``lang``; False when not from the catalog."""
-        if view.msg_type in MESSAGE_TYPES:
-            try:
-                return render(view.msg_type, view.body, lang, DISPLAY_TZ), True
-            except HotlineError:
-                pass  # a body the catalog refuses is shown as it came
-        return view.text, False
+    def _shown_text(self, view: MessageView, lang: str) -> str:
+        """The text an operator reads for ``view`` in ``lang``: the read-back text that an
+        acknowledgement hashes, made as the CLI and the API make it (a body the catalog refuses
+        is its JSON, marked unformatted)."""
+        return shown_text(view.msg_type, view.body, lang, DISPLAY_TZ)
 
     def _message_ctx(self, request: Request, session: Session, message_id: str) -> dict[str, Any]:
         view = self.node.message(message_id)
         wanted = request.query_params.get("lang")
         lang = wanted if wanted in LANGUAGES else session.operator.lang
-        text, rendered = self._shown_text(view, lang)
+        text = self._shown_text(view, lang)
         with self.node.store.read() as conn:
             translations = translations_for(conn, view.id)
         return {
@@ -520,9 +531,8 @@ class Console:
             "m": view,
             "shown_lang": lang,
             "text": text,
-            "rendered": rendered,
             "text_hash": text_hash(text),
-            "original": json.dumps(view.body, ensure_ascii=False, indent=2),
+            "original": body_json(view.body),
             "acknowledged_by": q.acknowledged_by(view),
             "deadline": q.ack_deadline_us(view, self._deadlines)
             if view.direction == "in" and view.kind == "message"
@@ -549,7 +559,7 @@ class Console:
         lang = str(form.get("lang", ""))
         if lang not in LANGUAGES:
             raise InputError("unknown language", fields={"lang": "en or ru"})
-        text, _ = self._shown_text(view, lang)
+        text = self._shown_text(view, lang)
         shown_hash = text_hash(text)
         # The receipt must sign what the operator read: a stale page is refused, not signed.
         check = str(form.get("text_hash", ""))
@@ -756,7 +766,7 @@ class Console:
         try:
             return render(r.msg_type, r.body, lang, "UTC")
         except HotlineError:
-            return json.dumps(r.body, ensure_ascii=False, indent=2)
+            return body_json(r.body)
 
     def _releases_ctx(self, session: Session) -> dict[str, Any]:
         lang = session.operator.lang
