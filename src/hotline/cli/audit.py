@@ -205,8 +205,8 @@ def audit_check(
         )
         for r in bad:
             console.print(
-                f"  [red]{r.kind} {r.ref}: ours {r.ours}, theirs {r.theirs}"
-                f"{', receipt claim false' if r.claimed == 'false' else ''}[/] {r.detail}",
+                f"  [red]{quoted(r.kind)} {quoted(r.ref)}: ours {r.ours}, theirs {r.theirs}"
+                f"{', receipt claim false' if r.claimed == 'false' else ''}[/] {quoted(r.detail)}",
                 highlight=False,
             )
     if bad or equivocations:
@@ -225,7 +225,7 @@ async def export_bundle(home: NodeHome, peer: str) -> bytes:
             await node.refresh_peer_head(peer)
         except HotlineError as e:
             err_console.print(
-                f"warning: could not reach {peer} ({e.detail}); exporting the "
+                f"warning: could not reach {peer} ({quoted(e.detail)}); exporting the "
                 "heads and proofs already held"
             )
         own_last = node.own_head(max_age_s=0.0, on_hold=True)

@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 
 from hotline.cli import _demo_content as content
-from hotline.cli._app import app
+from hotline.cli._app import app, quoted
 from hotline.cli.node import _wake_node as wake
 from hotline.cli.release import send_released
 from hotline.core.card import parse_card_file
@@ -242,7 +242,7 @@ def _watch(home: NodeHome, message_id: str, seen: set[str], started: float) -> N
             elapsed = (time.monotonic() - started) * 1000
             console.print(
                 f"  [cyan]{elapsed:8.1f} ms[/]  washington sees {message_id[:8]}… "
-                f"[bold]{event.state.upper()}[/] {event.detail}"
+                f"[bold]{event.state.upper()}[/] {quoted(event.detail)}"
             )
 
 
