@@ -35,9 +35,10 @@ def wide(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(console, "width", 300)
 
 
-def _received(pair: dict[str, NodeHome], forge: Any, text: str) -> str:
+def _received(pair: dict[str, NodeHome], forge: Any, text: str, **fields: str) -> str:
+    """Delivered to washington: a message from moscow with ``text`` (and ``fields``)."""
     washington, moscow = pair["washington"], pair["moscow"]
-    envelope = forge(moscow, washington, seq=1, text=text)
+    envelope = forge(moscow, washington, seq=1, text=text, **fields)
     result = inbox.receive(
         washington.store,
         washington.identity,
@@ -140,18 +141,8 @@ def test_an_unknown_priority_is_shown_as_text_and_a_reply_needs_one_of_ours(
 ) -> None:
     """A receiver stores a peer's ``priority`` unchecked (protocol §4.1): shown as it is, and
     never taken over by an answer, which must carry a priority we send."""
-    washington, moscow = pair["washington"], pair["moscow"]
-    envelope = forge(moscow, washington, seq=1, text="hello", priority="[/x]flash")
-    result = inbox.receive(
-        washington.store,
-        washington.identity,
-        washington.peer_cards(),
-        [envelope],
-        now=datetime.now(UTC),
-        source="test",
-    )
-    (message_id,) = result.delivered_ids
-    where = str(washington.dir)
+    message_id = _received(pair, forge, "hello", priority="[/x]flash")
+    where = str(pair["washington"].dir)
     for command in (["inbox"], ["show", message_id], ["status", message_id]):
         assert main([*command, "--dir", where]) == 0, command
         assert "[/X]FLASH" in capsys.readouterr().out, command

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -42,8 +43,15 @@ def deliver(src: NodeHome, dst: NodeHome, *, now: datetime | None = None) -> inb
 
 
 def message_from(
-    identity: Identity, dst: NodeHome, seq: int, *, created: datetime | None = None
+    identity: Identity,
+    dst: NodeHome,
+    seq: int,
+    *,
+    created: datetime | None = None,
+    recipient_key: Any = None,
 ) -> bytes:
+    """A free-text message from ``identity`` to ``dst``, sealed to ``dst``'s current key or to
+    ``recipient_key`` (an earlier generation's)."""
     now = created or datetime.now(UTC)
     message_id = new_id(now)
     statement = sign_message(
@@ -62,7 +70,7 @@ def message_from(
         recipient=dst.config.name,
         envelope_id=message_id,
         statement=statement,
-        recipient_key=dst.identity.decryption.public,
+        recipient_key=recipient_key or dst.identity.decryption.public,
     )
 
 
@@ -440,28 +448,14 @@ def test_retired_decryption_keys_are_deleted_once_nothing_sealed_to_them_can_com
     month_ago = (now - timedelta(days=30)).timestamp()
     os.utime(folder / f"{oldest.old_key_id}.encryption.key", (month_ago, month_ago))
 
-    def sealed_to(key: Identity, seq: int) -> bytes:
-        message_id = new_id(now)
-        statement = sign_message(
-            moscow.identity,
-            to="washington",
-            message_id=message_id,
-            seq=seq,
-            created=now,
-            msg_type="free_text",
-            priority="routine",
-            body={"text": "z", "lang": "en"},
-        )
-        return seal(
-            kind=Kind.MESSAGE,
-            sender="moscow",
-            recipient="washington",
-            envelope_id=message_id,
-            statement=statement,
-            recipient_key=key.decryption.public,
-        )
-
-    envelopes = [sealed_to(first, 1), sealed_to(second, 2)]
+    envelopes = [
+        message_from(moscow.identity, washington, seq, created=now, recipient_key=key)
+        for seq, key in ((1, first.decryption.public), (2, second.decryption.public))
+    ]
+    # A malformed age is refused, naming its option; nothing is deleted.
+    assert main(["keys", "retire", "--dir", str(washington.dir), "--older-than", "5x"]) == 2
+    assert "--older-than takes a number" in capsys.readouterr().err
+    assert (folder / f"{oldest.old_key_id}.encryption.key").exists()
     # Not without a confirmation: no terminal here, so --yes is required.
     monkeypatch.setattr("sys.stdin.isatty", lambda: False)
     assert main(["keys", "retire", "--dir", str(washington.dir)]) == 2

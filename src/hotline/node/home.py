@@ -516,15 +516,15 @@ class NodeHome:
         cutoff = (now - older_than).timestamp()
         for path in sorted(folder.glob("*.encryption.key")):
             # Archived when the key retired (_install_next): the file's time is that moment.
-            if path.stat().st_mtime > cutoff:
+            stat = path.stat()
+            if stat.st_mtime > cutoff:
                 continue
             # Overwritten before it is unlinked: a file system that rewrites in place forgets the
             # bytes (a copy-on-write one or a flash disk may keep them: they are sealed under the
             # passphrase unless the node was made without one).
-            size = path.stat().st_size
             fd = os.open(path, os.O_WRONLY)
             try:
-                os.write(fd, b"\0" * size)
+                os.write(fd, b"\0" * stat.st_size)
                 os.fsync(fd)
             finally:
                 os.close(fd)
