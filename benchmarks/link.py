@@ -8,6 +8,9 @@ receipt, durable commits on both sides), one message at a time; then a burst of 
 submitted as fast as the API takes them, timed until the last DELIVERED receipt.
 Synapse: two users in a room, both /sync long-polls open, the same 1 KiB text: send -> arrival
 at B, and send -> B's read receipt back at A (like for like with hotline's DELIVERED receipt).
+Both systems run side by side and their latencies are timed in rounds, in turn, so that the
+ratio compares them under the same machine load (on this shared machine, two runs taken a
+minute apart differ by more than 10%).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _stats import percentile
+from _stats import percentile, summarize
 
 from hotline.node.home import NodeHome
 
@@ -104,107 +107,146 @@ def measure_hotline(messages: int, burst: int) -> dict[str, Any]:
     return measure_nodes(linked_homes(WORK), messages, burst)
 
 
+class Pair:
+    """washington and moscow running, with an operator API client of washington's."""
+
+    def __init__(self, homes: dict[str, NodeHome]) -> None:
+        self.homes = homes
+        self.processes = [_start(h) for h in homes.values()]
+        w = homes["washington"]
+        self.api = httpx.Client(
+            base_url=w.config.endpoint,
+            verify=w.local_verify(),
+            headers={"authorization": f"Bearer {w.api_token}"},
+            timeout=60,
+        )
+
+    def close(self) -> None:
+        self.api.close()
+        for p in self.processes:
+            os.killpg(p.pid, signal.SIGTERM)
+            p.wait(timeout=10)
+        for h in self.homes.values():
+            h.close()
+
+    def cpu(self) -> list[float]:
+        return [cpu_seconds(p.pid) for p in self.processes]
+
+    def send_and_wait(self) -> float:
+        """One message, timed from the send call to its return (protocol §8: it returns once
+        the DELIVERED receipt is in)."""
+        started = time.perf_counter()
+        view = self.api.post(
+            "/api/v1/messages",
+            params={"wait": "delivered", "timeout": 30},
+            json={"to": "moscow", "priority": "immediate", "text": TEXT},
+        ).json()
+        elapsed = time.perf_counter() - started
+        if view["state"] not in ("delivered", "acknowledged", "answered"):
+            raise RuntimeError(f"not delivered: {view['state']}")
+        return elapsed
+
+    def burst(self, count: int) -> dict[str, Any]:
+        """``count`` messages through ``POST /api/v1/messages/batch`` (250 per call, one
+        transaction each), timed from the first call to the last DELIVERED receipt."""
+        started = time.perf_counter()
+        ids: list[str] = []
+        for first in range(0, count, 250):
+            chunk = [
+                {"to": "moscow", "priority": "routine", "text": TEXT}
+                for _ in range(min(250, count - first))
+            ]
+            ids += self.api.post("/api/v1/messages/batch", json=chunk).json()["ids"]
+        submitted = time.perf_counter() - started
+        # The clock stops when the last message's DELIVERED receipt is in (delivery goes
+        # lowest sequence number first); then every message's state is checked, untimed:
+        # 2,000 sequential API reads would add seconds of the client's own work.
+        deadline = time.monotonic() + 300
+        while True:
+            view = self.api.get(
+                f"/api/v1/messages/{ids[-1]}", params={"wait": "delivered", "timeout": 60}
+            ).json()
+            if view["state"] in ("delivered", "acknowledged", "answered"):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"last burst message not delivered: {view['state']}")
+        total = time.perf_counter() - started
+        states = {self.api.get(f"/api/v1/messages/{i}").json()["state"] for i in ids}
+        checked = time.perf_counter() - started
+        if states != {"delivered"}:
+            raise RuntimeError(f"burst states: {states}")
+        return {
+            "burst": len(ids),
+            "burst_submit_s": submitted,
+            "burst_total_s": total,
+            "burst_per_s": len(ids) / total,
+            "burst_checked_s": checked,
+        }
+
+
+#: Untimed messages before the latency is timed (connections, caches and the WAL warm up).
+WARMUP = 30
+
+
 def measure_nodes(
     homes: dict[str, NodeHome],
     messages: int,
     burst: int,
     others: Callable[[], float] | None = None,
+    *,
+    between: Callable[[], None] | None = None,
+    rounds: int = 1,
 ) -> dict[str, Any]:
     """Start both nodes, measure washington -> moscow, stop them (and close ``homes``).
     ``others()``: CPU seconds so far of processes the nodes use (the PostgreSQL server), read
-    when the nodes' are."""
-    processes = [_start(h) for h in homes.values()]
-    w = homes["washington"]
+    when the nodes' are. The latency is timed in ``rounds`` rounds, with ``between()`` run
+    after each (another system's round, timed under the same machine load)."""
+    pair = Pair(homes)
     try:
-        with httpx.Client(
-            base_url=w.config.endpoint,
-            verify=w.local_verify(),
-            headers={"authorization": f"Bearer {w.api_token}"},
-            timeout=60,
-        ) as api:
+        for _ in range(WARMUP):
+            pair.send_and_wait()
 
-            def send_and_wait() -> float:
-                started = time.perf_counter()
-                # One call: it returns once the DELIVERED receipt is in (protocol §8).
-                view = api.post(
-                    "/api/v1/messages",
-                    params={"wait": "delivered", "timeout": 30},
-                    json={"to": "moscow", "priority": "immediate", "text": TEXT},
-                ).json()
-                elapsed = time.perf_counter() - started
-                if view["state"] not in ("delivered", "acknowledged", "answered"):
-                    raise RuntimeError(f"not delivered: {view['state']}")
-                return elapsed
+        def cpu() -> list[float]:
+            return [*pair.cpu(), others() if others else 0.0]
 
-            for _ in range(30):
-                send_and_wait()
-            cpu_start = [cpu_seconds(p.pid) for p in processes] + [others() if others else 0.0]
-            latencies = [send_and_wait() for _ in range(messages)]
-            cpu_latency = [cpu_seconds(p.pid) for p in processes] + [others() if others else 0.0]
-
-            # Burst: the operator API takes batches of up to 256 messages per call (one
-            # transaction each); timed from the first call to the last DELIVERED receipt.
-            started = time.perf_counter()
-            ids: list[str] = []
-            for first in range(0, burst, 250):
-                chunk = [
-                    {"to": "moscow", "priority": "routine", "text": TEXT}
-                    for _ in range(min(250, burst - first))
-                ]
-                ids += api.post("/api/v1/messages/batch", json=chunk).json()["ids"]
-            submitted = time.perf_counter() - started
-            # The clock stops when the last message's DELIVERED receipt is in (delivery goes
-            # lowest sequence number first); then every message's state is checked, untimed:
-            # 2,000 sequential API reads would add seconds of the client's own work.
-            deadline = time.monotonic() + 300
-            while True:
-                view = api.get(
-                    f"/api/v1/messages/{ids[-1]}", params={"wait": "delivered", "timeout": 60}
-                ).json()
-                if view["state"] in ("delivered", "acknowledged", "answered"):
-                    break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"last burst message not delivered: {view['state']}")
-            total = time.perf_counter() - started
-            cpu_burst = [cpu_seconds(p.pid) for p in processes] + [others() if others else 0.0]
-            states = {api.get(f"/api/v1/messages/{i}").json()["state"] for i in ids}
-            checked = time.perf_counter() - started
-            if states != {"delivered"}:
-                raise RuntimeError(f"burst states: {states}")
+        latencies: list[float] = []
+        round_p50s: list[float] = []
+        cpu_latency = [0.0, 0.0, 0.0]
+        for r in range(rounds):
+            count = messages // rounds + (1 if r < messages % rounds else 0)
+            before = cpu()
+            taken = [pair.send_and_wait() for _ in range(count)]
+            after = cpu()
+            # CPU of the nodes during their own rounds only, not during the other system's.
+            cpu_latency = [c + b - a for c, a, b in zip(cpu_latency, before, after, strict=True)]
+            latencies += taken
+            round_p50s.append(percentile(taken, 50) * 1000)
+            if between is not None:
+                between()
+        cpu_start = cpu()
+        result = pair.burst(burst)
+        cpu_burst = cpu()
     finally:
-        for p in processes:
-            os.killpg(p.pid, signal.SIGTERM)
-            p.wait(timeout=10)
-        for h in homes.values():
-            h.close()
+        pair.close()
     return {
         "p50_ms": percentile(latencies, 50) * 1000,
         "p99_ms": percentile(latencies, 99) * 1000,
         "n": len(latencies),
-        "burst": len(ids),
-        "burst_submit_s": submitted,
-        "burst_total_s": total,
-        "burst_per_s": len(ids) / total,
-        "burst_checked_s": checked,
+        "round_p50_ms": round_p50s,
+        **result,
         # CPU time per message of each node (sender, receiver) and of ``others``, in ms.
-        "cpu_latency_ms": [
-            (b - a) * 1000 / messages for a, b in zip(cpu_start, cpu_latency, strict=True)
-        ],
+        "cpu_latency_ms": [x * 1000 / messages for x in cpu_latency],
         "cpu_burst_ms": [
-            (b - a) * 1000 / len(ids) for a, b in zip(cpu_latency, cpu_burst, strict=True)
+            (b - a) * 1000 / result["burst"] for a, b in zip(cpu_start, cpu_burst, strict=True)
         ],
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--messages", type=int, default=300)
-    parser.add_argument("--burst", type=int, default=2000)
-    parser.add_argument("--no-synapse", action="store_true")
-    args = parser.parse_args()
+#: The latency is timed in this many rounds, hotline's and Synapse's in turn.
+ROUNDS = 5
 
-    print(f"hotline: {args.messages} sequential 1 KiB messages, burst of {args.burst} ...")
-    hotline = measure_hotline(args.messages, args.burst)
+
+def _print_hotline(hotline: dict[str, Any]) -> None:
     print(
         f"  send -> DELIVERED receipt: p50 {hotline['p50_ms']:.2f} ms, "
         f"p99 {hotline['p99_ms']:.2f} ms (n={hotline['n']})"
@@ -221,30 +263,62 @@ def main() -> None:
             *hotline["cpu_latency_ms"][:2], *hotline["cpu_burst_ms"][:2]
         )
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--messages", type=int, default=300)
+    parser.add_argument("--burst", type=int, default=2000)
+    parser.add_argument("--no-synapse", action="store_true")
+    args = parser.parse_args()
+
     if args.no_synapse:
+        print(f"hotline: {args.messages} sequential 1 KiB messages, burst of {args.burst} ...")
+        _print_hotline(measure_hotline(args.messages, args.burst))
         print(f"machine load average at the end: {os.getloadavg()}")
         return
-    from peers.synapse import measure_synapse
+    from peers.synapse import SynapseServer, ensure_synapse_venv, timed_rounds
 
-    print("Synapse (same 1 KiB text; both users' /sync long-polls open) ...")
-    synapse = measure_synapse(messages=min(args.messages, 200))
-    version = synapse.get("synapse_version", "?")
+    synapse_messages = min(args.messages, 200)
+    print(
+        f"hotline ({args.messages} sequential 1 KiB messages) and Synapse ({synapse_messages}, "
+        f"the same text, both users' /sync long-polls open) in {ROUNDS} rounds each, in turn; "
+        f"then hotline's burst of {args.burst} ..."
+    )
+    with (
+        SynapseServer(ensure_synapse_venv(ROOT / ".bench")) as server,
+        timed_rounds(server, synapse_messages) as synapse_rounds,
+    ):
+        synapse_round_p50s: list[float] = []
+
+        def synapse_round() -> None:
+            done = len(synapse_rounds.samples.receipt)
+            synapse_rounds.send(synapse_messages // ROUNDS)
+            synapse_round_p50s.append(percentile(synapse_rounds.samples.receipt[done:], 50) * 1000)
+
+        hotline = measure_nodes(
+            linked_homes(WORK), args.messages, args.burst, between=synapse_round, rounds=ROUNDS
+        )
+        version = server.version
+    _print_hotline(hotline)
+    arrival = summarize(synapse_rounds.samples.arrival)
+    receipt = summarize(synapse_rounds.samples.receipt)
     print(
         f"  Synapse {version}, send -> B's read receipt back at A: "
-        f"p50 {synapse['receipt_p50_ms']:.2f} ms, p99 {synapse['receipt_p99_ms']:.2f} ms "
-        f"(n={synapse['n']})"
+        f"p50 {receipt.p50_ms:.2f} ms, p99 {receipt.p99_ms:.2f} ms (n={receipt.n})"
     )
     print(
-        f"  Synapse {version}, send -> arrival at B (one way): p50 {synapse['p50_ms']:.2f} ms, "
-        f"p99 {synapse['p99_ms']:.2f} ms"
+        f"  Synapse {version}, send -> arrival at B (one way): p50 {arrival.p50_ms:.2f} ms, "
+        f"p99 {arrival.p99_ms:.2f} ms"
     )
     # Like for like: hotline's figure runs from send to the DELIVERED receipt back at the sender.
-    ratio = hotline["p50_ms"] / synapse["receipt_p50_ms"]
+    ratio = hotline["p50_ms"] / receipt.p50_ms
+    by_round = [h / s for h, s in zip(hotline["round_p50_ms"], synapse_round_p50s, strict=True)]
     print(
         f"\nhotline p50 / Synapse receipt p50 = {ratio:.3f}  (target <= 0.25, and hotline p50 "
-        f"< 10 ms); against Synapse's one-way arrival: "
-        f"{hotline['p50_ms'] / synapse['p50_ms']:.3f}"
+        f"< 10 ms); against Synapse's one-way arrival: {hotline['p50_ms'] / arrival.p50_ms:.3f}"
     )
+    print("  round by round: " + ", ".join(f"{r:.3f}" for r in by_round))
     print(f"hotline burst {hotline['burst_per_s']:.0f}/s (target >= 400/s)")
     print(f"machine load average at the end: {os.getloadavg()}")
 

@@ -58,6 +58,7 @@ __all__ = [
     "SynapseUser",
     "ensure_synapse_venv",
     "measure_synapse",
+    "timed_rounds",
 ]
 
 # The version installed and measured; bump it deliberately and re-run the benchmark.
@@ -708,37 +709,77 @@ def _send_and_time(
         samples.receipt.append(receipted - started)
 
 
-def run_against(
-    server: SynapseServer, messages: int, size: int, warmup: int = WARMUP_MESSAGES
-) -> _Samples:
-    """Warm up, then time ``messages`` sends from A to B; return latencies in seconds."""
+class Rounds:
+    """A room kept open for several rounds of timed messages: ``send(count)`` times ``count``
+    more, one at a time. benchmarks/link.py runs hotline's rounds between these, so that both
+    systems are timed under the same machine load."""
+
+    def __init__(
+        self,
+        server: SynapseServer,
+        room: _Room,
+        sender: httpx.Client,
+        run: str,
+        size: int,
+        first_index: int,
+    ) -> None:
+        self._server = server
+        self._room = room
+        self._sender = sender
+        self._run = run
+        self._size = size
+        self._next = first_index
+        self.samples = _Samples([], [])
+
+    def send(self, count: int) -> None:
+        try:
+            _send_and_time(
+                self._server,
+                self._sender,
+                self._room,
+                self._run,
+                count,
+                self._size,
+                self._next,
+                self.samples,
+            )
+        except httpx.HTTPError as e:
+            raise SynapseError(f"talking to Synapse failed: {e!r}") from e
+        self._next += count
+
+
+@contextlib.contextmanager
+def timed_rounds(
+    server: SynapseServer, messages: int, size: int = 1024, warmup: int = WARMUP_MESSAGES
+) -> Iterator[Rounds]:
+    """Warm up, then yield ``Rounds`` for at most ``messages`` timed sends in all; on leaving,
+    one last message wakes both open long-polls so that their threads end promptly."""
     if not 1 <= messages <= MAX_MESSAGES:
         raise ValueError(f"messages must be within 1..{MAX_MESSAGES}, got {messages}")
     if not 32 <= size <= MAX_BODY_BYTES:
         raise ValueError(f"size must be within 32..{MAX_BODY_BYTES} bytes, got {size}")
     run = secrets.token_hex(4)
     total = warmup + messages + 1
-    try:
-        return _run_messages(server, run, messages, size, warmup, total)
-    except httpx.HTTPError as e:
-        raise SynapseError(f"talking to Synapse failed: {e!r}") from e
-
-
-def _run_messages(
-    server: SynapseServer, run: str, messages: int, size: int, warmup: int, total: int
-) -> _Samples:
     with (
         _listening(server, max_polls=4 * total + 100) as room,
         httpx.Client(timeout=REQUEST_TIMEOUT_S) as sender,
     ):
-        _send_and_time(server, sender, room, run, warmup, size, 0, _Samples([], []))
-        samples = _Samples([], [])
-        _send_and_time(server, sender, room, run, messages, size, warmup, samples)
-        # One last message wakes both open long-polls so their threads end promptly.
+        Rounds(server, room, sender, run, size, 0).send(warmup)
+        rounds = Rounds(server, room, sender, run, size, warmup)
+        yield rounds
+        last = Rounds(server, room, sender, run, size, total - 1)
         room.b.stop(f"{run}-{total - 1:06d}")
         room.a.stop()
-        _send_and_time(server, sender, room, run, 1, size, total - 1, _Samples([], []))
-    return samples
+        last.send(1)
+
+
+def run_against(
+    server: SynapseServer, messages: int, size: int, warmup: int = WARMUP_MESSAGES
+) -> _Samples:
+    """Warm up, then time ``messages`` sends from A to B; return latencies in seconds."""
+    with timed_rounds(server, messages, size, warmup) as rounds:
+        rounds.send(messages)
+    return rounds.samples
 
 
 def measure_synapse(
