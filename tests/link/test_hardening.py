@@ -154,6 +154,37 @@ async def _error_cases(home: NodeHome) -> list[httpx.Response]:
         ]
 
 
+def test_the_link_endpoint_answers_a_failure_of_ours_in_the_one_shape(pair, caplog):
+    """``POST /v1/envelopes`` skips FastAPI's routing (``HotRoutes``): a bug of ours behind it
+    is still a logged 500 in the error shape, and the node serves the next request."""
+    node = Node(pair["moscow"])
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    node.receive = broken  # type: ignore[method-assign]
+
+    async def go() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=create_app(node), raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return [
+                await client.post("/v1/envelopes", content=_batch_of(pair)),
+                await client.get("/healthz"),
+            ]
+
+    failed, healthy = asyncio.run(go())
+    assert failed.status_code == 500
+    assert failed.json() == {"error": {"code": "internal", "detail": "internal error"}}
+    assert "unexpected error on POST /v1/envelopes" in caplog.text
+    assert healthy.status_code == 200
+
+
+def _batch_of(pair: dict[str, NodeHome]) -> bytes:
+    from hotline.core.envelope import encode_batch
+
+    return encode_batch([_forged(pair["washington"], pair["moscow"], 1)])
+
+
 def test_the_rate_limiter_refills_and_keeps_sources_apart():
     from hotline.node.limits import MAX_TRACKED_SOURCES, RateLimiter
 
