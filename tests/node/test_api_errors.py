@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -97,3 +98,52 @@ def test_every_body_is_bounded_before_it_is_parsed(home: NodeHome) -> None:
     for response in asyncio.run(run()):
         assert response.status_code == 400
         assert response.json()["error"]["code"] == "too_large"
+
+
+def test_the_send_route_binds_its_request_as_fastapi_does(home: NodeHome) -> None:
+    """``POST /api/v1/messages`` skips FastAPI's routing (``hotline.node.app.HotRoutes``): its
+    token, query and body are refused with the status, code and field names that FastAPI's
+    binding gives them, and a valid request is queued."""
+    peer = NodeHome.init(
+        home.dir.parent / "m", name="moscow", listen="127.0.0.1:2", display_names={"en": "M"}
+    )
+    card = peer.card(datetime.now(UTC))
+    home.add_peer(card, card.fingerprint, datetime.now(UTC))
+    peer.close()
+    token = {"authorization": f"Bearer {home.api_token}"}
+    message = {"to": "moscow", "text": "x"}
+
+    async def run() -> list[httpx.Response]:
+        app = create_app(Node(home))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            path = "/api/v1/messages"
+            return [
+                await client.post(path, json=message),
+                await client.post(path, json=message, headers={"authorization": "Basic x"}),
+                await client.post(path, json=message, params={"timeout": -1}, headers=token),
+                await client.post(path, json=message, params={"wait": "sent"}, headers=token),
+                await client.post(path, json={**message, "bogus": 1}, headers=token),
+                await client.post(
+                    path, json={"text": "x"}, params={"timeout": "soon"}, headers=token
+                ),
+                await client.post(path, content=b"{", headers=token),
+                await client.post(path, content=b'{"to": "\xff"}', headers=token),
+                await client.post(
+                    path, content=b"to=moscow", headers={**token, "content-type": "text/plain"}
+                ),
+                await client.post(path, json={"to": "nobody", "text": "x"}, headers=token),
+                await client.post(path, json=message, headers=token),
+            ]
+
+    replies = asyncio.run(run())
+    assert [r.status_code for r in replies] == [401, 401] + [422] * 7 + [404, 200]
+    errors = [r.json()["error"] for r in replies[:-1]]
+    assert [e["code"] for e in errors] == ["unauthorized"] * 2 + ["invalid_input"] * 7 + [
+        "not_found"
+    ]
+    assert set(errors[2]["fields"]) == {"query.timeout"}
+    assert set(errors[3]["fields"]) == {"query.wait"}
+    assert set(errors[4]["fields"]) == {"bogus"}
+    assert set(errors[5]["fields"]) == {"query.timeout", "to"}  # both at once
+    assert replies[-1].json()["state"] == "queued" and replies[-1].json()["id"]

@@ -13,18 +13,18 @@ import hmac
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from fastapi import Body, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
@@ -342,16 +342,52 @@ class SurfaceLimits:
         await self.app(scope, limited_receive, send)
 
 
+def _input_error(errors: Sequence[Any], where: tuple[str, ...] = ()) -> InputError:
+    """A request's validation errors (pydantic's, FastAPI's) as our ``invalid_input``, one
+    field each, named as FastAPI names them (a body field plainly, a query one ``query.x``)."""
+    fields = {
+        ".".join(str(p) for p in (*where, *error.get("loc", ())) if p != "body"): str(
+            error.get("msg")
+        )
+        for error in errors
+    }
+    return InputError("the request is not valid", fields=fields)
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class SendQuery(BaseModel):
+    """The query of ``POST /api/v1/messages``, as ``HotRoutes`` binds it (the route's own
+    signature declares the same for FastAPI and the OpenAPI document)."""
+
+    wait: Literal["delivered"] | None = None
+    timeout: float = Field(default=10.0, ge=0, le=MAX_WAIT_S)
+
+
+async def _json_body(request: Request, model: type[ModelT]) -> ModelT:
+    """A JSON request body validated by ``model``, refused as FastAPI refuses it: a body of
+    another media type, or not valid JSON for the model, is ``invalid_input`` (422)."""
+    media = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    if media != "application/json" and not media.endswith("+json"):
+        raise InputError("the body must be JSON", fields={"": f"media type {media[:64]!r}"})
+    try:
+        return model.model_validate_json(await read_body(request, MAX_REQUEST_BYTES))
+    except ValidationError as e:
+        raise _input_error(e.errors()) from None
+
+
 #: An endpoint that ``HotRoutes`` calls itself: the route's function with its dependencies run.
 HotEndpoint = Callable[[Request], Awaitable[Response]]
 
 
 class HotRoutes:
     """ASGI middleware, inside ``SurfaceLimits``: a request to a route on the path of every
-    message (``POST /v1/envelopes``) goes straight to the route's endpoint function, which
-    runs its own dependencies, without FastAPI's routing, dependency injection and exception
-    middleware. Those cost 46 us per request in process and 0.1-0.2 ms on a node whose caches
-    the cryptography has just filled (docs/benchmarks.md, "Session 7"); the route is declared,
+    message (``POST /v1/envelopes``, ``POST /api/v1/messages``) goes straight to the route's
+    endpoint function, its dependencies and parameters bound here by the same functions and
+    models, without FastAPI's routing, dependency injection and exception middleware. Those
+    cost about 0.1 ms per request in process, and more on a node whose caches the
+    cryptography has just filled (docs/benchmarks.md, "Session 7"); each route is declared,
     documented and tested as any other. The surface's limits still apply (they run first), a
     ``HotlineError`` is answered by the app's own handler, and anything else reaches the app's
     handler of unexpected errors, as it would through the router.
@@ -477,13 +513,7 @@ def create_app(node: Node) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         # One error shape for every refusal: FastAPI's own {"detail": [...]} becomes ours.
-        fields = {
-            ".".join(str(p) for p in error.get("loc", ()) if p != "body"): str(error.get("msg"))
-            for error in exc.errors()
-        }
-        error = InputError("the request is not valid", fields=fields)
-        log.info("%s %s -> %s", request.method, request.url.path, error)
-        return JSONResponse({"error": error.to_dict()}, status_code=error.http_status)
+        return await _hotline_error(request, _input_error(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def _framework_refusal(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -825,11 +855,34 @@ def create_app(node: Node) -> FastAPI:
         await limit_source(request)  # the route's dependency (``limited``)
         return await envelopes(request)
 
+    may_send = _allowed(Permission.SEND)
+
+    async def hot_send(request: Request) -> Response:
+        # The route's dependencies (SENDER) and parameters, bound as FastAPI binds them.
+        caller = await may_send(await _caller(request, await BEARER(request)))
+        query: SendQuery | None = None
+        refused: dict[str, object] = {}
+        try:
+            query = SendQuery.model_validate(dict(request.query_params))
+        except ValidationError as e:
+            refused = _input_error(e.errors(), ("query",)).fields
+        try:
+            req = await _json_body(request, SendRequest)
+        except InputError as e:
+            e.fields = {**refused, **e.fields}  # every field named at once, as FastAPI does
+            raise
+        if query is None:
+            raise InputError("the request is not valid", fields=refused)
+        reply = await send(req, caller, query.wait, query.timeout)
+        return Response(msgspec.json.encode(reply), media_type="application/json")
+
     # -- mounted sub-applications (each adds its own routes; one line per part) -------------
     _mount_parts(app, node)
     # Added before SurfaceLimits, so inside it: the surface's limits run first.
     app.add_middleware(
-        HotRoutes, routes={("POST", "/v1/envelopes"): hot_envelopes}, on_error=_hotline_error
+        HotRoutes,
+        routes={("POST", "/v1/envelopes"): hot_envelopes, ("POST", "/api/v1/messages"): hot_send},
+        on_error=_hotline_error,
     )
     app.add_middleware(
         SurfaceLimits,
