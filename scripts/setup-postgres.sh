@@ -22,6 +22,9 @@ PG_VERSION=15
 PG_BIN=/usr/lib/postgresql/${PG_VERSION}/bin
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DATA_PARENT="${HOTLINE_PG_DIR:-${ROOT}/.pg/durable}"
+# An absolute path: the walk up to / below would never end at a relative one (".pg/tests").
+mkdir -p "${DATA_PARENT}"
+DATA_PARENT="$(cd "${DATA_PARENT}" && pwd)"
 FSYNC=on
 if [ "${HOTLINE_PG_UNSAFE_NO_FSYNC:-}" = 1 ]; then FSYNC=off; fi
 DATA="${DATA_PARENT}/data"
