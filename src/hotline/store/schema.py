@@ -70,9 +70,15 @@ messages = Table(
     Column("noted_at_us", BigInteger, nullable=True),
     UniqueConstraint("direction", "peer", "seq", name="uq_messages_direction_peer_seq"),
 )
-Index("ix_messages_direction_peer", messages.c.direction, messages.c.peer, messages.c.seq)
+# Lookups by (direction, peer, seq) use the unique constraint's index (migration 0020).
 Index("ix_messages_direction_noted", messages.c.direction, messages.c.noted_at_us)
-Index("ix_messages_notification", messages.c.notification)
+# Only the messages sent to several peers at once have a notification id (migration 0020).
+Index(
+    "ix_messages_notification",
+    messages.c.notification,
+    sqlite_where=messages.c.notification.isnot(None),
+    postgresql_where=messages.c.notification.isnot(None),
+)
 
 # The delivery queue: outgoing envelopes still waiting for their DELIVERED receipt. A row is
 # removed when the receipt arrives or the envelope expires (the history stays in message_events);
