@@ -17,6 +17,7 @@ from hotline.link import inbox, outbox
 from hotline.node.home import NodeHome
 from hotline.store.messages import (
     MAX_SEQUENCE_JUMP,
+    State,
     get_message,
     message_state,
     pending_outgoing,
@@ -422,3 +423,34 @@ def test_one_batch_decides_each_envelope_as_if_it_came_alone(pair, forge):
         for r in again.receipts["washington"]
     ] == [opened.statement.raw]
     assert _inbox_count(m) == 4
+
+
+def test_a_batch_reports_each_state_it_commits_as_the_store_has_it(pair):
+    """``Received.states`` (what a long-poll takes instead of reading the store) is the state
+    the store holds after the batch, even when receipts arrive out of order."""
+    w, m = pair["washington"], pair["moscow"]
+    message_id = _send(w, "moscow", "confirm")
+    sent = [o.envelope for o in _pending(w, "moscow")]
+    # Delivered, but the DELIVERED receipt is lost on the way back.
+    inbox.receive(m.store, m.identity, m.peer_cards(), sent, now=NOW, source="test")
+    outbox.acknowledge(
+        m.store,
+        m.identity,
+        m.peer_card("washington"),
+        message_id,
+        now=NOW,
+        ttl=TTL,
+        operator="ivanov",
+    )
+    ack, _ = _deliver(m, w, [o.envelope for o in _pending(m, "washington")])
+    assert ack.states == {message_id: State.ACKNOWLEDGED}
+    # The message goes again: the duplicate's DELIVERED receipt comes after the ACKNOWLEDGED.
+    again, back = _deliver(w, m, sent)
+    assert [o.status for o in again.outcomes] == ["duplicate"]
+    assert back.states == {message_id: State.ACKNOWLEDGED}
+    assert _state(w, message_id) == "acknowledged"
+
+    other = _send(w, "moscow", "second")
+    _, back = _deliver(w, m, [o.envelope for o in _pending(w, "moscow")])
+    assert back.states == {other: State.DELIVERED}
+    assert _state(w, other) == "delivered"

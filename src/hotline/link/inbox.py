@@ -54,6 +54,7 @@ from hotline.store.messages import (
     dequeue,
     expired_among,
     insert_messages,
+    message_state,
     next_expected_seq,
     note_inbound_seq,
     receipt_exists,
@@ -127,6 +128,9 @@ class Received:
     delivered_ids: list[str] = field(default_factory=list)
     #: Ids of our own messages whose state changed (delivered, acknowledged, answered).
     updated_ids: list[str] = field(default_factory=list)
+    #: The state of each of those as this batch commits it (a long-poll waiting for one of
+    #: them takes it from here instead of reading the store again).
+    states: dict[str, State] = field(default_factory=dict)
     #: Newly committed activity notifications (deconfliction assesses them).
     activity_ids: list[str] = field(default_factory=list)
     #: For each sender in the batch, the lowest sequence number not yet received from it.
@@ -258,6 +262,10 @@ def receive(
                 conn, [transcript.NewEntry(statement, "receipt.out", receipt_id)], after=last
             )
             batch.old_receipts.setdefault(sender, {})[receipt_id] = statement
+        for message_id in dict.fromkeys(batch.result.updated_ids):
+            state = message_state(conn, message_id)
+            if state is not None:
+                batch.result.states[message_id] = state
         for sender, statements in batch.old_receipts.items():
             batch.result.receipts[sender] = [
                 seal(

@@ -8,7 +8,7 @@ import itertools
 import logging
 import random
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -248,6 +248,16 @@ class HttpPeerLog:
         )
 
 
+class _Change(asyncio.Event):
+    """A change notification (``Node.notify_changed``): set once the store has changed.
+    ``states`` carries the new state of messages of ours that the change decided, as of its
+    commit, so that a long-poll waiting for one of them need not read the store again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.states: Mapping[str, State] = {}
+
+
 class Node:
     def __init__(self, home: NodeHome) -> None:
         self.home = home
@@ -257,7 +267,7 @@ class Node:
         self.peers: dict[str, Card] = {}
         self.links: dict[str, PeerLink] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._changed = asyncio.Event()
+        self._changed = _Change()
         self._case_alarms: dict[str, int] = {}
         self._pull_rng = random.Random(secrets.randbits(64))  # noqa: S311 (jitter)
         self._registry: Registry | None = None
@@ -377,8 +387,12 @@ class Node:
 
     # -- change notification (live views, long-polls) --------------------------------------
 
-    def notify_changed(self) -> None:
-        event, self._changed = self._changed, asyncio.Event()
+    def notify_changed(self, states: Mapping[str, State] | None = None) -> None:
+        """Wake every long-poll and live view. ``states``: the new state of messages of ours
+        that the change decided, as of its commit."""
+        event, self._changed = self._changed, _Change()
+        if states:
+            event.states = states
         event.set()
 
     async def wait_for_state(
@@ -392,7 +406,7 @@ class Node:
         """
         view: MessageView | None = None
 
-        def reached() -> bool:
+        def reached(_news: Mapping[str, State]) -> bool:
             nonlocal view
             view = self.message(message_id)
             return view.state.value in states
@@ -408,9 +422,10 @@ class Node:
         ``send ... wait=delivered``): each look reads the message's events, not its row."""
         state = State.QUEUED
 
-        def reached() -> bool:
+        def reached(news: Mapping[str, State]) -> bool:
             nonlocal state
-            state = self.state(message_id)
+            # The state the change that woke us committed, else the store's.
+            state = news.get(message_id) or self.state(message_id)
             return state.value in states
 
         if not await self._wait_until(reached, timeout, unchanged):
@@ -418,14 +433,16 @@ class Node:
         return state
 
     async def _wait_until(
-        self, reached: Callable[[], bool], timeout: float, unchanged: bool
+        self, reached: Callable[[Mapping[str, State]], bool], timeout: float, unchanged: bool
     ) -> bool:
-        """Look (``reached()``) after each change notification until it is true (True), or
-        until ``timeout`` s have passed (False). ``unchanged``: skip the first look."""
+        """Look (``reached(news)``, ``news``: the states the last change carried) after each
+        change notification until it is true (True), or until ``timeout`` s have passed
+        (False). ``unchanged``: skip the first look."""
         deadline = asyncio.get_running_loop().time() + timeout
+        news: Mapping[str, State] = {}
         while True:
             changed = self._changed
-            if not unchanged and reached():
+            if not unchanged and reached(news):
                 return True
             unchanged = False
             remaining = deadline - asyncio.get_running_loop().time()
@@ -436,6 +453,7 @@ class Node:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(remaining):
                     await changed.wait()
+            news = changed.states
 
     def state(self, message_id: str) -> State:
         with self.store.read() as conn:
@@ -466,7 +484,7 @@ class Node:
         if result.referral_ids:
             self.validate_referrals(result.referral_ids)
         if result.delivered_ids or result.updated_ids:
-            self.notify_changed()
+            self.notify_changed(result.states)
         return result
 
     def _receive_committed(
