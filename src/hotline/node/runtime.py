@@ -425,7 +425,8 @@ class Node:
         def reached(news: Mapping[str, State]) -> bool:
             nonlocal state
             # The state the change that woke us committed, else the store's.
-            state = news.get(message_id) or self.state(message_id)
+            carried = news.get(message_id)
+            state = carried if carried is not None else self.state(message_id)
             return state.value in states
 
         if not await self._wait_until(reached, timeout, unchanged):
