@@ -358,8 +358,7 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class SendQuery(BaseModel):
-    """The query of ``POST /api/v1/messages``, as ``HotRoutes`` binds it (the route's own
-    signature declares the same for FastAPI and the OpenAPI document)."""
+    """The query of ``POST /api/v1/messages`` (bound by FastAPI and by ``HotRoutes`` alike)."""
 
     wait: Literal["delivered"] | None = None
     timeout: float = Field(default=10.0, ge=0, le=MAX_WAIT_S)
@@ -756,8 +755,7 @@ def create_app(node: Node) -> FastAPI:
     async def send(
         req: SendRequest,
         caller: Annotated[Caller, SENDER],
-        wait: Annotated[Literal["delivered"] | None, Query()] = None,
-        timeout: Annotated[float, Query(ge=0, le=MAX_WAIT_S)] = 10.0,
+        query: Annotated[SendQuery, Query()],
     ) -> dict[str, Any]:
         """Queue a message durably; answers its id and state (``queued``).
 
@@ -766,10 +764,10 @@ def create_app(node: Node) -> FastAPI:
         """
         message_id = node.send_many([_send_arguments(req, caller)])[0]
         record(caller, "api_send", message_id, f"to {req.to}")
-        if wait is None:
+        if query.wait is None:
             return {"id": message_id, "state": "queued"}
         state = await node.wait_for_state_value(
-            message_id, {"delivered", "acknowledged", "answered"}, timeout, unchanged=True
+            message_id, {"delivered", "acknowledged", "answered"}, query.timeout, unchanged=True
         )
         return {"id": message_id, "state": state.value}
 
@@ -873,7 +871,7 @@ def create_app(node: Node) -> FastAPI:
             raise
         if query is None:
             raise InputError("the request is not valid", fields=refused)
-        reply = await send(req, caller, query.wait, query.timeout)
+        reply = await send(req, caller, query)
         return Response(msgspec.json.encode(reply), media_type="application/json")
 
     # -- mounted sub-applications (each adds its own routes; one line per part) -------------
