@@ -295,6 +295,17 @@ def test_header_parser_never_crashes(data):
         read_header(data)
 
 
+def test_a_refused_header_is_refused_every_time(parties):
+    """Parsed headers are kept (``_parse_header``): a refusal is not, and a good header read
+    again is the same."""
+    _, envelope = _message(parties)
+    bad = _rewrite_header(envelope, to="not a name!")
+    for _ in range(2):
+        with pytest.raises(WireError, match="envelope header"):
+            read_header(bad)
+    assert read_header(envelope) == read_header(envelope)
+
+
 def test_uuid7_ids_are_time_ordered_and_versioned():
     ids = [new_id(datetime(2026, 1, 1, 0, 0, s, tzinfo=UTC)) for s in range(5)]
     assert ids == sorted(ids)
