@@ -39,6 +39,14 @@ def pair(tmp_path: Path) -> Iterator[dict[str, NodeHome]]:
         home.close()
 
 
+@pytest.fixture
+def trio(tmp_path: Path) -> Iterator[dict[str, NodeHome]]:
+    homes = link_homes(tmp_path, ("washington", "moscow", "beijing"))
+    yield homes
+    for home in homes.values():
+        home.close()
+
+
 def forge_message(
     sender: NodeHome,
     recipient: NodeHome,

@@ -34,12 +34,14 @@ from hotline.core.treehead import TreeHead
 from hotline.errors import ErrorCode, InputError, NotFoundError, ProtocolError
 from hotline.store import Store
 from hotline.store.messages import (
+    LastOut,
     State,
     add_event,
     add_events,
     enqueue_many,
     has_event,
     insert_messages,
+    last_out,
     next_out_seq,
     store_receipt,
 )
@@ -101,11 +103,37 @@ class _Queued:
     queue: list[dict[str, Any]] = field(default_factory=list)
     #: The next sequence number towards each peer, read once per transaction.
     next_seq: dict[str, int] = field(default_factory=dict)
+    #: What was numbered towards each peer before this transaction, read with ``next_seq``.
+    last_before: dict[str, LastOut | None] = field(default_factory=dict)
+    #: Peers for which this transaction has decided whether a message carries our tree head.
+    head_decided: set[str] = field(default_factory=set)
 
     def seq_for(self, conn: Connection, peer: str) -> int:
-        seq = self.next_seq.get(peer) or next_out_seq(conn, peer)
+        if peer not in self.next_seq:
+            last = last_out(conn, peer)
+            self.last_before[peer] = last
+            self.next_seq[peer] = 1 if last is None else last.seq + 1
+        seq = self.next_seq[peer]
         self.next_seq[peer] = seq + 1
         return seq
+
+    def head_for(self, peer: str, head: TreeHead, now: datetime) -> bytes | None:
+        """The tree head the next message to ``peer`` carries (after ``seq_for``): ``head``
+        in the first message created after it was signed, none in the others (the peer has it;
+        docs/protocol.md §4.1). When unsure (the last entry towards the peer is a receipt,
+        which carries no head), the message carries it."""
+        if peer in self.head_decided:
+            return None
+        self.head_decided.add(peer)
+        last = self.last_before.get(peer)
+        if (
+            head.time == now  # signed in this transaction: new to every peer
+            or last is None
+            or last.kind != Kind.MESSAGE
+            or last.created_at_us < to_us(head.time)
+        ):
+            return head.statement
+        return None
 
     def add(self, row: dict[str, Any]) -> None:
         self.messages.append(row)
@@ -183,6 +211,7 @@ def _prepare(
     if draft.in_reply_to is not None:
         _check_answerable(conn, draft.in_reply_to, peer.name)
     seq = queued.seq_for(conn, peer.name)
+    tree_head = queued.head_for(peer.name, head, now)
     payload = message_payload(
         identity,
         to=peer.name,
@@ -194,7 +223,7 @@ def _prepare(
         body=body,
         expires=expires,
         in_reply_to=draft.in_reply_to,
-        tree_head=head.statement,
+        tree_head=tree_head,
         author=draft.author,
         released_by=draft.released_by,
         notification=draft.notification,

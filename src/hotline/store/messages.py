@@ -131,6 +131,12 @@ _MAX_SEQ = Prepared(
         and_(messages.c.direction == bindparam("direction"), messages.c.peer == bindparam("peer"))
     )
 )
+_LAST_OUT = Prepared(
+    select(messages.c.seq, messages.c.kind, messages.c.created_at_us)
+    .where(and_(messages.c.direction == "out", messages.c.peer == bindparam("peer")))
+    .order_by(messages.c.seq.desc())
+    .limit(1)
+)
 _FIRST_GAP = Prepared(
     select(func.min(inbound_gaps.c.seq)).where(inbound_gaps.c.peer == bindparam("peer"))
 )
@@ -253,6 +259,22 @@ def next_out_seq(conn: Connection, peer: str) -> int:
     """The next sequence number towards ``peer``. Call inside a write transaction."""
     current = _MAX_SEQ.scalar(conn, {"direction": "out", "peer": peer})
     return int(current or 0) + 1
+
+
+@dataclass(frozen=True, slots=True)
+class LastOut:
+    """What was last numbered towards a peer (a message or an ACKNOWLEDGED receipt)."""
+
+    seq: int
+    kind: str
+    created_at_us: int
+
+
+def last_out(conn: Connection, peer: str) -> LastOut | None:
+    """The highest-numbered entry we queued for ``peer``, or None. One index lookup (the
+    unique constraint on direction, peer, seq, read backwards)."""
+    row = _LAST_OUT.first(conn, {"peer": peer})
+    return None if row is None else LastOut(int(row[0]), row[1], int(row[2]))
 
 
 def highest_in_seq(conn: Connection, peer: str) -> int:

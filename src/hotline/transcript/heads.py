@@ -148,8 +148,8 @@ def current_own_head(
 ) -> TreeHead:
     """Our latest signed head; a new one if the log grew and the latest is older than max_age."""
     latest = latest_own_head(conn)
-    # A head younger than max_age serves as it is: the log's size and root are not read (every
-    # message carries a head, and this runs before each is signed).
+    # A head younger than max_age serves as it is: the log's size and root are not read (this
+    # runs before every batch of messages is signed).
     if latest is not None and now - latest.time < timedelta(seconds=max_age_s):
         return latest
     size, root = size_and_root(conn)
