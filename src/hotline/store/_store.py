@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import ClassVar
 
@@ -12,6 +12,16 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hotline.errors import HotlineError, StorageError
 from hotline.store.db import create_store_engine, migrate
+
+#: ``Connection.info`` key of the actions to run once the transaction commits (``after_commit``).
+_AFTER_COMMIT = "hotline.after_commit"
+
+
+def after_commit(conn: Connection, action: Callable[[], None]) -> None:
+    """Run ``action`` once the write transaction ``conn`` belongs to has committed (through
+    ``Store.write``); never if it rolls back. For what a process may remember of the store only
+    once the store holds it durably (the transcript's frontier)."""
+    conn.info.setdefault(_AFTER_COMMIT, []).append(action)
 
 
 class Store:
@@ -44,11 +54,18 @@ class Store:
         """One write transaction: committed (durably) on success, rolled back on any error."""
         try:
             with self.engine.begin() as conn:
-                yield conn
+                info = conn.info  # the DBAPI connection's: it outlives this transaction
+                info.pop(_AFTER_COMMIT, None)  # left by a transaction not made here
+                try:
+                    yield conn
+                finally:
+                    actions: list[Callable[[], None]] = info.pop(_AFTER_COMMIT, [])
         except HotlineError:
             raise
         except SQLAlchemyError as e:
             raise StorageError(f"write failed: {e.__class__.__name__}: {e}") from e
+        for action in actions:
+            action()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

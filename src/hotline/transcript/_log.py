@@ -29,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hotline.core import merkle
 from hotline.errors import InputError, NotFoundError, StorageError
+from hotline.store import after_commit
 from hotline.store.prepared import InList, Prepared, prepared_insert
 from hotline.transcript._schema import transcript_leaves, transcript_nodes
 from hotline.transcript.hold import check as check_hold
@@ -49,6 +50,11 @@ MAX_LEAVES_PER_REF = 1_000
 _KIND = re.compile(r"[a-z][a-z0-9_.-]*")
 # Any 64-bit constant that no other part of hotline uses; it names the transcript's append lock.
 _PG_APPEND_LOCK = 0x686F746C696E6501  # "hotline" + 0x01
+#: ``Connection.info`` key (the DBAPI connection's, kept across its transactions): the log's size
+#: and frontier after the last append this connection committed. The log is append-only, so the
+#: frontier of a size never changes: while the log's size is still that one, its frontier is
+#: taken from here instead of read (two statements less per append). Set only once committed.
+_FRONTIER = "hotline.transcript.frontier"
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,9 +138,13 @@ def append(
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_APPEND_LOCK})
             n = _size(conn)
-            frontier_ids = merkle.range_subtrees(0, n) if n else []
-            stored = _fetch(conn, frontier_ids)
-            frontier = [stored[s] for s in frontier_ids]
+            known: tuple[int, tuple[bytes, ...]] | None = conn.info.get(_FRONTIER)
+            if known is not None and known[0] == n:
+                frontier = list(known[1])
+            else:
+                frontier_ids = merkle.range_subtrees(0, n) if n else []
+                stored = _fetch(conn, frontier_ids)
+                frontier = [stored[s] for s in frontier_ids]
         if n + len(entries) > MAX_LOG_SIZE:
             raise InputError(f"the transcript holds at most {MAX_LOG_SIZE} entries")
         hashes = [merkle.leaf_hash(e.data) for e in entries]
@@ -151,7 +161,13 @@ def append(
             _INSERT_NODE.executemany(conn, nodes)
     except SQLAlchemyError as e:
         raise StorageError(f"appending to the transcript failed: {e}") from e
-    return Appended(first_index=n, size=grown.size, root=grown.root, frontier=tuple(grown.frontier))
+    appended = Appended(
+        first_index=n, size=grown.size, root=grown.root, frontier=tuple(grown.frontier)
+    )
+    if entries:
+        info = conn.info
+        after_commit(conn, lambda: info.__setitem__(_FRONTIER, (appended.size, appended.frontier)))
+    return appended
 
 
 def size(conn: Connection) -> int:
