@@ -5,6 +5,7 @@ the write with ``StorageError`` and leaves nothing half-written; the next write 
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -35,3 +36,70 @@ def test_a_write_waits_for_the_lock_then_fails_as_a_storage_error(
     with store.read() as conn:
         assert conn.execute(select(func.count()).select_from(inbound_gaps)).scalar_one() == 1
     store.close()
+
+
+def _gap_count(store: Store) -> int:
+    with store.read() as conn:
+        return int(conn.execute(select(func.count()).select_from(inbound_gaps)).scalar_one())
+
+
+def test_each_thread_keeps_its_own_writer_connection(tmp_path: Path, store_url) -> None:
+    """A thread's write transactions share one connection (taken from the pool once); another
+    thread has its own; a write opened inside another of the same thread is refused at once
+    (it would otherwise wait for the first one's lock)."""
+    store = Store.open(store_url(tmp_path / "store.sqlite"))
+    try:
+        with store.write() as first:
+            first.execute(inbound_gaps.insert().values(peer="moscow", seq=1, noticed_at_us=1))
+            held = first.connection.dbapi_connection
+            with pytest.raises(StorageError, match="already open"), store.write():
+                pass
+        with store.write() as again:
+            assert again.connection.dbapi_connection is held
+        seen: list[object] = []
+
+        def in_other_thread() -> None:
+            with store.write() as conn:
+                conn.execute(inbound_gaps.insert().values(peer="moscow", seq=2, noticed_at_us=2))
+                seen.append(conn.connection.dbapi_connection)
+
+        worker = threading.Thread(target=in_other_thread)
+        worker.start()
+        worker.join()
+        assert seen and seen[0] is not held
+        assert _gap_count(store) == 2
+    finally:
+        store.close()
+
+
+def test_a_closed_store_writes_again_on_a_new_connection(tmp_path: Path, store_url) -> None:
+    store = Store.open(store_url(tmp_path / "store.sqlite"))
+    try:
+        with store.write() as conn:
+            conn.execute(inbound_gaps.insert().values(peer="moscow", seq=1, noticed_at_us=1))
+            kept = conn
+        store.close()
+        assert kept.closed
+        with store.write() as conn:
+            assert conn is not kept
+            conn.execute(inbound_gaps.insert().values(peer="moscow", seq=2, noticed_at_us=2))
+        assert _gap_count(store) == 2
+    finally:
+        store.close()
+
+
+def test_an_invalidated_writer_connection_is_replaced(tmp_path: Path, store_url) -> None:
+    """A connection the driver lost (a PostgreSQL server gone, say) fails its transaction and
+    is not used again: the next write takes a new one."""
+    store = Store.open(store_url(tmp_path / "store.sqlite"))
+    try:
+        with pytest.raises(RuntimeError), store.write() as conn:
+            lost = conn
+            conn.invalidate()
+            raise RuntimeError("the transaction fails with its connection")
+        with store.write() as conn:
+            assert conn is not lost
+            conn.execute(inbound_gaps.insert().values(peer="moscow", seq=1, noticed_at_us=1))
+        assert _gap_count(store) == 1
+    finally:
+        store.close()
