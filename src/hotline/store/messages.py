@@ -137,8 +137,19 @@ _LAST_OUT = Prepared(
     .order_by(messages.c.seq.desc())
     .limit(1)
 )
-_FIRST_GAP = Prepared(
-    select(func.min(inbound_gaps.c.seq)).where(inbound_gaps.c.peer == bindparam("peer"))
+#: The lowest number from a peer not yet received: its first gap, else one past its highest.
+_NEXT_EXPECTED = Prepared(
+    select(
+        func.coalesce(
+            select(func.min(inbound_gaps.c.seq))
+            .where(inbound_gaps.c.peer == bindparam("peer"))
+            .scalar_subquery(),
+            select(func.max(messages.c.seq) + 1)
+            .where(and_(messages.c.direction == "in", messages.c.peer == bindparam("peer")))
+            .scalar_subquery(),
+            1,
+        )
+    )
 )
 _DELETE_GAP = Prepared(
     delete(inbound_gaps).where(
@@ -381,8 +392,7 @@ def stale_gaps(conn: Connection, peer: str, noticed_before_us: int, limit: int =
 
 def next_expected_seq(conn: Connection, peer: str) -> int:
     """The lowest sequence number from ``peer`` not yet received."""
-    first_gap = _FIRST_GAP.scalar(conn, {"peer": peer})
-    return int(first_gap) if first_gap is not None else highest_in_seq(conn, peer) + 1
+    return int(_NEXT_EXPECTED.scalar(conn, {"peer": peer}))
 
 
 def _view(row: Any, own_name: str, events: list[Event]) -> MessageView:
