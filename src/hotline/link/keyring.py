@@ -57,6 +57,7 @@ from hotline.core.keyevents import (
 from hotline.core.keys import SigningPublicKey, peek_statement
 from hotline.errors import ErrorCode, NotFoundError, ProtocolError, VerificationError, WireError
 from hotline.link import outbox
+from hotline.store import after_commit
 from hotline.store.messages import State, add_events, dequeue, record_security_event
 from hotline.store.prepared import Prepared
 from hotline.store.schema import messages, metadata, outbox_queue, peers
@@ -224,7 +225,8 @@ def add_key(
         )
     ).first()
     if exists is None:
-        conn.execute(
+        _write_history(
+            conn,
             insert(key_history).values(
                 owner=name,
                 key_id=key_id,
@@ -233,7 +235,7 @@ def add_key(
                 state=state.value,
                 added_at_us=now_us,
                 confirmed_at_us=now_us if confirmed else None,
-            )
+            ),
         )
 
 
@@ -242,15 +244,64 @@ def ensure_own_key(conn: Connection, card: Card, now_us: int) -> None:
     add_key(conn, card, state=KeyState.ACTIVE, now_us=now_us, confirmed=True)
 
 
-def peer_keys(conn: Connection, peer: Card) -> dict[bytes, tuple[SigningPublicKey, KeyStanding]]:
+#: How many writes to ``key_history`` this process has begun (``_write_history``): what
+#: ``peer_keys`` remembers is taken only while this count and the store's data version are
+#: what they were when it was read.
+_history_writes = [0]
+#: ``Connection.info`` key: (the count and data version it was read at, peer keys by peer).
+_PEER_KEYS = "hotline.keyring.peer_keys"
+
+PeerKeys = dict[bytes, tuple[SigningPublicKey, KeyStanding]]
+_KeptKeys = tuple[tuple[int, int | None], dict[tuple[str, bytes], PeerKeys]]
+
+
+def _write_history(conn: Connection, statement: Any) -> Any:
+    """Every write to ``key_history`` goes through here (before it runs, whether or not it
+    commits: a reader that then misses what it remembered only reads again)."""
+    _history_writes[0] += 1
+    return conn.execute(statement)
+
+
+def _data_version(conn: Connection) -> int | None:
+    """SQLite's data version of this connection: it changes whenever another connection (of
+    this process or another) commits. None on PostgreSQL, which has none: nothing is kept."""
+    if conn.dialect.name != "sqlite":
+        return None
+    raw = conn.connection.dbapi_connection
+    return int(raw.execute("PRAGMA data_version").fetchone()[0])  # type: ignore[union-attr]
+
+
+def peer_keys(conn: Connection, peer: Card) -> PeerKeys:
     """Every key of ``peer`` by key id, with its standing. The card's key is active if the
-    history does not know it (a peer added before key history existed)."""
+    history does not know it (a peer added before key history existed).
+
+    The inbox asks for every batch it takes in: on SQLite the answer is kept on the connection
+    once the transaction that read it commits, and given again while no connection has
+    written since (the data version) and this process has written no key (``_history_writes``).
+    A transaction that rolls back keeps nothing (it may have read its own undone writes)."""
+    version = _data_version(conn)
+    stamp = (_history_writes[0], version)
+    name_and_key = (peer.name, peer.signing_key.key_id)
+    if version is not None:
+        kept: _KeptKeys | None = conn.info.get(_PEER_KEYS)
+        if kept is not None and kept[0] == stamp and name_and_key in kept[1]:
+            return dict(kept[1][name_and_key])
     out = {
         bytes.fromhex(r.key_id): (r.card.signing_key, r.standing) for r in history(conn, peer.name)
     }
     key_id = peer.signing_key.key_id
     if key_id not in out:
         out[key_id] = (peer.signing_key, KeyStanding(key_id, KeyState.ACTIVE))
+    if version is not None:
+        info, answer = conn.info, dict(out)
+
+        def keep() -> None:
+            kept: _KeptKeys | None = info.get(_PEER_KEYS)
+            if kept is None or kept[0] != stamp:
+                kept = info[_PEER_KEYS] = (stamp, {})
+            kept[1][name_and_key] = answer
+
+        after_commit(conn, keep)
     return out
 
 
@@ -318,7 +369,8 @@ def record_own_rotation(
     # A node made before key history has no row for its key yet: it predates the new one.
     ensure_own_key(conn, old_card, now_us - 1)
     _check_current(conn, old.name, old.signing.public.key_id.hex())
-    conn.execute(
+    _write_history(
+        conn,
         update(key_history)
         .where(
             and_(
@@ -326,7 +378,7 @@ def record_own_rotation(
                 key_history.c.key_id == old.signing.public.key_id.hex(),
             )
         )
-        .values(state=KeyState.ROTATED.value, valid_until_us=to_us(now + overlap))
+        .values(state=KeyState.ROTATED.value, valid_until_us=to_us(now + overlap)),
     )
     add_key(conn, new_card, state=KeyState.ACTIVE, now_us=now_us, confirmed=True)
     ids = _announce(
@@ -374,10 +426,11 @@ def record_own_revocation(
     # A node made before key history has no row for its key yet: it predates the new one.
     ensure_own_key(conn, old_card, now_us - 1)
     _check_current(conn, old.name, old_id)
-    conn.execute(
+    _write_history(
+        conn,
         update(key_history)
         .where(and_(key_history.c.owner == old.name, key_history.c.key_id == old_id))
-        .values(state=KeyState.REVOKED.value, revoked_at_us=to_us(compromised_at))
+        .values(state=KeyState.REVOKED.value, revoked_at_us=to_us(compromised_at)),
     )
     add_key(conn, new_card, state=KeyState.ACTIVE, now_us=now_us, confirmed=True)
     dropped = [
@@ -636,10 +689,11 @@ def _set_peer_key_state(
         values["valid_until_us"] = valid_until_us
     if revoked_at_us is not None:
         values["revoked_at_us"] = revoked_at_us
-    done = conn.execute(
+    done = _write_history(
+        conn,
         update(key_history)
         .where(and_(key_history.c.owner == peer, key_history.c.key_id == key_id.hex()))
-        .values(**values)
+        .values(**values),
     )
     if done.rowcount == 0:  # the peer's first key, from before key history: record it now
         card_row = conn.execute(select(peers.c.card).where(peers.c.name == peer)).first()
@@ -649,10 +703,11 @@ def _set_peer_key_state(
         if card.signing_key.key_id != key_id:
             raise ProtocolError(f"key {key_id.hex()} of {peer!r} is not known")
         add_key(conn, card, state=state, now_us=0, confirmed=True)
-        conn.execute(
+        _write_history(
+            conn,
             update(key_history)
             .where(and_(key_history.c.owner == peer, key_history.c.key_id == key_id.hex()))
-            .values(**values)
+            .values(**values),
         )
 
 
@@ -702,10 +757,11 @@ def confirm_peer_key(
         )
     for record in pending:
         state = KeyState.ACTIVE if record is chosen else KeyState.REJECTED
-        conn.execute(
+        _write_history(
+            conn,
             update(key_history)
             .where(and_(key_history.c.owner == peer, key_history.c.key_id == record.key_id))
-            .values(state=state.value, confirmed_at_us=now_us if record is chosen else None)
+            .values(state=state.value, confirmed_at_us=now_us if record is chosen else None),
         )
     _replace_card(conn, chosen.card)
     _reseal_queue(conn, identity, chosen.card)
