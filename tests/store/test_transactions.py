@@ -43,10 +43,11 @@ def _gap_count(store: Store) -> int:
         return int(conn.execute(select(func.count()).select_from(inbound_gaps)).scalar_one())
 
 
-def test_each_thread_keeps_its_own_writer_connection(tmp_path: Path, store_url) -> None:
-    """A thread's write transactions share one connection (taken from the pool once); another
-    thread has its own; a write opened inside another of the same thread is refused at once
-    (it would otherwise wait for the first one's lock)."""
+def test_the_main_thread_keeps_its_writer_connection(tmp_path: Path, store_url) -> None:
+    """The main thread's write transactions share one connection (taken from the pool once);
+    another thread takes one from the pool for its transaction and gives it back; a write
+    opened inside another of the same thread is refused at once (it would otherwise wait for
+    the first one's lock)."""
     store = Store.open(store_url(tmp_path / "store.sqlite"))
     try:
         with store.write() as first:
@@ -62,11 +63,13 @@ def test_each_thread_keeps_its_own_writer_connection(tmp_path: Path, store_url) 
             with store.write() as conn:
                 conn.execute(inbound_gaps.insert().values(peer="moscow", seq=2, noticed_at_us=2))
                 seen.append(conn.connection.dbapi_connection)
+            seen.append(store.engine.pool.checkedout())
 
         worker = threading.Thread(target=in_other_thread)
         worker.start()
         worker.join()
-        assert seen and seen[0] is not held
+        assert seen[0] is not held
+        assert seen[1] == 1  # given back: only the main thread's is out
         assert _gap_count(store) == 2
     finally:
         store.close()

@@ -35,11 +35,12 @@ class Store:
     def __init__(self, engine: Engine, read_engine: Engine | None = None) -> None:
         self.engine = engine
         self.read_engine = read_engine or engine
-        # Each thread keeps its writer connection between transactions: taking one from the
-        # pool and giving it back cost more than the transaction's own BEGIN (three write
-        # transactions are on the path of every message).
-        self._kept = threading.local()
-        self._all_kept: weakref.WeakSet[Connection] = weakref.WeakSet()
+        # The main thread (a node's event loop, a CLI command) keeps its writer connection
+        # between transactions: taking one from the pool and giving it back cost more than the
+        # transaction's own BEGIN, and three write transactions are on the path of every
+        # message. Other threads take one from the pool for each transaction, so that none
+        # holds a connection while idle (a PostgreSQL pool has a few).
+        self._kept: Connection | None = None
         Store._opened.add(self)
 
     @classmethod
@@ -59,8 +60,7 @@ class Store:
     def write(self) -> Iterator[Connection]:
         """One write transaction: committed (durably) on success, rolled back on any error."""
         try:
-            conn = self._writer()
-            with conn.begin():
+            with self._writer() as conn, conn.begin():
                 info = conn.info  # the DBAPI connection's: it outlives this transaction
                 info.pop(_AFTER_COMMIT, None)  # left by a transaction not made here
                 try:
@@ -74,17 +74,22 @@ class Store:
         for action in actions:
             action()
 
-    def _writer(self) -> Connection:
-        """This thread's writer connection (a new one if it has none, or lost it)."""
-        conn: Connection | None = getattr(self._kept, "conn", None)
+    @contextmanager
+    def _writer(self) -> Iterator[Connection]:
+        """The main thread's kept connection (a new one if it has none, or lost it); in any
+        other thread, one from the pool, given back after the transaction."""
+        if threading.current_thread() is not threading.main_thread():
+            with self.engine.connect() as pooled:
+                yield pooled
+            return
+        conn = self._kept
         if conn is None or conn.closed or conn.invalidated:
-            conn = self._kept.conn = self.engine.connect()
-            self._all_kept.add(conn)
+            conn = self._kept = self.engine.connect()
         elif conn.in_transaction():
             # Another write transaction of this thread is open: a second one would wait for
-            # the first's lock forever (it was so with pooled connections too).
+            # the first's lock until the busy timeout (it did so with pooled connections).
             raise StorageError("a write transaction is already open in this thread")
-        return conn
+        yield conn
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -97,8 +102,8 @@ class Store:
             raise StorageError(f"read failed: {e.__class__.__name__}: {e}") from e
 
     def close(self) -> None:
-        for conn in list(self._all_kept):
-            conn.close()
-        self._kept = threading.local()
+        if self._kept is not None:
+            self._kept.close()
+            self._kept = None
         self.engine.dispose()
         self.read_engine.dispose()
