@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hotline.core import encoding
 from hotline.core.card import (
     NAME_PATTERN,
     Identity,
@@ -480,3 +482,45 @@ def test_a_heartbeat_with_an_odd_id_or_too_many_cosignatures_is_malformed(field,
     with pytest.raises(WireError) as caught:
         parse_payload(Kind.HEARTBEAT, encode_json(payload))
     assert caught.value.code == ErrorCode.MALFORMED and says in caught.value.detail
+
+
+_JSON_LEAVES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**53), max_value=2**53),
+    st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0xFFFF), max_size=6),
+    st.sampled_from(["\ud800", "x\udfff", "[{", "\\u"]),  # lone surrogates, brackets in text
+)
+_JSON_VALUES = st.recursive(
+    _JSON_LEAVES,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=40,
+)
+
+
+def _decoded(data: bytes) -> tuple[str, object]:
+    try:
+        return "value", encoding.decode_json(data, Any, what="test")
+    except WireError as e:
+        return "refused", e.detail
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    value=_JSON_VALUES,
+    depth=st.integers(min_value=0, max_value=20),
+    ascii_only=st.booleans(),
+)
+def test_the_walk_is_skipped_only_where_it_would_find_nothing(value, depth, ascii_only):
+    """``decode_json`` skips its walk of the parsed value when the bytes show it could find
+    nothing (``_plainly_within_limits``): with and without the shortcut, every document is
+    decoded to the same value or refused with the same reason."""
+    for _ in range(depth):
+        value = [value]
+    data = json.dumps(value, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+    with_shortcut = _decoded(data)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(encoding, "_plainly_within_limits", lambda _data: False)
+        assert _decoded(data) == with_shortcut

@@ -69,6 +69,14 @@ def _check_tree(value: Any, limit: int) -> str | None:
     return None
 
 
+def _plainly_within_limits(data: bytes) -> bool:
+    """True when ``_check_tree`` could find nothing in what ``data`` parses to, seen from the
+    bytes alone (a walk of the parsed value costs more than the parse): a lone surrogate can
+    only come from a ``\\u`` escape (strict UTF-8 refuses encoded ones), and no value is
+    deeper than one more than the count of brackets and braces."""
+    return b"\\u" not in data and data.count(b"[") + data.count(b"{") < MAX_JSON_DEPTH
+
+
 def decode_json(data: bytes, into: type[T], *, what: str, limit: int = MAX_PAYLOAD_BYTES) -> T:
     """Parse ``data`` as one JSON value of type ``into``, refusing anything ambiguous.
 
@@ -87,7 +95,7 @@ def decode_json(data: bytes, into: type[T], *, what: str, limit: int = MAX_PAYLO
         raise WireError(f"{what}: {e.detail}", code=e.code) from e
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise WireError(f"{what}: not valid JSON ({e})") from e
-    problem = _check_tree(raw, MAX_JSON_DEPTH)
+    problem = None if _plainly_within_limits(data) else _check_tree(raw, MAX_JSON_DEPTH)
     if problem is not None:
         raise WireError(f"{what}: {problem}")
     try:
