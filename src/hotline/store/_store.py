@@ -21,7 +21,7 @@ _AFTER_COMMIT = "hotline.after_commit"
 def after_commit(conn: Connection, action: Callable[[], None]) -> None:
     """Run ``action`` once the write transaction ``conn`` belongs to has committed (through
     ``Store.write``); never if it rolls back. For what a process may remember of the store only
-    once the store holds it durably (the transcript's frontier)."""
+    once the store holds it durably (the transcript's frontier, a peer's keys: decision 17)."""
     conn.info.setdefault(_AFTER_COMMIT, []).append(action)
 
 
